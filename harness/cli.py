@@ -1,0 +1,101 @@
+"""The `harness` command line: parse, build, run. Nothing else lives here."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from harness.errors import HarnessError
+
+DEFAULT_RUNS_DIR = "runs"
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="harness: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+class HarnessGroup(click.Group):
+    """Click group that turns HarnessError into one line on stderr and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context):  # noqa: D401
+        try:
+            return super().invoke(ctx)
+        except HarnessError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+runs_dir_option = click.option(
+    "--runs-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_RUNS_DIR,
+    envvar="HARNESS_RUNS_DIR",
+    show_default=True,
+    help="Folder holding one sub-folder per run (env HARNESS_RUNS_DIR).",
+)
+
+
+@click.group(cls=HarnessGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.version_option(package_name="harness")
+def main(verbose: bool) -> None:
+    """Benchmark harness: does knowledge distillation beat label smoothing, and why?"""
+    _setup_logging(verbose)
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
+@runs_dir_option
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe field, e.g. --set optim.lr=0.05 (repeatable, type-checked).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
+              help="Device (default: the recipe's runtime.device).")
+@click.option("--resume", is_flag=True, help="Continue an unfinished run from its last checkpoint.")
+@click.option("--restart", is_flag=True,
+              help="Set an existing run aside (renamed, not deleted) and train it again.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+def run(recipe: Path, runs_dir: Path, overrides: tuple[str, ...], device: str | None,
+        resume: bool, restart: bool, progress: bool | None) -> None:
+    """Train and evaluate one RECIPE; metrics go to RUNS_DIR/<run_id>/metrics.parquet."""
+    from harness.recipe import load_recipe
+    from harness.runner import RunOptions, train
+
+    if resume and restart:
+        raise click.UsageError("--resume and --restart exclude each other")
+    loaded = load_recipe(recipe, overrides)
+    result = train(loaded, runs_dir, RunOptions(device=device, resume=resume, restart=restart,
+                                                progress=progress))
+    last = result.rows[-1] if result.rows else {}
+    summary = f"top1 {last['top1']:.2f}%" if last else "no metrics"
+    click.echo(f"{result.status}: {result.run_id} ({summary}) -> {result.run_dir / 'metrics.parquet'}")
+
+
+@main.command()
+@click.argument("recipes", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override fields.")
+def validate(recipes: tuple[Path, ...], overrides: tuple[str, ...]) -> None:
+    """Check RECIPES strictly without running them (one line per problem)."""
+    from harness.recipe import load_recipe
+
+    failed = 0
+    for path in recipes:
+        try:
+            r = load_recipe(path, overrides)
+        except HarnessError as exc:
+            click.echo(f"error: {exc}", err=True)
+            failed += 1
+        else:
+            click.echo(f"ok: {path} ({r.run_id})")
+    if failed:
+        raise SystemExit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Data loading: choose a backend from the recipe and build train/validation loaders.
+
+Backends (`data.backend`):
+* `memory`: the split as a uint8 tensor on the device, augmented there (small data sets);
+* `torch`: torchvision Dataset + DataLoader (the fallback for machines without ffcv);
+* `ffcv`: FFCV `.beton` files (ImageNet, CIFAR), see `harness.data.ffcv_loader`.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import torch
+import torch.nn.functional as F
+
+from harness.data.augment import AugmentSpec
+from harness.data.base import Batch, DataBundle, Loader
+from harness.data.datasets import INFOS, load_split, subset_indices
+from harness.data.memory import MemoryLoader
+from harness.errors import DataError
+from harness.recipe import DataConfig
+
+__all__ = ["Batch", "DataBundle", "Loader", "build_data", "augment_spec"]
+
+
+def augment_spec(cfg: DataConfig) -> AugmentSpec:
+    """The device-side augmentation described by `data.augment`."""
+    a = cfg.augment
+    return AugmentSpec(a.crop_padding, a.hflip, a.rotation_degrees)
+
+
+def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize a uint8 (N, C, H, W) tensor once, in chunks (bilinear, antialiased)."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    out = []
+    for chunk in images.split(4096):
+        x = F.interpolate(chunk.float(), size=(size, size), mode="bilinear", antialias=True)
+        out.append(x.round().clamp(0, 255).to(torch.uint8))
+    return torch.cat(out)
+
+
+def build_memory(
+    cfg: DataConfig, *, device: torch.device, seed: int, rank: int, world_size: int
+) -> DataBundle:
+    """Load both splits into device memory and wrap them in MemoryLoaders."""
+    info = INFOS[cfg.dataset]
+    splits = {}
+    for split, size in (("train", cfg.train_subset), ("val", cfg.val_subset)):
+        images, targets = load_split(
+            cfg.dataset,
+            split,
+            root=cfg.root,
+            num_classes=cfg.num_classes,
+            channels=cfg.channels,
+            image_size=cfg.image_size,
+            synthetic_size=cfg.synthetic_size,
+            seed=cfg.subset_seed,
+        )
+        keep = subset_indices(len(targets), size, cfg.subset_seed + (split == "val"))
+        if keep is not None:
+            images, targets = images[keep], targets[keep]
+        res = cfg.image_size if split == "train" else (cfg.val_image_size or cfg.image_size)
+        if res is not None:
+            images = _resize(images, res)
+        splits[split] = (images, targets)
+    num_classes = cfg.num_classes or info.num_classes
+    for split, (_, targets) in splits.items():
+        if len(targets) == 0:
+            raise DataError(f"data: the {split} split is empty")
+        if int(targets.max()) >= num_classes:
+            raise DataError(
+                f"data.num_classes: labels go up to {int(targets.max())} but num_classes is {num_classes}"
+            )
+    common = {"mean": info.mean, "std": info.std, "device": device, "rank": rank, "world_size": world_size}
+    train = MemoryLoader(
+        *splits["train"],
+        batch_size=cfg.batch_size,
+        train=True,
+        augment=augment_spec(cfg),
+        seed=seed,
+        drop_last=cfg.drop_last,
+        **common,
+    )
+    val = MemoryLoader(
+        *splits["val"], batch_size=cfg.eval_batch_size, train=False, augment=AugmentSpec(), **common
+    )
+    images = splits["train"][0]
+    return DataBundle(
+        train=train,
+        val=val,
+        num_classes=num_classes,
+        channels=int(images.shape[1]),
+        image_size=int(images.shape[-1]),
+        train_size=len(splits["train"][1]),
+        val_size=len(splits["val"][1]),
+        eval_split="val" if cfg.dataset == "synthetic" else "test",
+        describe=(
+            f"{cfg.dataset} (memory): {len(splits['train'][1])} train / "
+            f"{len(splits['val'][1])} val, {images.shape[1]}x{images.shape[2]}x{images.shape[3]}"
+        ),
+    )
+
+
+# Backends living in their own modules, imported only when used (ffcv is an optional extra).
+_BACKEND_MODULES = {"torch": "harness.data.torch_loader", "ffcv": "harness.data.ffcv_loader"}
+
+
+def build_data(
+    cfg: DataConfig, *, device: torch.device, seed: int, rank: int = 0, world_size: int = 1
+) -> DataBundle:
+    """Train and validation loaders for `cfg`, sharded for `rank` of `world_size`."""
+    if cfg.backend == "memory":
+        return build_memory(cfg, device=device, seed=seed, rank=rank, world_size=world_size)
+    try:
+        module = importlib.import_module(_BACKEND_MODULES[cfg.backend])
+    except ModuleNotFoundError as exc:
+        raise DataError(f"data.backend: the {cfg.backend!r} backend is not available ({exc})") from None
+    return module.build(cfg, device=device, seed=seed, rank=rank, world_size=world_size)

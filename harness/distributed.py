@@ -1,0 +1,79 @@
+"""The process group, when launched by `torchrun` (PyTorch DDP), and helpers that are no-ops alone.
+
+torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; with WORLD_SIZE > 1 we join the default process
+group (NCCL on GPUs, gloo on CPU). Only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the ranks."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def world_from_env() -> World:
+    """Read the ranks torchrun set (a single process when unset)."""
+    return World(
+        rank=int(os.environ.get("RANK", 0)),
+        world_size=int(os.environ.get("WORLD_SIZE", 1)),
+        local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+    )
+
+
+def init(world: World, device: torch.device) -> None:
+    """Join the process group if there is more than one rank (idempotent)."""
+    if not world.distributed or dist.is_initialized():
+        return
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend=backend, rank=world.rank, world_size=world.world_size)
+
+
+def shutdown() -> None:
+    """Leave the process group if we joined one."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(tensors: list[torch.Tensor]) -> None:
+    """Sum each tensor across ranks in place (exact count-weighted reduction)."""
+    if dist.is_available() and dist.is_initialized():
+        for t in tensors:
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+
+
+def all_reduce_max(value: int) -> int:
+    """Largest integer across ranks (used to agree on stop flags)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    t = torch.tensor([value], dtype=torch.int64)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op alone)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()

@@ -1,0 +1,35 @@
+"""Errors a user can act on: the CLI prints them as one line and exits non-zero."""
+
+
+class HarnessError(Exception):
+    """A problem with user input or the environment, reported as a single line."""
+
+    exit_code = 2
+
+
+class RecipeError(HarnessError):
+    """A recipe (or a --set override) that does not validate; the message names the dotted path."""
+
+
+class DataError(HarnessError):
+    """A data set that is missing, unreadable or does not match the recipe."""
+
+
+class TeacherError(HarnessError):
+    """A teacher that cannot be built: missing checkpoint, wrong class count, unknown run."""
+
+
+class RunStateError(HarnessError):
+    """A run folder in a state that forbids the requested action (exists, locked, corrupt)."""
+
+
+class DivergedError(HarnessError):
+    """Training produced a non-finite loss."""
+
+    exit_code = 3
+
+
+class InterruptedRun(HarnessError):
+    """The run stopped on SIGTERM/SIGINT after writing a checkpoint."""
+
+    exit_code = 130

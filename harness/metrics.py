@@ -1,0 +1,280 @@
+"""Accuracy and confidence metrics, and the per-run Parquet writer.
+
+Public functions (imported by tools outside the project) take torch tensors: probabilities or
+logits shaped (N, K) and int64 labels (N,), and return Python floats:
+
+* `topk_accuracy(logits, targets, k)`: percent of samples whose label is among the top k.
+* `expected_calibration_error(probs, targets, n_bins=15)`: equal-width bins over the max
+  probability, ECE = sum_b (n_b / N) |acc_b - conf_b| (a fraction; Guo et al. 2017).
+* `mean_entropy(probs)`: mean of H(p) = -sum_k p_k log p_k, in nats (Sultan 2023).
+* `mean_max_prob(probs)`: mean of max_k p_k.
+* `stability(probs, targets)`: Shen et al. 2021,
+  S = 1 - (1/K) sum_c (1/n_c) sum_{i in c} ||p_i - mean_{j in c} p_j||^2 over the classes present.
+* `negative_log_likelihood(probs, targets)`: mean of -log p_y (nats).
+
+`MetricAccumulator` computes all of them from running sums over batches (exactly equal to the
+functions on the concatenated outputs) so that evaluation streams, and under DDP the sums are
+all-reduced: count-weighted, never an average of averages.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+EPS = 1e-12
+
+
+# ------------------------------------------------------------------------------ functions
+def topk_accuracy(logits: torch.Tensor, targets: torch.Tensor, k: int = 1) -> float:
+    """Percent of rows whose label is among the k largest logits (k capped at K)."""
+    k = min(k, logits.shape[1])
+    top = logits.topk(k, dim=1).indices
+    return float((top == targets[:, None]).any(dim=1).double().mean() * 100.0)
+
+
+def _bin_index(confidence: torch.Tensor, n_bins: int) -> torch.Tensor:
+    """Bin b holds confidences in (b/n, (b+1)/n]; a confidence of 0 falls in bin 0."""
+    return (torch.ceil(confidence.double() * n_bins).long() - 1).clamp(0, n_bins - 1)
+
+
+def expected_calibration_error(probs: torch.Tensor, targets: torch.Tensor, n_bins: int = 15) -> float:
+    """ECE with `n_bins` equal-width bins over the max probability (a fraction in [0, 1])."""
+    conf, pred = probs.double().max(dim=1)
+    correct = (pred == targets).double()
+    bins = _bin_index(conf, n_bins)
+    n = conf.numel()
+    count = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, bins, torch.ones_like(conf))
+    conf_sum = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, bins, conf)
+    acc_sum = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, bins, correct)
+    return float((acc_sum - conf_sum).abs().sum() / n)
+
+
+def mean_entropy(probs: torch.Tensor) -> float:
+    """Mean predictive entropy -sum_k p_k log p_k (nats); 0 log 0 = 0."""
+    p = probs.double()
+    return float(-(torch.xlogy(p, p)).sum(dim=1).mean())
+
+
+def mean_max_prob(probs: torch.Tensor) -> float:
+    """Mean of the largest class probability."""
+    return float(probs.double().max(dim=1).values.mean())
+
+
+def negative_log_likelihood(probs: torch.Tensor, targets: torch.Tensor) -> float:
+    """Mean -log p_y (nats), probabilities floored at 1e-12."""
+    p = probs.double().gather(1, targets[:, None]).clamp_min(EPS)
+    return float(-p.log().mean())
+
+
+def stability(probs: torch.Tensor, targets: torch.Tensor) -> float:
+    """Shen et al.'s S = 1 - mean over present classes of the mean squared distance to the class mean."""
+    p = probs.double()
+    variances = []
+    for c in targets.unique():
+        pc = p[targets == c]
+        variances.append(((pc - pc.mean(dim=0)) ** 2).sum(dim=1).mean())
+    return float(1.0 - torch.stack(variances).mean())
+
+
+# ------------------------------------------------------------------------------ accumulator
+class MetricAccumulator:
+    """Running sums from which every metric above is computed exactly.
+
+    Sums are float64 tensors on `device`; `tensors()`/`load_tensors()` expose them so a caller
+    can all-reduce them across ranks (SUM) before `compute()`.
+    """
+
+    FIELDS = ("n", "correct1", "correct5", "nll", "entropy", "max_prob")
+
+    def __init__(self, num_classes: int, n_bins: int = 15, device: torch.device | str = "cpu") -> None:
+        self.num_classes = num_classes
+        self.n_bins = n_bins
+        f64 = {"dtype": torch.float64, "device": device}
+        self.scalars = torch.zeros(len(self.FIELDS), **f64)
+        self.bin_count = torch.zeros(n_bins, **f64)
+        self.bin_conf = torch.zeros(n_bins, **f64)
+        self.bin_correct = torch.zeros(n_bins, **f64)
+        self.class_count = torch.zeros(num_classes, **f64)
+        self.class_prob_sum = torch.zeros(num_classes, num_classes, **f64)
+        self.class_sq_norm = torch.zeros(num_classes, **f64)
+
+    @torch.no_grad()
+    def update(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        """Add a batch of logits (N, K) and labels (N,)."""
+        logp = torch.log_softmax(logits.double(), dim=1)
+        p = logp.exp()
+        conf, pred = p.max(dim=1)
+        correct = (pred == targets).double()
+        k = min(5, self.num_classes)
+        top5 = (logits.topk(k, dim=1).indices == targets[:, None]).any(dim=1).double()
+        nll = -logp.gather(1, targets[:, None]).squeeze(1).clamp_max(-math.log(EPS))
+        entropy = -(p * logp).nan_to_num(0.0).sum(dim=1)
+        self.scalars += torch.stack(
+            [
+                torch.tensor(float(len(targets)), dtype=torch.float64, device=p.device),
+                correct.sum(),
+                top5.sum(),
+                nll.sum(),
+                entropy.sum(),
+                conf.sum(),
+            ]
+        )
+        bins = _bin_index(conf, self.n_bins)
+        self.bin_count.index_add_(0, bins, torch.ones_like(conf))
+        self.bin_conf.index_add_(0, bins, conf)
+        self.bin_correct.index_add_(0, bins, correct)
+        self.class_count.index_add_(0, targets, torch.ones_like(conf))
+        self.class_prob_sum.index_add_(0, targets, p)
+        self.class_sq_norm.index_add_(0, targets, (p * p).sum(dim=1))
+
+    def tensors(self) -> list[torch.Tensor]:
+        """The running sums, in a fixed order (for all-reduce)."""
+        return [
+            self.scalars,
+            self.bin_count,
+            self.bin_conf,
+            self.bin_correct,
+            self.class_count,
+            self.class_prob_sum,
+            self.class_sq_norm,
+        ]
+
+    def compute(self) -> dict[str, float]:
+        """top1/top5 (percent), nll, ece, entropy, max_prob, stability, n."""
+        s = dict(zip(self.FIELDS, self.scalars.tolist(), strict=True))
+        n = s["n"]
+        if n == 0:
+            return {k: math.nan for k in ("top1", "top5", "nll", "ece", "entropy", "max_prob", "stability")} | {"n": 0}
+        present = self.class_count > 0
+        counts = self.class_count[present]
+        mean_p = self.class_prob_sum[present] / counts[:, None]
+        # mean ||p_i - m_c||^2 = E||p||^2 - ||m_c||^2 within each class
+        variance = self.class_sq_norm[present] / counts - (mean_p * mean_p).sum(dim=1)
+        return {
+            "top1": 100.0 * s["correct1"] / n,
+            "top5": 100.0 * s["correct5"] / n,
+            "nll": s["nll"] / n,
+            "ece": float((self.bin_correct - self.bin_conf).abs().sum() / n),
+            "entropy": s["entropy"] / n,
+            "max_prob": s["max_prob"] / n,
+            "stability": float(1.0 - variance.clamp_min(0).mean()),
+            "n": int(n),
+        }
+
+
+# ------------------------------------------------------------------------------ Parquet
+def _field(name: str, kind: pa.DataType, doc: str) -> pa.Field:
+    return pa.field(name, kind, metadata={"doc": doc})
+
+
+STRING, INT, FLOAT, BOOL = pa.string(), pa.int64(), pa.float64(), pa.bool_()
+
+#: The metrics.parquet schema: one row per evaluated epoch. Documented in docs/metrics.md.
+SCHEMA = pa.schema(
+    [
+        _field("run_id", STRING, "<recipe name>-s<seed>-<recipe hash[:8]>"),
+        _field("recipe_name", STRING, "recipe name"),
+        _field("recipe_hash", STRING, "sha256 of the resolved recipe's identity"),
+        _field("method", STRING, "leaderboard label (recipe `method`, default strategy name)"),
+        _field("strategy", STRING, "registered strategy name"),
+        _field("strategy_params", STRING, "resolved strategy parameters (JSON)"),
+        _field("dataset", STRING, "data set name"),
+        _field("arch", STRING, "student timm architecture"),
+        _field("seed", INT, "training seed"),
+        _field("setting_key", STRING, "hash of dataset, arch, epochs and data pipeline"),
+        _field("data_pipeline", STRING, "resolved data section, identity part (JSON)"),
+        _field("epochs", INT, "planned training epochs"),
+        _field("batch_size", INT, "per-rank training batch size"),
+        _field("global_batch_size", INT, "batch_size x world_size"),
+        _field("lr_scaled", FLOAT, "learning rate after batch scaling"),
+        _field("train_samples", INT, "training samples per epoch (all ranks)"),
+        _field("eval_split", STRING, "split the metrics are computed on"),
+        _field("eval_samples", INT, "samples evaluated"),
+        _field("epoch", INT, "epoch just finished (1-based)"),
+        _field("step", INT, "optimizer steps so far"),
+        _field("top1", FLOAT, "top-1 accuracy, percent"),
+        _field("top5", FLOAT, "top-5 accuracy, percent"),
+        _field("nll", FLOAT, "mean negative log-likelihood, nats"),
+        _field("ece", FLOAT, "expected calibration error (fraction), eval.ece_bins bins"),
+        _field("entropy", FLOAT, "mean predictive entropy, nats"),
+        _field("max_prob", FLOAT, "mean max probability"),
+        _field("stability", FLOAT, "Shen et al. stability S (1 - mean intra-class variance)"),
+        _field("train_loss", FLOAT, "mean training loss over the epoch"),
+        _field("train_parts", pa.map_(STRING, FLOAT), "mean of each named loss part"),
+        _field("lr", FLOAT, "learning rate at the end of the epoch"),
+        _field("epoch_time_s", FLOAT, "wall time of the epoch's training, seconds"),
+        _field("eval_time_s", FLOAT, "wall time of the evaluation, seconds"),
+        _field("img_per_s", FLOAT, "training throughput, images per second (all ranks)"),
+        _field("teacher_arch", STRING, "teacher architecture (null without teacher)"),
+        _field("teacher_source", STRING, "teacher run id (and epoch) or weights file"),
+        _field("teacher_top1", FLOAT, "teacher top-1 on the eval split, percent"),
+        _field("teacher_nll", FLOAT, "teacher NLL"),
+        _field("teacher_ece", FLOAT, "teacher ECE"),
+        _field("teacher_entropy", FLOAT, "teacher mean entropy"),
+        _field("teacher_max_prob", FLOAT, "teacher mean max probability"),
+        _field("teacher_stability", FLOAT, "teacher stability S"),
+        _field("status", STRING, "run status when written: running|completed|interrupted|failed|diverged"),
+        _field("diverged_step", INT, "step of the first non-finite loss (diverged runs)"),
+        _field("device", STRING, "device type the run trained on"),
+        _field("world_size", INT, "number of DDP ranks"),
+        _field("amp", STRING, "autocast dtype or off"),
+        _field("harness_version", STRING, "harness version"),
+        _field("torch_version", STRING, "torch version"),
+        _field("timm_version", STRING, "timm version"),
+        _field("git_commit", STRING, "commit of the harness checkout (null outside git)"),
+    ]
+)
+
+REQUIRED_COLUMNS = tuple(SCHEMA.names)
+
+
+def atomic_write_bytes(path: Path, write: Any) -> None:
+    """Write through `write(fileobj)` to a temporary file beside `path`, fsync, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def write_metrics(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Atomically (re)write `path` with `rows` under SCHEMA (missing columns are null)."""
+    columns = {name: [row.get(name) for row in rows] for name in SCHEMA.names}
+    for i, row in enumerate(rows):
+        parts = row.get("train_parts")
+        if isinstance(parts, dict):
+            columns["train_parts"][i] = list(parts.items())
+    table = pa.table(columns, schema=SCHEMA)
+    atomic_write_bytes(path, lambda fh: pq.write_table(table, fh))
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Rows of a metrics.parquet file as dicts (`train_parts` back as a dict)."""
+    rows = pq.read_table(path).to_pylist()
+    for row in rows:
+        if isinstance(row.get("train_parts"), list):
+            row["train_parts"] = dict(row["train_parts"])
+    return rows

@@ -1,0 +1,354 @@
+"""Recipes: the YAML schema of a run and its strict loading.
+
+A recipe pairs a timm architecture with a training strategy and a data loader. Loading is
+strict: an unknown key, a wrong type or an out-of-range value fails with one line naming the
+dotted path (`optim.lr: must be > 0, got -1`); an unknown architecture or strategy lists close
+matches. `--set a.b=value` overrides are parsed as YAML values and checked the same way.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from harness.errors import RecipeError
+from harness.schema import between, each, fail, field, from_dict, ge, gt, suggest, to_dict
+
+Backend = Literal["memory", "torch", "ffcv"]
+
+
+@dataclass(kw_only=True)
+class ModelConfig:
+    """The student network: a timm architecture (or one registered by harness)."""
+
+    arch: str = field(doc="timm model name, e.g. resnet18")
+    kwargs: dict[str, Any] = field({}, doc="extra keyword arguments for timm.create_model")
+    sync_bn: bool = field(False, doc="convert BatchNorm to SyncBatchNorm under DDP")
+
+    def validate(self, path: str) -> None:
+        check_arch(self.arch, f"{path}.arch" if path else "arch")
+        for reserved in ("num_classes", "in_chans", "pretrained", "pretrained_cfg_overlay"):
+            if reserved in self.kwargs:
+                fail(f"{path}.kwargs.{reserved}", "set by harness from the data (remove it)")
+
+
+@dataclass(kw_only=True)
+class AugmentConfig:
+    """Training-view augmentation (applied on the device by the memory backend)."""
+
+    crop_padding: int = field(0, check=ge(0), doc="random crop after zero padding (pixels)")
+    hflip: bool = field(False, doc="random horizontal flip")
+    rotation_degrees: float = field(0.0, check=between(0, 180), doc="random rotation range")
+    random_resized_crop: bool = field(False, doc="ImageNet-style crop (torch/ffcv backends)")
+    scale_min: float = field(0.08, check=between(0, 1, lo_open=True), doc="RRC minimum scale")
+
+
+@dataclass(kw_only=True)
+class DataConfig:
+    """Which data, through which loader, in which batches."""
+
+    dataset: Literal["fashion_mnist", "cifar10", "cifar100", "imagenet", "synthetic"] = field(
+        doc="data set name"
+    )
+    backend: Backend = field("memory", doc="memory | torch | ffcv")
+    root: str | None = field(None, doc="data folder (default: the embedded Fashion-MNIST)")
+    train_path: str | None = field(None, doc="ffcv: train .beton")
+    val_path: str | None = field(None, doc="ffcv: validation .beton")
+    image_size: int | None = field(None, check=gt(0), doc="train resolution (default: native)")
+    val_image_size: int | None = field(None, check=gt(0), doc="eval resolution (default: same)")
+    num_classes: int | None = field(None, check=ge(2), doc="classes (synthetic/imagefolder)")
+    channels: int | None = field(None, check=between(1, 4), doc="image channels (synthetic)")
+    synthetic_size: int = field(512, check=ge(1), doc="synthetic: training samples")
+    train_subset: int | None = field(None, check=ge(1), doc="use a fixed subset of the train split")
+    val_subset: int | None = field(None, check=ge(1), doc="use a fixed subset of the val split")
+    subset_seed: int = field(0, doc="seed of the fixed subsets (same for every run)")
+    batch_size: int = field(128, check=ge(1), doc="per-rank training batch size")
+    eval_batch_size: int = field(512, check=ge(1), doc="per-rank evaluation batch size")
+    num_workers: int = field(0, check=ge(0), doc="loader workers (torch/ffcv backends)")
+    drop_last: bool = field(False, doc="drop the last partial training batch")
+    augment: AugmentConfig = field(AugmentConfig, doc="training augmentation")
+
+    def validate(self, path: str) -> None:
+        base = f"{path}." if path else ""
+        if self.backend == "ffcv":
+            for name in ("train_path", "val_path"):
+                if getattr(self, name) is None:
+                    fail(f"{base}{name}", "required with backend ffcv (a .beton file)")
+        if self.dataset == "imagenet" and self.backend == "memory":
+            fail(f"{base}backend", "imagenet does not fit in memory; use ffcv or torch")
+
+
+@dataclass(kw_only=True)
+class StrategyConfig:
+    """The training strategy (see `harness.strategies`) and its parameters."""
+
+    name: str = field(doc="registered strategy name: ce, label_smoothing, kd, tfkd_reg, ...")
+    params: dict[str, Any] = field({}, doc="the strategy's parameters (checked by the strategy)")
+
+    def validate(self, path: str) -> None:
+        from harness import strategies
+
+        strategies.build_from(self.name, self.params, path or "strategy")
+
+
+@dataclass(kw_only=True)
+class TeacherConfig:
+    """Where the teacher comes from: a weights file, or a harness run (at its end or epoch N)."""
+
+    run: str | None = field(None, doc="recipe of the teacher run (relative to this recipe)")
+    seed: int | None = field(None, doc="seed of the teacher run (default: the student's seed)")
+    epoch: int | None = field(None, check=ge(1), doc="use the run's checkpoint at this epoch")
+    train_if_missing: bool = field(True, doc="train the teacher run first when it is missing")
+    arch: str | None = field(None, doc="timm architecture (with `weights`)")
+    kwargs: dict[str, Any] = field({}, doc="timm.create_model kwargs (with `weights`)")
+    weights: str | None = field(None, doc="local state_dict file (never a hub download)")
+
+    def validate(self, path: str) -> None:
+        if (self.run is None) == (self.weights is None):
+            fail(path, "give exactly one of `run` (a teacher recipe) or `weights` (a file)")
+        if self.weights is not None:
+            if self.arch is None:
+                fail(f"{path}.arch", "required with `weights`")
+            check_arch(self.arch, f"{path}.arch")
+            if self.epoch is not None:
+                fail(f"{path}.epoch", "only for a teacher `run`")
+        elif self.arch is not None or self.kwargs:
+            fail(f"{path}.arch", "comes from the teacher run's recipe; remove it")
+
+
+@dataclass(kw_only=True)
+class OptimConfig:
+    """Optimizer, built by timm's `create_optimizer_v2`."""
+
+    name: str = field("sgd", doc="timm optimizer name (sgd, adamw, lamb, ...)")
+    lr: float = field(0.1, check=gt(0), doc="learning rate (before batch scaling)")
+    lr_base_batch: int | None = field(
+        None, check=ge(1), doc="if set, lr scales by global_batch / lr_base_batch"
+    )
+    momentum: float = field(0.9, check=between(0, 1, hi_open=True), doc="SGD momentum")
+    nesterov: bool = field(False, doc="Nesterov momentum (sgd)")
+    weight_decay: float = field(5e-4, check=ge(0), doc="weight decay")
+    decay_bias_and_norm: bool = field(True, doc="apply weight decay to biases and norm layers too")
+    kwargs: dict[str, Any] = field({}, doc="extra optimizer keyword arguments")
+
+    def validate(self, path: str) -> None:
+        from timm.optim import list_optimizers
+
+        if self.name not in list_optimizers():
+            hint = suggest(self.name, list_optimizers())
+            fail(f"{path}.name", f"unknown timm optimizer {self.name!r}{hint}")
+
+
+@dataclass(kw_only=True)
+class ScheduleConfig:
+    """Training length and learning-rate schedule (timm's `create_scheduler_v2`)."""
+
+    epochs: int = field(10, check=ge(1), doc="training epochs")
+    name: Literal["cosine", "step", "multistep", "constant", "poly", "tanh"] = field(
+        "cosine", doc="schedule shape"
+    )
+    warmup_epochs: int = field(0, check=ge(0), doc="linear warm-up epochs (per step)")
+    warmup_lr: float = field(0.0, check=ge(0), doc="learning rate at the start of warm-up")
+    milestones: list[int] = field([], check=each(ge(1)), doc="multistep: epochs to decay at")
+    decay_epochs: float | None = field(None, check=gt(0), doc="step: decay period in epochs")
+    decay_rate: float = field(0.1, check=gt(0), doc="step/multistep decay factor (gamma)")
+    min_lr: float = field(0.0, check=ge(0), doc="cosine/poly floor")
+
+    def validate(self, path: str) -> None:
+        if self.name == "multistep" and not self.milestones:
+            fail(f"{path}.milestones", "required for the multistep schedule")
+        if self.name == "step" and self.decay_epochs is None:
+            fail(f"{path}.decay_epochs", "required for the step schedule")
+        if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
+            fail(f"{path}.warmup_epochs", f"must be < epochs ({self.epochs})")
+
+
+@dataclass(kw_only=True)
+class EvalConfig:
+    """Evaluation on the validation split."""
+
+    every: int = field(1, check=ge(1), doc="evaluate every N epochs (and always the last)")
+    ece_bins: int = field(15, check=ge(1), doc="equal-width bins of the ECE")
+
+
+@dataclass(kw_only=True)
+class CheckpointConfig:
+    """What the run keeps on disk (never part of the run's identity)."""
+
+    save_epochs: list[int] = field([], check=each(ge(1)), doc="keep checkpoints of these epochs")
+    every_steps: int = field(0, check=ge(0), doc="also checkpoint every N steps (0: epoch ends)")
+
+
+@dataclass(kw_only=True)
+class RuntimeConfig:
+    """How the run executes (not part of the run's identity)."""
+
+    device: Literal["auto", "cpu", "cuda"] = field("auto", doc="auto: cuda if available")
+    amp: Literal["auto", "bf16", "off"] = field("auto", doc="auto: bf16 autocast on CUDA")
+    channels_last: Literal["auto", "on", "off"] = field("auto", doc="auto: on for CUDA")
+    compile: bool = field(False, doc="torch.compile the student")
+    deterministic: bool = field(True, doc="deterministic algorithms (exact CPU reruns)")
+    log_every: int = field(50, check=ge(1), doc="steps between progress updates")
+
+
+@dataclass(kw_only=True)
+class Recipe:
+    """One training run: model, data, strategy, optional teacher, optimisation, evaluation."""
+
+    name: str | None = field(None, doc="recipe name (default: the file name)")
+    method: str | None = field(None, doc="label on the leaderboard (default: strategy name)")
+    description: str = field("", doc="free text; say where the hyper-parameters come from")
+    seed: int = field(0, check=ge(0), doc="training seed")
+    model: ModelConfig = field(doc="student model")
+    data: DataConfig = field(doc="data set and loader")
+    strategy: StrategyConfig = field(doc="training strategy")
+    teacher: TeacherConfig | None = field(None, doc="teacher (strategies that need one)")
+    optim: OptimConfig = field(OptimConfig, doc="optimizer")
+    schedule: ScheduleConfig = field(ScheduleConfig, doc="epochs and learning-rate schedule")
+    eval: EvalConfig = field(EvalConfig, doc="evaluation")
+    checkpoint: CheckpointConfig = field(CheckpointConfig, doc="checkpoints kept")
+    runtime: RuntimeConfig = field(RuntimeConfig, doc="execution")
+    source: str | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
+
+    def validate(self, path: str) -> None:
+        from harness import strategies
+
+        needs = strategies.get(self.strategy.name).needs_teacher
+        if needs and self.teacher is None:
+            fail("teacher", f"required: strategy {self.strategy.name!r} distils from a teacher")
+        if not needs and self.teacher is not None:
+            fail("teacher", f"strategy {self.strategy.name!r} uses no teacher; remove it")
+        for e in self.checkpoint.save_epochs:
+            if e > self.schedule.epochs:
+                fail("checkpoint.save_epochs", f"epoch {e} > schedule.epochs ({self.schedule.epochs})")
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def label(self) -> str:
+        return self.method or self.strategy.name
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that determine the run's results (runtime and checkpoint settings excluded)."""
+        d = to_dict(self)
+        for key in ("description", "runtime", "checkpoint"):
+            d.pop(key)
+        return d
+
+    def hash(self) -> str:
+        """sha256 of the identity (hex); equal recipes give equal hashes."""
+        blob = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    @property
+    def run_id(self) -> str:
+        """`<name>-s<seed>-<hash8>`: a run is identified by its resolved recipe and seed."""
+        return f"{self.name}-s{self.seed}-{self.hash()[:8]}"
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(to_dict(self), sort_keys=False)
+
+
+# ------------------------------------------------------------------------------ architecture
+def check_arch(arch: str, path: str) -> None:
+    """Fail with close matches if `arch` is neither a timm model nor registered by harness."""
+    import timm
+
+    from harness import models  # registers the harness architectures with timm
+
+    del models
+    if timm.is_model(arch):
+        return
+    hint = suggest(arch, timm.list_models())
+    fail(path, f"unknown timm architecture {arch!r}{hint}")
+
+
+# ------------------------------------------------------------------------------ loading
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b=value` -> (['a', 'b'], value parsed as a YAML scalar/list/mapping)."""
+    if "=" not in text:
+        raise RecipeError(f"--set {text}: expected KEY=VALUE, e.g. optim.lr=0.05")
+    key, raw = text.split("=", 1)
+    keys = key.strip().split(".")
+    if not all(keys):
+        raise RecipeError(f"--set {text}: empty key in {key!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"--set {text}: value is not valid YAML ({_first_line(exc)})") from None
+    return keys, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """A copy of `data` with each `a.b=value` applied (validated later with the whole recipe)."""
+    data = copy.deepcopy(data)
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = data
+        for i, k in enumerate(keys[:-1]):
+            child = node.get(k)
+            if child is None:
+                child = node[k] = {}
+            elif not isinstance(child, dict):
+                raise RecipeError(f"--set {text}: {'.'.join(keys[: i + 1])} is not a section")
+            node = child
+        node[keys[-1]] = value
+    return data
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a recipe file as a mapping (safe_load); errors name the file."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: recipe file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{path}: cannot read recipe ({exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path}: invalid YAML ({_first_line(exc)})") from None
+    if data is None:
+        raise RecipeError(f"{path}: recipe is empty")
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def from_mapping(data: dict[str, Any], name: str, source: str = "") -> Recipe:
+    """Validate a recipe mapping; `name` is used when the recipe gives none."""
+    try:
+        recipe = from_dict(Recipe, data)
+    except RecipeError as exc:
+        raise RecipeError(f"{source}: {exc}" if source else str(exc)) from None
+    if recipe.name is None:
+        recipe.name = name
+    return recipe
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Load, override and validate the recipe at `path`; any problem is one RecipeError line."""
+    path = Path(path)
+    data = read_yaml(path)
+    try:
+        data = apply_overrides(data, list(overrides))
+    except RecipeError as exc:
+        raise RecipeError(f"{path}: {exc}") from None
+    recipe = from_mapping(data, path.stem, str(path))
+    recipe.source = str(path)
+    return recipe
+
+
+def recipe_dir(recipe: Recipe) -> Path:
+    """Folder of the file `recipe` was loaded from (the current folder if none)."""
+    return Path(recipe.source).parent if recipe.source else Path.cwd()
+
+
+def _first_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())

@@ -1,0 +1,594 @@
+"""The one training loop: any strategy, any teacher, any loader; no per-strategy branches.
+
+`train(recipe, runs_dir)` builds the data, the timm student, the strategy (and the teacher it
+needs), the timm optimizer and scheduler, then trains epoch by epoch. After each evaluated epoch
+it appends a metrics row and rewrites `metrics.parquet` atomically, and checkpoints. A finished
+run is never retrained; an interrupted one resumes from its last checkpoint with `resume=True`
+and ends, on CPU, with exactly the metrics of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+
+from harness import checkpoint, distributed, provenance, strategies
+from harness.data import DataBundle, build_data
+from harness.distributed import World
+from harness.errors import DivergedError, HarnessError, InterruptedRun, RunStateError
+from harness.metrics import MetricAccumulator, read_metrics, write_metrics
+from harness.models import build_model, count_parameters
+from harness.recipe import Recipe, RuntimeConfig
+from harness.rundir import RunDir, write_json, write_text
+from harness.schema import to_dict
+from harness.teacher import RecipeTransform, Teacher, load_teacher, resolve_weights
+
+log = logging.getLogger("harness")
+
+
+@dataclass
+class RunOptions:
+    """How to execute a recipe (never part of the run's identity)."""
+
+    device: str | None = None  # overrides recipe.runtime.device
+    resume: bool = False  # continue an unfinished run from its last checkpoint
+    restart: bool = False  # set an existing run aside (renamed, never deleted) and start over
+    progress: bool | None = None  # progress bar; None: only on a terminal
+    transform: RecipeTransform | None = None  # applied to teacher recipes too (e.g. smoke mode)
+
+
+@dataclass
+class RunResult:
+    """What a finished (or already finished) run produced."""
+
+    run_id: str
+    run_dir: Path
+    status: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    skipped: bool = False  # it had completed before
+
+
+# ------------------------------------------------------------------------------ set-up pieces
+def resolve_device(preference: str) -> torch.device:
+    """'auto' -> cuda if available else cpu; 'cuda' without a GPU is an error."""
+    world = distributed.world_from_env()
+    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise HarnessError("--device cuda: no CUDA device is available (use --device cpu)")
+        return torch.device("cuda", world.local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def configure_runtime(runtime: RuntimeConfig, device: torch.device, seed: int) -> None:
+    """Seed every generator and choose deterministic kernels where asked."""
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    torch.backends.cudnn.benchmark = not runtime.deterministic
+    torch.backends.cudnn.deterministic = runtime.deterministic
+    if runtime.deterministic and device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def autocast_dtype(runtime: RuntimeConfig, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on CUDA by default; none on CPU unless asked."""
+    if runtime.amp == "off" or (runtime.amp == "auto" and device.type != "cuda"):
+        return None
+    return torch.bfloat16
+
+
+def use_channels_last(runtime: RuntimeConfig, device: torch.device) -> bool:
+    return runtime.channels_last == "on" or (runtime.channels_last == "auto" and device.type == "cuda")
+
+
+def build_optimizer(recipe: Recipe, model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+    """timm optimizer; `sgd` maps to timm's `momentum` (plain) or `nesterov`."""
+    cfg = recipe.optim
+    name = cfg.name
+    if name == "sgd":
+        name = "nesterov" if cfg.nesterov else "momentum"
+    kwargs = dict(cfg.kwargs)
+    if name in ("momentum", "nesterov"):
+        kwargs["momentum"] = cfg.momentum
+    return create_optimizer_v2(
+        model,
+        opt=name,
+        lr=lr,
+        weight_decay=cfg.weight_decay,
+        filter_bias_and_bn=not cfg.decay_bias_and_norm,
+        **kwargs,
+    )
+
+
+def build_scheduler(recipe: Recipe, optimizer: torch.optim.Optimizer, updates_per_epoch: int):
+    """timm scheduler stepped per update (None for a constant learning rate)."""
+    s = recipe.schedule
+    if s.name == "constant" and s.warmup_epochs == 0:
+        return None
+    scheduler, _ = create_scheduler_v2(
+        optimizer,
+        sched="step" if s.name == "constant" else s.name,
+        num_epochs=s.epochs,
+        decay_epochs=s.decay_epochs if s.name != "constant" else s.epochs + 1,
+        decay_milestones=s.milestones,
+        decay_rate=s.decay_rate if s.name != "constant" else 1.0,
+        min_lr=s.min_lr,
+        warmup_lr=s.warmup_lr,
+        warmup_epochs=s.warmup_epochs,
+        step_on_epochs=False,
+        updates_per_epoch=updates_per_epoch,
+    )
+    return scheduler
+
+
+def setting_of(recipe: Recipe) -> tuple[str, str]:
+    """(setting key, data pipeline JSON): runs compare when data, arch and budget match."""
+    data = to_dict(recipe.data)
+    for key in ("num_workers", "eval_batch_size", "batch_size", "drop_last", "backend",
+                "train_path", "val_path", "root"):
+        data.pop(key, None)
+    pipeline = json.dumps(data, sort_keys=True)
+    blob = json.dumps(
+        {"dataset": recipe.data.dataset, "arch": recipe.model.arch, "kwargs": recipe.model.kwargs,
+         "epochs": recipe.schedule.epochs, "data": data},
+        sort_keys=True,
+    )
+    import hashlib
+
+    return hashlib.sha256(blob.encode()).hexdigest()[:12], pipeline
+
+
+# ------------------------------------------------------------------------------ evaluation
+@torch.no_grad()
+def evaluate(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    loader: Any,
+    num_classes: int,
+    n_bins: int,
+    amp: torch.dtype | None,
+    channels_last: bool,
+    device: torch.device,
+) -> dict[str, float]:
+    """Every metric of `harness.metrics` over the whole split (summed exactly across ranks)."""
+    acc = MetricAccumulator(num_classes, n_bins, device)
+    loader.set_epoch(0)
+    for batch in loader:
+        x = batch.images.contiguous(memory_format=torch.channels_last) if channels_last else batch.images
+        with autocast(device, amp):
+            logits = model(x)
+        acc.update(logits.float(), batch.targets)
+    distributed.all_reduce_sum(acc.tensors())
+    return acc.compute()
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+# ------------------------------------------------------------------------------ loss tracking
+class LossTracker:
+    """Sums of the loss parts over an epoch, kept on the device (no sync per step).
+
+    It also remembers the first step whose loss was not finite, without synchronising.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+        self.bad_step = torch.full((), -1, dtype=torch.int64, device=device)
+
+    def add(self, parts: dict[str, torch.Tensor], n: int, step: int) -> None:
+        finite = torch.isfinite(parts["loss"].detach())
+        self.bad_step = torch.where((self.bad_step < 0) & ~finite, step, self.bad_step)
+        for name, value in parts.items():
+            v = value.detach().double() * n
+            self.sums[name] = self.sums[name] + v if name in self.sums else v
+        self.count += n
+
+    def first_bad_step(self) -> int | None:
+        step = int(self.bad_step.item())
+        return None if step < 0 else step
+
+    def state(self) -> dict[str, Any]:
+        return {"sums": {k: v.cpu() for k, v in self.sums.items()}, "count": self.count,
+                "bad_step": self.bad_step.cpu()}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.sums = {k: v.to(self.device) for k, v in state["sums"].items()}
+        self.count = int(state["count"])
+        self.bad_step = state["bad_step"].to(self.device)
+
+    def means(self) -> dict[str, float]:
+        """Mean of each part over the samples of all ranks."""
+        names = sorted(self.sums)
+        if not names:
+            return {}
+        packed = torch.stack([self.sums[k] for k in names] + [
+            torch.tensor(float(self.count), dtype=torch.float64, device=self.device)])
+        distributed.all_reduce_sum([packed])
+        total = float(packed[-1])
+        return {k: float(v) / max(total, 1.0) for k, v in zip(names, packed[:-1].tolist(), strict=True)}
+
+
+# ------------------------------------------------------------------------------ signals
+class StopSignal:
+    """SIGTERM/SIGINT set a flag; the loop stops at the next step boundary and checkpoints."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignal:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C stops at once
+        self.signum = signum
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    @property
+    def requested(self) -> bool:
+        return distributed.all_reduce_max(int(self.signum is not None)) > 0
+
+
+# ------------------------------------------------------------------------------ the run
+class Trainer:
+    """One run of one recipe: build everything, train, evaluate, write, checkpoint."""
+
+    def __init__(self, recipe: Recipe, runs_dir: Path, options: RunOptions, world: World) -> None:
+        self.recipe = recipe
+        self.runs_dir = Path(runs_dir)
+        self.options = options
+        self.world = world
+        self.run = RunDir(self.runs_dir, recipe.run_id)
+        runtime = recipe.runtime
+        self.device = resolve_device(options.device or runtime.device)
+        self.amp = autocast_dtype(runtime, self.device)
+        self.channels_last = use_channels_last(runtime, self.device)
+        self.rows: list[dict[str, Any]] = []
+        self.step = 0
+        self.epoch = 0  # epochs completed
+
+    # -------------------------------------------------------------- building
+    def build(self) -> None:
+        r = self.recipe
+        distributed.init(self.world, self.device)
+        configure_runtime(r.runtime, self.device, r.seed)
+        self.data: DataBundle = build_data(
+            r.data, device=self.device, seed=r.seed, rank=self.world.rank,
+            world_size=self.world.world_size,
+        )
+        torch.manual_seed(r.seed)  # identical initial weights on every rank
+        model = build_model(r.model.arch, self.data.num_classes, self.data.channels, r.model.kwargs)
+        model.to(self.device)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        if self.world.distributed and r.model.sync_bn:
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.model = model
+        self.train_model: torch.nn.Module = model
+        if self.world.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        if r.runtime.compile:
+            self.train_model = torch.compile(self.train_model)
+        self.strategy = strategies.build_from(r.strategy.name, r.strategy.params)
+        self.teacher: Teacher | None = None
+        if self.strategy.needs_teacher:
+            arch, kwargs, weights, source = resolve_weights(
+                r, self.runs_dir, self._train_teacher, self.options.transform
+            )
+            self.teacher = load_teacher(
+                arch, kwargs, weights, source, num_classes=self.data.num_classes,
+                in_chans=self.data.channels, device=self.device, channels_last=self.channels_last,
+            )
+        self.global_batch = r.data.batch_size * self.world.world_size
+        self.lr = r.optim.lr * (self.global_batch / r.optim.lr_base_batch if r.optim.lr_base_batch else 1.0)
+        self.optimizer = build_optimizer(r, self.train_model, self.lr)
+        self.scheduler = build_scheduler(r, self.optimizer, len(self.data.train))
+        self.setting_key, self.pipeline = setting_of(r)
+        self.teacher_metrics = self._teacher_metrics()
+        # Training randomness (dropout, drop-path) starts here, apart per rank, whatever the
+        # teacher's own training or evaluation did to the global generator.
+        torch.manual_seed(r.seed + 1000 * self.world.rank)
+
+    def _train_teacher(self, teacher_recipe: Recipe) -> RunDir:
+        options = RunOptions(device=self.options.device, resume=True, progress=self.options.progress,
+                             transform=self.options.transform)
+        result = train(teacher_recipe, self.runs_dir, options)
+        return RunDir(self.runs_dir, result.run_id)
+
+    def _teacher_metrics(self) -> dict[str, Any]:
+        if self.teacher is None:
+            return {}
+        m = evaluate(self.teacher, self.data.val, self.data.num_classes, self.recipe.eval.ece_bins,
+                     self.amp, self.channels_last, self.device)
+        self._say(f"teacher {self.teacher.arch} ({self.teacher.source}): top1 {m['top1']:.2f} "
+                  f"nll {m['nll']:.3f} ece {m['ece']:.3f} entropy {m['entropy']:.3f}")
+        out = {"teacher_arch": self.teacher.arch, "teacher_source": self.teacher.source}
+        for key in ("top1", "nll", "ece", "entropy", "max_prob", "stability"):
+            out[f"teacher_{key}"] = m[key]
+        return out
+
+    # -------------------------------------------------------------- state
+    def state(self, step_in_epoch: int, tracker: LossTracker, elapsed: float) -> dict[str, Any]:
+        return {
+            "run_id": self.recipe.run_id,
+            "recipe_hash": self.recipe.hash(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "step_in_epoch": step_in_epoch,
+            "elapsed_in_epoch": elapsed,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "tracker": tracker.state(),
+            "rng": checkpoint.rng_state(),
+        }
+
+    def save_checkpoint(self, step_in_epoch: int, tracker: LossTracker, elapsed: float) -> None:
+        if self.world.is_main:
+            checkpoint.save(self.run.last_checkpoint, self.state(step_in_epoch, tracker, elapsed))
+        distributed.barrier()
+
+    def restore(self) -> tuple[int, LossTracker, float]:
+        """Load last.pt: returns (step within epoch, partial-epoch loss sums, elapsed seconds)."""
+        state = checkpoint.load(self.run.last_checkpoint)
+        if state.get("recipe_hash") != self.recipe.hash():
+            raise RunStateError(f"{self.run.last_checkpoint}: checkpoint belongs to another recipe")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        checkpoint.set_rng_state(state["rng"])
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        tracker = LossTracker(self.device)
+        tracker.load(state["tracker"])
+        if self.run.metrics.exists():
+            self.rows = [r for r in read_metrics(self.run.metrics) if r["epoch"] <= self.epoch]
+        return int(state["step_in_epoch"]), tracker, float(state["elapsed_in_epoch"])
+
+    # -------------------------------------------------------------- records
+    def _say(self, line: str) -> None:
+        if self.world.is_main:
+            log.info(line)
+            self.run.log(line)
+
+    def _row(self, metrics: dict[str, float], losses: dict[str, float], lr: float,
+             epoch_time: float, eval_time: float, samples: int) -> dict[str, Any]:
+        r = self.recipe
+        return {
+            "run_id": r.run_id, "recipe_name": r.name, "recipe_hash": r.hash(), "method": r.label,
+            "strategy": r.strategy.name,
+            "strategy_params": json.dumps(self.strategy.param_dict(), sort_keys=True),
+            "dataset": r.data.dataset, "arch": r.model.arch, "seed": r.seed,
+            "setting_key": self.setting_key, "data_pipeline": self.pipeline,
+            "epochs": r.schedule.epochs, "batch_size": r.data.batch_size,
+            "global_batch_size": self.global_batch, "lr_scaled": self.lr,
+            "train_samples": samples, "eval_split": self.data.eval_split, "eval_samples": metrics["n"],
+            "epoch": self.epoch, "step": self.step,
+            **{k: metrics[k] for k in ("top1", "top5", "nll", "ece", "entropy", "max_prob", "stability")},
+            "train_loss": losses.get("loss", math.nan),
+            "train_parts": {k: v for k, v in losses.items() if k != "loss"},
+            "lr": lr, "epoch_time_s": epoch_time, "eval_time_s": eval_time,
+            "img_per_s": samples / epoch_time if epoch_time > 0 else math.nan,
+            **self.teacher_metrics,
+            "status": "running", "diverged_step": None,
+            "device": self.device.type, "world_size": self.world.world_size,
+            "amp": str(self.amp).replace("torch.", "") if self.amp else "off",
+            **provenance.versions(), "git_commit": provenance.git_commit(),
+        }
+
+    def write_rows(self, status: str, diverged_step: int | None = None) -> None:
+        if not self.world.is_main:
+            return
+        for row in self.rows:
+            row["status"] = status
+            row["diverged_step"] = diverged_step
+        if self.rows or self.run.metrics.exists():
+            write_metrics(self.run.metrics, self.rows)
+
+    # -------------------------------------------------------------- training
+    def batches(self, start: int) -> Iterator[tuple[int, Any]]:
+        loader = self.data.train
+        loader.set_epoch(self.epoch)
+        for i, batch in enumerate(loader):
+            if i >= start:
+                yield i, batch
+
+    def train_step(self, batch: Any, tracker: LossTracker) -> None:
+        x = batch.images
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(self.device, self.amp):
+            logits = self.train_model(x)
+            teacher_logits = self.teacher(x) if self.teacher is not None else None
+            parts = self.strategy(logits, batch.targets, teacher_logits)
+        self.optimizer.zero_grad(set_to_none=True)
+        parts["loss"].backward()
+        self.optimizer.step()
+        self.step += 1
+        if self.scheduler is not None:
+            self.scheduler.step_update(num_updates=self.step)
+        tracker.add(parts, len(batch), self.step)
+
+    def check_finite(self, tracker: LossTracker) -> None:
+        bad = distributed.all_reduce_max(tracker.first_bad_step() or -1)
+        if bad >= 0:
+            self.write_rows("diverged", bad)
+            if self.world.is_main:
+                self.run.write_status("diverged", epoch=self.epoch, step=bad, diverged_step=bad)
+            raise DivergedError(f"run {self.recipe.run_id} diverged: non-finite loss at step {bad}")
+
+    def fit(self, stop: StopSignal) -> None:
+        r = self.recipe
+        start, tracker, elapsed = 0, LossTracker(self.device), 0.0
+        if self.options.resume and self.run.last_checkpoint.exists():
+            start, tracker, elapsed = self.restore()
+            self._say(f"resuming at epoch {self.epoch + 1}, step {self.step}")
+        every = r.checkpoint.every_steps
+        from tqdm import tqdm
+
+        # tqdm: disable=None shows the bar on a terminal only
+        bar_disabled = True if not self.world.is_main or self.options.progress is False else (
+            None if self.options.progress is None else False)
+
+        while self.epoch < r.schedule.epochs:
+            self.train_model.train()
+            t0 = time.perf_counter() - elapsed
+            steps = len(self.data.train)
+            bar = tqdm(total=steps, initial=start, desc=f"epoch {self.epoch + 1}/{r.schedule.epochs}",
+                       disable=bar_disabled, leave=False, dynamic_ncols=True)
+            for i, batch in self.batches(start):
+                self.train_step(batch, tracker)
+                bar.update(1)
+                if (i + 1) % r.runtime.log_every == 0:
+                    self.check_finite(tracker)
+                    bar.set_postfix(loss=f"{float(tracker.sums['loss']) / max(tracker.count, 1):.4f}")
+                stopping = stop.requested
+                if i + 1 < steps and (stopping or (every and self.step % every == 0)):
+                    self.check_finite(tracker)
+                    self.save_checkpoint(i + 1, tracker, time.perf_counter() - t0)
+                    if stopping:
+                        bar.close()
+                        self._interrupted(stop)
+            bar.close()
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            epoch_time = time.perf_counter() - t0
+            self.check_finite(tracker)
+            self.epoch += 1
+            losses = tracker.means()
+            samples = tracker.count * self.world.world_size
+            lr = self.optimizer.param_groups[0]["lr"]
+            if self.epoch % r.eval.every == 0 or self.epoch == r.schedule.epochs:
+                t1 = time.perf_counter()
+                m = evaluate(self.model, self.data.val, self.data.num_classes, r.eval.ece_bins,
+                             self.amp, self.channels_last, self.device)
+                self.rows.append(self._row(m, losses, lr, epoch_time, time.perf_counter() - t1, samples))
+                self._say(
+                    f"epoch {self.epoch}/{r.schedule.epochs} loss {losses.get('loss', math.nan):.4f} "
+                    f"top1 {m['top1']:.2f} nll {m['nll']:.4f} ece {m['ece']:.4f} "
+                    f"entropy {m['entropy']:.4f} ({epoch_time:.1f} s, {samples / epoch_time:.0f} img/s)"
+                )
+            done = self.epoch == r.schedule.epochs
+            self.write_rows("completed" if done else "running")
+            start, tracker, elapsed = 0, LossTracker(self.device), 0.0
+            if self.world.is_main:
+                if self.epoch in r.checkpoint.save_epochs:
+                    checkpoint.save(self.run.epoch_checkpoint(self.epoch), self._weights())
+                if done:
+                    checkpoint.save(self.run.final_weights, self._weights())
+                    self.run.last_checkpoint.unlink(missing_ok=True)
+                else:
+                    checkpoint.save(self.run.last_checkpoint, self.state(0, tracker, 0.0))
+                self.run.write_status("completed" if done else "running", epoch=self.epoch, step=self.step)
+            distributed.barrier()
+            if not done and stop.requested:
+                self._interrupted(stop)
+
+    def _weights(self) -> dict[str, Any]:
+        d = self.data
+        return {"run_id": self.recipe.run_id, "epoch": self.epoch, "arch": self.recipe.model.arch,
+                "num_classes": d.num_classes, "in_chans": d.channels, "model": self.model.state_dict()}
+
+    def _interrupted(self, stop: StopSignal) -> None:
+        name = signal.Signals(stop.signum).name if stop.signum else "a signal on another rank"
+        self.write_rows("interrupted")
+        if self.world.is_main:
+            self.run.write_status("interrupted", epoch=self.epoch, step=self.step, signal=name)
+        self._say(f"interrupted by {name} at step {self.step}: checkpoint saved, resume with --resume")
+        raise InterruptedRun(f"run {self.recipe.run_id} interrupted by {name}; resume with --resume")
+
+    def start_files(self) -> None:
+        if not self.world.is_main:
+            return
+        write_text(self.run.recipe, self.recipe.to_yaml())
+        write_json(self.run.provenance, provenance.collect(self.device, self.recipe.hash(), self.world.world_size))
+
+
+def _set_aside(run: RunDir) -> Path:
+    """Rename a run folder out of the way (nothing is deleted)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = run.root.with_name(f"{run.root.name}.old-{stamp}")
+    shutil.move(str(run.root), str(target))
+    return target
+
+
+def train(recipe: Recipe, runs_dir: Path | str, options: RunOptions | None = None) -> RunResult:
+    """Train `recipe` into `<runs_dir>/<run_id>/` (or report it done), with resume and signals."""
+    options = options or RunOptions()
+    runs_dir = Path(runs_dir)
+    world = distributed.world_from_env()
+    run = RunDir(runs_dir, recipe.run_id)
+    status = run.read_status().get("status")
+    if status == "completed" and not options.restart:
+        log.info("run %s already completed: %s", recipe.run_id, run.root)
+        rows = read_metrics(run.metrics) if run.metrics.exists() else []
+        return RunResult(recipe.run_id, run.root, "completed", rows, skipped=True)
+    fresh = not run.last_checkpoint.exists() and not run.metrics.exists()
+    if status is not None and not (options.resume or options.restart or fresh):
+        raise RunStateError(
+            f"{run.root}: run exists with status {status}; pass --resume to continue it "
+            "or --restart to set it aside and start over"
+        )
+    if options.restart and run.root.exists() and world.is_main:
+        if run.locked_elsewhere():
+            raise RunStateError(f"{run.root}: run is locked by another process")
+        log.info("previous run set aside as %s", _set_aside(run))
+    distributed.barrier()
+    lock = run if world.is_main else contextlib.nullcontext()
+    with lock, StopSignal() as stop:
+        trainer = Trainer(recipe, runs_dir, options, world)
+        log.info("run %s -> %s", recipe.run_id, run.root)
+        try:
+            trainer.start_files()
+            trainer.build()
+            trainer._say(
+                f"{recipe.model.arch} ({count_parameters(trainer.model) / 1e6:.2f}M params) "
+                f"with {trainer.strategy!r} on {trainer.data.describe}, device {trainer.device}"
+            )
+            if world.is_main and not (options.resume and run.last_checkpoint.exists()):
+                run.write_status("running", epoch=0, step=0)
+            trainer.fit(stop)
+        except (DivergedError, InterruptedRun):
+            raise
+        except BaseException as exc:
+            if world.is_main and run.root.exists():
+                message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                if isinstance(exc, KeyboardInterrupt):
+                    run.write_status("interrupted", epoch=trainer.epoch, step=trainer.step, signal="SIGINT")
+                else:
+                    run.write_status("failed", epoch=trainer.epoch, step=trainer.step,
+                                     error=f"{type(exc).__name__}: {message}")
+                with contextlib.suppress(Exception):
+                    trainer.write_rows("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+            raise
+        finally:
+            if hasattr(trainer, "data"):
+                trainer.data.close()
+    return RunResult(recipe.run_id, run.root, "completed", trainer.rows)

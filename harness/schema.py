@@ -1,0 +1,280 @@
+"""Strict, typed loading of nested dataclasses from plain dicts (YAML).
+
+Every component owns its configuration as a kw-only dataclass whose fields carry their type, a
+default and, where needed, a check. `from_dict` builds one from a mapping and fails with a
+`RecipeError` whose one-line message names the dotted path of the offending key:
+
+    optim.lr: must be > 0, got -1
+    model.arhc: unknown key; did you mean 'arch'?
+
+Unknown keys are errors (never silently ignored), types are checked (ints are accepted where
+floats are expected; booleans are never numbers), and each field's `check` runs after coercion.
+A dataclass may define `validate(self, path)` for checks that span several fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, TypeVar, Union
+
+from harness.errors import RecipeError
+
+T = TypeVar("T")
+Check = Callable[[Any], "str | None"]
+
+
+def close_matches(word: str, candidates: typing.Iterable[str], n: int = 3) -> list[str]:
+    """Up to `n` candidates that look like `word` (difflib ratio >= 0.6)."""
+    return difflib.get_close_matches(word, list(candidates), n=n, cutoff=0.6)
+
+
+def suggest(word: str, candidates: typing.Iterable[str]) -> str:
+    """'; did you mean 'x' or 'y'?' for the close matches of `word`, or ''."""
+    matches = close_matches(word, candidates)
+    if not matches:
+        return ""
+    return "; did you mean " + " or ".join(repr(m) for m in matches) + "?"
+
+
+def join(path: str, key: str | int) -> str:
+    """Dotted path of `key` under `path` ('optim' + 'lr' -> 'optim.lr'; list items as '[i]')."""
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def fail(path: str, message: str) -> typing.NoReturn:
+    """Raise the one-line recipe error `path: message`."""
+    raise RecipeError(f"{path}: {message}" if path else message)
+
+
+# ---------------------------------------------------------------------------- checks
+def show(value: Any) -> str:
+    """A value as the user wrote it: numbers without a spurious `.0`, strings quoted."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:g}"
+    return repr(value)
+
+
+def gt(bound: float) -> Check:
+    """Value must be strictly greater than `bound`."""
+    return lambda v: None if v is None or v > bound else f"must be > {bound:g}, got {show(v)}"
+
+
+def ge(bound: float) -> Check:
+    """Value must be at least `bound`."""
+    return lambda v: None if v is None or v >= bound else f"must be >= {bound:g}, got {show(v)}"
+
+
+def between(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False) -> Check:
+    """Value must lie in the interval [lo, hi] (ends open where asked)."""
+    left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+
+    def check(v: Any) -> str | None:
+        if v is None:
+            return None
+        ok = (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+        return None if ok else f"must be in {left}{lo:g}, {hi:g}{right}, got {show(v)}"
+
+    return check
+
+
+def each(inner: Check) -> Check:
+    """Apply `inner` to every item of a list value."""
+
+    def check(v: Any) -> str | None:
+        for i, item in enumerate(v or []):
+            msg = inner(item)
+            if msg:
+                return f"item {i} {msg}"
+        return None
+
+    return check
+
+
+def field(default: Any = dataclasses.MISSING, *, check: Check | None = None, doc: str = "") -> Any:
+    """A dataclass field with an optional value check and a one-line description."""
+    meta = {"check": check, "doc": doc}
+    if isinstance(default, (list, dict)):
+        value = default
+        return dataclasses.field(default_factory=lambda: type(value)(value), metadata=meta)
+    if dataclasses.is_dataclass(default) and isinstance(default, type):
+        return dataclasses.field(default_factory=default, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+# ---------------------------------------------------------------------------- coercion
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return "a list"
+    if origin in (dict, Mapping):
+        return "a mapping"
+    if tp is type(None):
+        return "null"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def coerce(tp: Any, value: Any, path: str) -> Any:
+    """Check `value` against the type `tp` and return it converted (int -> float, dict -> dataclass)."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None:
+            if type(None) in options:
+                return None
+            fail(path, f"must be {_type_name(tp)}, got null")
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return coerce(option, value, path)
+            except RecipeError as exc:
+                errors.append(exc)
+        if len(errors) == 1:
+            raise errors[0]
+        fail(path, f"must be {_type_name(tp)}, got {_describe(value)}")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if any(value == c and type(value) is type(c) for c in choices):
+            return value
+        extra = suggest(value, [str(c) for c in choices]) if isinstance(value, str) else ""
+        fail(path, f"must be {_type_name(tp)}, got {_describe(value)}{extra}")
+    if origin is list:
+        if not isinstance(value, list):
+            fail(path, f"must be a list, got {_describe(value)}")
+        (item_tp,) = typing.get_args(tp) or (Any,)
+        return [coerce(item_tp, item, join(path, i)) for i, item in enumerate(value)]
+    if origin in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            fail(path, f"must be a mapping, got {_describe(value)}")
+        key_tp, val_tp = typing.get_args(tp) or (str, Any)
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                fail(path, f"keys must be strings, got {k!r}")
+            out[k] = coerce(val_tp, v, join(path, k))
+        return out
+    if dataclasses.is_dataclass(tp):
+        if dataclasses.is_dataclass(value) and isinstance(value, tp):
+            return value
+        return from_dict(tp, value, path)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        fail(path, f"must be true or false, got {_describe(value)}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        fail(path, f"must be an integer, got {_describe(value)}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            # PyYAML reads `5e-4` (no dot) as a string: accept numeric text for numeric fields.
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        fail(path, f"must be a number, got {_describe(value)}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        fail(path, f"must be a string, got {_describe(value)}")
+    raise TypeError(f"schema type {tp!r} at {path} is not supported")  # a bug in a schema
+
+
+def from_dict(cls: type[T], data: Any, path: str = "") -> T:
+    """Build dataclass `cls` from mapping `data`, strictly; errors name the dotted path."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        fail(path, f"must be a mapping, got {_describe(data)}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for key in data:
+        if key not in known:
+            fail(join(path, str(key)), "unknown key" + suggest(str(key), known) + _known(known))
+    kwargs = {}
+    for name, f in known.items():
+        sub = join(path, name)
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                fail(sub, "required")
+            continue
+        value = coerce(hints[name], data[name], sub)
+        check = f.metadata.get("check")
+        if check is not None:
+            msg = check(value)
+            if msg:
+                fail(sub, msg)
+        kwargs[name] = value
+    obj = cls(**kwargs)
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        validate(path)
+    return obj
+
+
+def _known(known: Mapping[str, Any]) -> str:
+    return " (known: " + ", ".join(known) + ")" if len(known) <= 12 else ""
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain dict/list/scalar form of a dataclass tree (what YAML and JSON get)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
+    if isinstance(obj, Mapping):
+        return {k: to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+def describe_fields(cls: type, path: str = "") -> list[tuple[str, str, str, str]]:
+    """(dotted path, type, default, doc) for every field of a dataclass tree, for docs and --help."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        sub = join(path, f.name)
+        tp = hints[f.name]
+        inner = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)]
+        target = tp if dataclasses.is_dataclass(tp) else (inner[0] if inner else None)
+        if target is not None:
+            rows.extend(describe_fields(target, sub))
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = repr(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            default = repr(f.default_factory())
+        else:
+            default = "required"
+        rows.append((sub, _type_name(tp), default, f.metadata.get("doc", "")))
+    return rows

@@ -1,0 +1,32 @@
+"""Plain cross-entropy with the hard label (the CE baseline).
+
+    L = CE(z, y) = -(1/N) sum_i log softmax(z_i)[y_i]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from harness.strategies.functional import cross_entropy
+from harness.strategies.registry import LossDict, Strategy, register
+
+
+@dataclass(kw_only=True)
+class CEParams:
+    """Cross-entropy takes no parameters."""
+
+
+@register
+class CrossEntropy(Strategy):
+    """The plain cross-entropy baseline."""
+
+    name = "ce"
+    Params = CEParams
+
+    def __call__(
+        self, student_logits: torch.Tensor, targets: torch.Tensor, teacher_logits=None
+    ) -> LossDict:
+        ce = cross_entropy(student_logits, targets)
+        return {"loss": ce, "ce": ce.detach()}

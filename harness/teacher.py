@@ -1,0 +1,150 @@
+"""Teachers: a frozen model whose logits on the student's exact augmented view feed the loss.
+
+A recipe's `teacher` names either
+* `weights`: a local state_dict file for a timm `arch` (never a hub download), or
+* `run`: another recipe, whose run in the same runs folder supplies the weights: its final
+  weights, or with `epoch: N` its checkpoint at epoch N (a defective teacher). When that run is
+  missing, harness trains it first (`train_if_missing`) and says so. This gives Tf-KD self
+  (stage 1 is the student architecture's own baseline), reversed KD and defective KD as plain
+  recipes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from harness import checkpoint
+from harness.errors import HarnessError, RecipeError, TeacherError
+from harness.models import build_model
+from harness.recipe import Recipe, load_recipe, recipe_dir
+from harness.rundir import RunDir
+
+log = logging.getLogger("harness")
+
+RecipeTransform = Callable[[Recipe], Recipe]
+TrainRun = Callable[[Recipe], RunDir]
+
+
+@dataclass
+class Teacher:
+    """A frozen network in eval mode; calling it returns logits without building a graph."""
+
+    model: torch.nn.Module
+    arch: str
+    source: str
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)
+
+
+def teacher_recipe(recipe: Recipe, transform: RecipeTransform | None = None) -> Recipe:
+    """The recipe of the teacher run named by `recipe.teacher.run`, with its seed resolved."""
+    cfg = recipe.teacher
+    assert cfg is not None and cfg.run is not None
+    path = Path(cfg.run)
+    if not path.is_absolute():
+        beside = recipe_dir(recipe) / path
+        path = beside if beside.exists() or not path.exists() else path
+    try:
+        teacher = load_recipe(path)
+    except RecipeError as exc:
+        raise RecipeError(f"teacher.run: {exc}") from None
+    seed = recipe.seed if cfg.seed is None else cfg.seed
+    source = teacher.source
+    teacher = replace(teacher, seed=seed)
+    teacher.source = source
+    if cfg.epoch is not None and cfg.epoch not in teacher.checkpoint.save_epochs:
+        if cfg.epoch > teacher.schedule.epochs:
+            raise TeacherError(
+                f"teacher.epoch: {cfg.epoch} is beyond the teacher run's {teacher.schedule.epochs} epochs"
+            )
+        teacher.checkpoint.save_epochs = sorted({*teacher.checkpoint.save_epochs, cfg.epoch})
+    if transform is not None:
+        teacher = transform(teacher)
+    return teacher
+
+
+def resolve_weights(
+    recipe: Recipe,
+    runs_dir: Path,
+    train_run: TrainRun,
+    transform: RecipeTransform | None = None,
+) -> tuple[str, dict, Path, str]:
+    """(arch, timm kwargs, weights file, source description) of the recipe's teacher."""
+    cfg = recipe.teacher
+    assert cfg is not None
+    if cfg.weights is not None:
+        path = Path(cfg.weights)
+        if not path.is_absolute() and not path.exists():
+            path = recipe_dir(recipe) / path
+        if not path.exists():
+            raise TeacherError(f"teacher.weights: {cfg.weights}: file not found")
+        return cfg.arch, dict(cfg.kwargs), path, str(cfg.weights)
+    t_recipe = teacher_recipe(recipe, transform)
+    run = RunDir(runs_dir, t_recipe.run_id)
+    status = run.status
+    if status != "completed":
+        if not cfg.train_if_missing:
+            state = f"its status is {status}" if status else "it has not run"
+            raise TeacherError(
+                f"teacher.run: teacher run {t_recipe.run_id} is not complete ({state}); "
+                f"run `harness run {t_recipe.source}` first or set teacher.train_if_missing"
+            )
+        what = "missing" if status is None else f"{status}, resuming it"
+        log.info("teacher run %s is %s: training it first", t_recipe.run_id, what)
+        try:
+            run = train_run(t_recipe)
+        except HarnessError as exc:
+            raise TeacherError(f"teacher run {t_recipe.run_id} failed: {exc}") from None
+    if cfg.epoch is None:
+        return t_recipe.model.arch, t_recipe.model.kwargs, run.final_weights, t_recipe.run_id
+    path = run.epoch_checkpoint(cfg.epoch)
+    if not path.exists():
+        raise TeacherError(
+            f"teacher.epoch: run {t_recipe.run_id} kept no checkpoint at epoch {cfg.epoch} "
+            f"(kept: {run.saved_epochs() or 'none'}); add {cfg.epoch} to its checkpoint.save_epochs "
+            "and rerun it with --restart"
+        )
+    return t_recipe.model.arch, t_recipe.model.kwargs, path, f"{t_recipe.run_id}@epoch{cfg.epoch}"
+
+
+def load_teacher(
+    arch: str,
+    kwargs: dict,
+    weights: Path,
+    source: str,
+    *,
+    num_classes: int,
+    in_chans: int,
+    device: torch.device,
+    channels_last: bool = False,
+) -> Teacher:
+    """Build `arch`, load `weights` strictly, freeze it; a class-count mismatch is a clear error."""
+    state = checkpoint.model_state(weights)
+    model = build_model(arch, num_classes, in_chans, kwargs)
+    expected = model.state_dict()
+    for key, value in state.items():
+        if key in expected and expected[key].shape != value.shape:
+            raise TeacherError(
+                f"{weights}: teacher {arch} does not fit this data: {key} has shape "
+                f"{tuple(value.shape)}, the student's data needs {tuple(expected[key].shape)} "
+                f"({num_classes} classes, {in_chans} channels)"
+            )
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise TeacherError(f"{weights}: weights do not match teacher arch {arch} ({first})") from None
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return Teacher(model=model, arch=arch, source=source)

@@ -1,0 +1,103 @@
+"""The public metric functions against values computed by hand, and the streaming accumulator."""
+
+from __future__ import annotations
+
+import math
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from harness import metrics
+from harness.metrics import (
+    MetricAccumulator,
+    expected_calibration_error,
+    mean_entropy,
+    mean_max_prob,
+    negative_log_likelihood,
+    stability,
+    topk_accuracy,
+)
+
+PROBS = torch.tensor(
+    [
+        [0.7, 0.2, 0.1],  # label 0: correct, conf 0.7
+        [0.1, 0.6, 0.3],  # label 2: wrong, conf 0.6
+        [0.2, 0.3, 0.5],  # label 2: correct, conf 0.5
+        [0.05, 0.9, 0.05],  # label 1: correct, conf 0.9
+    ]
+)
+TARGETS = torch.tensor([0, 2, 2, 1])
+
+
+def test_topk_accuracy_by_hand():
+    logits = PROBS.log()
+    assert topk_accuracy(logits, TARGETS, 1) == pytest.approx(75.0)
+    assert topk_accuracy(logits, TARGETS, 2) == pytest.approx(100.0)  # row 1 has label 2 second
+    assert topk_accuracy(logits, torch.tensor([2, 0, 0, 0]), 1) == pytest.approx(0.0)
+    assert topk_accuracy(logits, TARGETS, 10) == pytest.approx(100.0)  # k capped at K
+
+
+def test_ece_by_hand():
+    # 15 bins of width 1/15: 0.5 -> bin 7, 0.6 -> bin 8, 0.7 -> bin 10, 0.9 -> bin 13: one each.
+    # ECE = 1/4 (|1-0.7| + |0-0.6| + |1-0.5| + |1-0.9|) = 1/4 (0.3 + 0.6 + 0.5 + 0.1) = 0.375
+    assert expected_calibration_error(PROBS, TARGETS) == pytest.approx(0.375)
+    # one bin: |mean acc - mean conf| = |0.75 - 0.675| = 0.075
+    assert expected_calibration_error(PROBS, TARGETS, n_bins=1) == pytest.approx(0.075)
+    # two bins (0, .5] holds 0.5; (.5, 1] holds .6 .7 .9: 1/4 |1-.5| + 3/4 |2/3 - .7333|
+    expected = 0.25 * 0.5 + 0.75 * abs(2 / 3 - (0.6 + 0.7 + 0.9) / 3)
+    assert expected_calibration_error(PROBS, TARGETS, n_bins=2) == pytest.approx(expected)
+
+
+def test_entropy_max_prob_nll_by_hand():
+    rows = PROBS.double()
+    h = [-(r * r.log()).sum().item() for r in rows]
+    assert mean_entropy(PROBS) == pytest.approx(sum(h) / 4, rel=1e-6)
+    assert mean_entropy(torch.tensor([[1.0, 0.0, 0.0]])) == 0.0  # 0 log 0 = 0
+    assert mean_entropy(torch.full((1, 4), 0.25)) == pytest.approx(math.log(4))
+    assert mean_max_prob(PROBS) == pytest.approx((0.7 + 0.6 + 0.5 + 0.9) / 4, rel=1e-6)
+    nll = -(math.log(0.7) + math.log(0.3) + math.log(0.5) + math.log(0.9)) / 4
+    assert negative_log_likelihood(PROBS, TARGETS) == pytest.approx(nll, rel=1e-6)
+
+
+def test_stability_by_hand():
+    # class 2 has two samples, [.1,.6,.3] and [.2,.3,.5]: mean [.15,.45,.4];
+    # squared distances: .05^2+.15^2+.1^2 = .035 each -> class variance .035.
+    # classes 0 and 1 have one sample each -> variance 0. S = 1 - (0 + 0 + .035)/3
+    assert stability(PROBS, TARGETS) == pytest.approx(1 - 0.035 / 3, rel=1e-6)
+    # identical outputs within each class: S = 1
+    same = torch.tensor([[0.5, 0.5], [0.5, 0.5], [0.9, 0.1]])
+    assert stability(same, torch.tensor([0, 0, 1])) == pytest.approx(1.0)
+
+
+def test_accumulator_matches_functions_over_batches():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(300, 7, generator=g) * 3
+    targets = torch.randint(0, 7, (300,), generator=g)
+    targets[targets == 6] = 5  # a class that never occurs
+    acc = MetricAccumulator(7, n_bins=15)
+    for chunk in range(0, 300, 64):
+        acc.update(logits[chunk : chunk + 64], targets[chunk : chunk + 64])
+    got = acc.compute()
+    probs = logits.softmax(dim=1)
+    assert got["n"] == 300
+    assert got["top1"] == pytest.approx(topk_accuracy(logits, targets, 1))
+    assert got["top5"] == pytest.approx(topk_accuracy(logits, targets, 5))
+    assert got["ece"] == pytest.approx(expected_calibration_error(probs, targets), abs=1e-6)
+    assert got["entropy"] == pytest.approx(mean_entropy(probs), rel=1e-6)
+    assert got["max_prob"] == pytest.approx(mean_max_prob(probs), rel=1e-6)
+    assert got["nll"] == pytest.approx(negative_log_likelihood(probs, targets), rel=1e-5)
+    assert got["stability"] == pytest.approx(stability(probs, targets), rel=1e-6)
+
+
+def test_parquet_writer_is_atomic_and_typed(tmp_path):
+    path = tmp_path / "m.parquet"
+    metrics.write_metrics(path, [{"run_id": "r", "epoch": 1, "top1": 50.0, "train_parts": {"ce": 1.0}}])
+    table = pq.read_table(path)
+    assert table.schema.equals(metrics.SCHEMA, check_metadata=False)
+    assert metrics.read_metrics(path)[0]["train_parts"] == {"ce": 1.0}
+    # a failing write leaves the previous file intact and no temporary file behind
+    with pytest.raises(Exception):  # noqa: B017
+        metrics.write_metrics(path, [{"run_id": "r", "epoch": "not an int"}])
+    assert metrics.read_metrics(path)[0]["top1"] == 50.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.parquet"]
