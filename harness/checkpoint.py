@@ -31,7 +31,7 @@ def load(path: Path, *, error: type[Exception] = RunStateError) -> dict[str, Any
         raise error(f"{path}: checkpoint not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
+    except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise error(f"{path}: not a readable checkpoint ({first})") from None
     if not isinstance(state, dict):

@@ -24,7 +24,7 @@ def _setup_logging(verbose: bool) -> None:
 class HarnessGroup(click.Group):
     """Click group that turns HarnessError into one line on stderr and a non-zero exit."""
 
-    def invoke(self, ctx: click.Context):  # noqa: D401
+    def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except HarnessError as exc:
@@ -53,16 +53,33 @@ def main(verbose: bool) -> None:
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
 @runs_dir_option
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a recipe field, e.g. --set optim.lr=0.05 (repeatable, type-checked).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
-              help="Device (default: the recipe's runtime.device).")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a recipe field, e.g. --set optim.lr=0.05 (repeatable, type-checked).",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default=None,
+    help="Device (default: the recipe's runtime.device).",
+)
 @click.option("--resume", is_flag=True, help="Continue an unfinished run from its last checkpoint.")
-@click.option("--restart", is_flag=True,
-              help="Set an existing run aside (renamed, not deleted) and train it again.")
+@click.option(
+    "--restart", is_flag=True, help="Set an existing run aside (renamed, not deleted) and train it again."
+)
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
-def run(recipe: Path, runs_dir: Path, overrides: tuple[str, ...], device: str | None,
-        resume: bool, restart: bool, progress: bool | None) -> None:
+def run(
+    recipe: Path,
+    runs_dir: Path,
+    overrides: tuple[str, ...],
+    device: str | None,
+    resume: bool,
+    restart: bool,
+    progress: bool | None,
+) -> None:
     """Train and evaluate one RECIPE; metrics go to RUNS_DIR/<run_id>/metrics.parquet."""
     from harness.recipe import load_recipe
     from harness.runner import RunOptions, train
@@ -70,8 +87,9 @@ def run(recipe: Path, runs_dir: Path, overrides: tuple[str, ...], device: str | 
     if resume and restart:
         raise click.UsageError("--resume and --restart exclude each other")
     loaded = load_recipe(recipe, overrides)
-    result = train(loaded, runs_dir, RunOptions(device=device, resume=resume, restart=restart,
-                                                progress=progress))
+    result = train(
+        loaded, runs_dir, RunOptions(device=device, resume=resume, restart=restart, progress=progress)
+    )
     last = result.rows[-1] if result.rows else {}
     summary = f"top1 {last['top1']:.2f}%" if last else "no metrics"
     click.echo(f"{result.status}: {result.run_id} ({summary}) -> {result.run_dir / 'metrics.parquet'}")

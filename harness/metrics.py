@@ -52,7 +52,6 @@ def expected_calibration_error(probs: torch.Tensor, targets: torch.Tensor, n_bin
     correct = (pred == targets).double()
     bins = _bin_index(conf, n_bins)
     n = conf.numel()
-    count = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, bins, torch.ones_like(conf))
     conf_sum = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, bins, conf)
     acc_sum = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, bins, correct)
     return float((acc_sum - conf_sum).abs().sum() / n)
@@ -153,7 +152,8 @@ class MetricAccumulator:
         s = dict(zip(self.FIELDS, self.scalars.tolist(), strict=True))
         n = s["n"]
         if n == 0:
-            return {k: math.nan for k in ("top1", "top5", "nll", "ece", "entropy", "max_prob", "stability")} | {"n": 0}
+            names = ("top1", "top5", "nll", "ece", "entropy", "max_prob", "stability")
+            return {k: math.nan for k in names} | {"n": 0}
         present = self.class_count > 0
         counts = self.class_count[present]
         mean_p = self.class_prob_sum[present] / counts[:, None]

@@ -138,13 +138,26 @@ def build_scheduler(recipe: Recipe, optimizer: torch.optim.Optimizer, updates_pe
 def setting_of(recipe: Recipe) -> tuple[str, str]:
     """(setting key, data pipeline JSON): runs compare when data, arch and budget match."""
     data = to_dict(recipe.data)
-    for key in ("num_workers", "eval_batch_size", "batch_size", "drop_last", "backend",
-                "train_path", "val_path", "root"):
+    for key in (
+        "num_workers",
+        "eval_batch_size",
+        "batch_size",
+        "drop_last",
+        "backend",
+        "train_path",
+        "val_path",
+        "root",
+    ):
         data.pop(key, None)
     pipeline = json.dumps(data, sort_keys=True)
     blob = json.dumps(
-        {"dataset": recipe.data.dataset, "arch": recipe.model.arch, "kwargs": recipe.model.kwargs,
-         "epochs": recipe.schedule.epochs, "data": data},
+        {
+            "dataset": recipe.data.dataset,
+            "arch": recipe.model.arch,
+            "kwargs": recipe.model.kwargs,
+            "epochs": recipe.schedule.epochs,
+            "data": data,
+        },
         sort_keys=True,
     )
     import hashlib
@@ -207,8 +220,11 @@ class LossTracker:
         return None if step < 0 else step
 
     def state(self) -> dict[str, Any]:
-        return {"sums": {k: v.cpu() for k, v in self.sums.items()}, "count": self.count,
-                "bad_step": self.bad_step.cpu()}
+        return {
+            "sums": {k: v.cpu() for k, v in self.sums.items()},
+            "count": self.count,
+            "bad_step": self.bad_step.cpu(),
+        }
 
     def load(self, state: dict[str, Any]) -> None:
         self.sums = {k: v.to(self.device) for k, v in state["sums"].items()}
@@ -220,8 +236,10 @@ class LossTracker:
         names = sorted(self.sums)
         if not names:
             return {}
-        packed = torch.stack([self.sums[k] for k in names] + [
-            torch.tensor(float(self.count), dtype=torch.float64, device=self.device)])
+        packed = torch.stack(
+            [self.sums[k] for k in names]
+            + [torch.tensor(float(self.count), dtype=torch.float64, device=self.device)]
+        )
         distributed.all_reduce_sum([packed])
         total = float(packed[-1])
         return {k: float(v) / max(total, 1.0) for k, v in zip(names, packed[:-1].tolist(), strict=True)}
@@ -279,7 +297,10 @@ class Trainer:
         distributed.init(self.world, self.device)
         configure_runtime(r.runtime, self.device, r.seed)
         self.data: DataBundle = build_data(
-            r.data, device=self.device, seed=r.seed, rank=self.world.rank,
+            r.data,
+            device=self.device,
+            seed=r.seed,
+            rank=self.world.rank,
             world_size=self.world.world_size,
         )
         torch.manual_seed(r.seed)  # identical initial weights on every rank
@@ -303,8 +324,14 @@ class Trainer:
                 r, self.runs_dir, self._train_teacher, self.options.transform
             )
             self.teacher = load_teacher(
-                arch, kwargs, weights, source, num_classes=self.data.num_classes,
-                in_chans=self.data.channels, device=self.device, channels_last=self.channels_last,
+                arch,
+                kwargs,
+                weights,
+                source,
+                num_classes=self.data.num_classes,
+                in_chans=self.data.channels,
+                device=self.device,
+                channels_last=self.channels_last,
             )
         self.global_batch = r.data.batch_size * self.world.world_size
         self.lr = r.optim.lr * (self.global_batch / r.optim.lr_base_batch if r.optim.lr_base_batch else 1.0)
@@ -317,18 +344,31 @@ class Trainer:
         torch.manual_seed(r.seed + 1000 * self.world.rank)
 
     def _train_teacher(self, teacher_recipe: Recipe) -> RunDir:
-        options = RunOptions(device=self.options.device, resume=True, progress=self.options.progress,
-                             transform=self.options.transform)
+        options = RunOptions(
+            device=self.options.device,
+            resume=True,
+            progress=self.options.progress,
+            transform=self.options.transform,
+        )
         result = train(teacher_recipe, self.runs_dir, options)
         return RunDir(self.runs_dir, result.run_id)
 
     def _teacher_metrics(self) -> dict[str, Any]:
         if self.teacher is None:
             return {}
-        m = evaluate(self.teacher, self.data.val, self.data.num_classes, self.recipe.eval.ece_bins,
-                     self.amp, self.channels_last, self.device)
-        self._say(f"teacher {self.teacher.arch} ({self.teacher.source}): top1 {m['top1']:.2f} "
-                  f"nll {m['nll']:.3f} ece {m['ece']:.3f} entropy {m['entropy']:.3f}")
+        m = evaluate(
+            self.teacher,
+            self.data.val,
+            self.data.num_classes,
+            self.recipe.eval.ece_bins,
+            self.amp,
+            self.channels_last,
+            self.device,
+        )
+        self._say(
+            f"teacher {self.teacher.arch} ({self.teacher.source}): top1 {m['top1']:.2f} "
+            f"nll {m['nll']:.3f} ece {m['ece']:.3f} entropy {m['entropy']:.3f}"
+        )
         out = {"teacher_arch": self.teacher.arch, "teacher_source": self.teacher.source}
         for key in ("top1", "nll", "ece", "entropy", "max_prob", "stability"):
             out[f"teacher_{key}"] = m[key]
@@ -378,29 +418,52 @@ class Trainer:
             log.info(line)
             self.run.log(line)
 
-    def _row(self, metrics: dict[str, float], losses: dict[str, float], lr: float,
-             epoch_time: float, eval_time: float, samples: int) -> dict[str, Any]:
+    def _row(
+        self,
+        metrics: dict[str, float],
+        losses: dict[str, float],
+        lr: float,
+        epoch_time: float,
+        eval_time: float,
+        samples: int,
+    ) -> dict[str, Any]:
         r = self.recipe
         return {
-            "run_id": r.run_id, "recipe_name": r.name, "recipe_hash": r.hash(), "method": r.label,
+            "run_id": r.run_id,
+            "recipe_name": r.name,
+            "recipe_hash": r.hash(),
+            "method": r.label,
             "strategy": r.strategy.name,
             "strategy_params": json.dumps(self.strategy.param_dict(), sort_keys=True),
-            "dataset": r.data.dataset, "arch": r.model.arch, "seed": r.seed,
-            "setting_key": self.setting_key, "data_pipeline": self.pipeline,
-            "epochs": r.schedule.epochs, "batch_size": r.data.batch_size,
-            "global_batch_size": self.global_batch, "lr_scaled": self.lr,
-            "train_samples": samples, "eval_split": self.data.eval_split, "eval_samples": metrics["n"],
-            "epoch": self.epoch, "step": self.step,
+            "dataset": r.data.dataset,
+            "arch": r.model.arch,
+            "seed": r.seed,
+            "setting_key": self.setting_key,
+            "data_pipeline": self.pipeline,
+            "epochs": r.schedule.epochs,
+            "batch_size": r.data.batch_size,
+            "global_batch_size": self.global_batch,
+            "lr_scaled": self.lr,
+            "train_samples": samples,
+            "eval_split": self.data.eval_split,
+            "eval_samples": metrics["n"],
+            "epoch": self.epoch,
+            "step": self.step,
             **{k: metrics[k] for k in ("top1", "top5", "nll", "ece", "entropy", "max_prob", "stability")},
             "train_loss": losses.get("loss", math.nan),
             "train_parts": {k: v for k, v in losses.items() if k != "loss"},
-            "lr": lr, "epoch_time_s": epoch_time, "eval_time_s": eval_time,
+            "lr": lr,
+            "epoch_time_s": epoch_time,
+            "eval_time_s": eval_time,
             "img_per_s": samples / epoch_time if epoch_time > 0 else math.nan,
             **self.teacher_metrics,
-            "status": "running", "diverged_step": None,
-            "device": self.device.type, "world_size": self.world.world_size,
+            "status": "running",
+            "diverged_step": None,
+            "device": self.device.type,
+            "world_size": self.world.world_size,
             "amp": str(self.amp).replace("torch.", "") if self.amp else "off",
-            **provenance.versions(), "git_commit": provenance.git_commit(),
+            **provenance.versions(),
+            "git_commit": provenance.git_commit(),
         }
 
     def write_rows(self, status: str, diverged_step: int | None = None) -> None:
@@ -454,15 +517,24 @@ class Trainer:
         from tqdm import tqdm
 
         # tqdm: disable=None shows the bar on a terminal only
-        bar_disabled = True if not self.world.is_main or self.options.progress is False else (
-            None if self.options.progress is None else False)
+        bar_disabled = (
+            True
+            if not self.world.is_main or self.options.progress is False
+            else (None if self.options.progress is None else False)
+        )
 
         while self.epoch < r.schedule.epochs:
             self.train_model.train()
             t0 = time.perf_counter() - elapsed
             steps = len(self.data.train)
-            bar = tqdm(total=steps, initial=start, desc=f"epoch {self.epoch + 1}/{r.schedule.epochs}",
-                       disable=bar_disabled, leave=False, dynamic_ncols=True)
+            bar = tqdm(
+                total=steps,
+                initial=start,
+                desc=f"epoch {self.epoch + 1}/{r.schedule.epochs}",
+                disable=bar_disabled,
+                leave=False,
+                dynamic_ncols=True,
+            )
             for i, batch in self.batches(start):
                 self.train_step(batch, tracker)
                 bar.update(1)
@@ -487,8 +559,15 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             if self.epoch % r.eval.every == 0 or self.epoch == r.schedule.epochs:
                 t1 = time.perf_counter()
-                m = evaluate(self.model, self.data.val, self.data.num_classes, r.eval.ece_bins,
-                             self.amp, self.channels_last, self.device)
+                m = evaluate(
+                    self.model,
+                    self.data.val,
+                    self.data.num_classes,
+                    r.eval.ece_bins,
+                    self.amp,
+                    self.channels_last,
+                    self.device,
+                )
                 self.rows.append(self._row(m, losses, lr, epoch_time, time.perf_counter() - t1, samples))
                 self._say(
                     f"epoch {self.epoch}/{r.schedule.epochs} loss {losses.get('loss', math.nan):.4f} "
@@ -513,8 +592,14 @@ class Trainer:
 
     def _weights(self) -> dict[str, Any]:
         d = self.data
-        return {"run_id": self.recipe.run_id, "epoch": self.epoch, "arch": self.recipe.model.arch,
-                "num_classes": d.num_classes, "in_chans": d.channels, "model": self.model.state_dict()}
+        return {
+            "run_id": self.recipe.run_id,
+            "epoch": self.epoch,
+            "arch": self.recipe.model.arch,
+            "num_classes": d.num_classes,
+            "in_chans": d.channels,
+            "model": self.model.state_dict(),
+        }
 
     def _interrupted(self, stop: StopSignal) -> None:
         name = signal.Signals(stop.signum).name if stop.signum else "a signal on another rank"
@@ -528,7 +613,8 @@ class Trainer:
         if not self.world.is_main:
             return
         write_text(self.run.recipe, self.recipe.to_yaml())
-        write_json(self.run.provenance, provenance.collect(self.device, self.recipe.hash(), self.world.world_size))
+        record = provenance.collect(self.device, self.recipe.hash(), self.world.world_size)
+        write_json(self.run.provenance, record)
 
 
 def _set_aside(run: RunDir) -> Path:
@@ -583,8 +669,12 @@ def train(recipe: Recipe, runs_dir: Path | str, options: RunOptions | None = Non
                 if isinstance(exc, KeyboardInterrupt):
                     run.write_status("interrupted", epoch=trainer.epoch, step=trainer.step, signal="SIGINT")
                 else:
-                    run.write_status("failed", epoch=trainer.epoch, step=trainer.step,
-                                     error=f"{type(exc).__name__}: {message}")
+                    run.write_status(
+                        "failed",
+                        epoch=trainer.epoch,
+                        step=trainer.step,
+                        error=f"{type(exc).__name__}: {message}",
+                    )
                 with contextlib.suppress(Exception):
                     trainer.write_rows("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
             raise

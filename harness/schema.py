@@ -171,7 +171,7 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
     if origin in (dict, Mapping):
         if not isinstance(value, Mapping):
             fail(path, f"must be a mapping, got {_describe(value)}")
-        key_tp, val_tp = typing.get_args(tp) or (str, Any)
+        _, val_tp = typing.get_args(tp) or (str, Any)
         out = {}
         for k, v in value.items():
             if not isinstance(k, str):

@@ -20,7 +20,7 @@ from harness.data.memory import MemoryLoader
 from harness.errors import DataError
 from harness.recipe import DataConfig
 
-__all__ = ["Batch", "DataBundle", "Loader", "build_data", "augment_spec"]
+__all__ = ["Batch", "DataBundle", "Loader", "augment_spec", "build_data"]
 
 
 def augment_spec(cfg: DataConfig) -> AugmentSpec:

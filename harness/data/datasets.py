@@ -38,15 +38,9 @@ class DatasetInfo:
 
 INFOS: dict[str, DatasetInfo] = {
     "fashion_mnist": DatasetInfo("fashion_mnist", 10, 1, 28, (0.2860,), (0.3530,), True),
-    "cifar10": DatasetInfo(
-        "cifar10", 10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), True
-    ),
-    "cifar100": DatasetInfo(
-        "cifar100", 100, 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), True
-    ),
-    "imagenet": DatasetInfo(
-        "imagenet", 1000, 3, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), False
-    ),
+    "cifar10": DatasetInfo("cifar10", 10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), True),
+    "cifar100": DatasetInfo("cifar100", 100, 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), True),
+    "imagenet": DatasetInfo("imagenet", 1000, 3, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), False),
     "synthetic": DatasetInfo("synthetic", 10, 3, 32, (0.5,), (0.25,), True),
 }
 
@@ -104,7 +98,7 @@ def load_cifar(root: str | None, split: str, num_classes: int) -> tuple[torch.Te
         path = base / name
         try:
             with open(path, "rb") as fh:
-                batch = pickle.load(fh, encoding="bytes")  # noqa: S301 - the user's own data set
+                batch = pickle.load(fh, encoding="bytes")
             images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
             labels.append(np.asarray(batch[label_key], dtype=np.int64))
         except FileNotFoundError:

@@ -1,6 +1,6 @@
 """Plain cross-entropy with the hard label (the CE baseline).
 
-    L = CE(z, y) = -(1/N) sum_i log softmax(z_i)[y_i]
+L = CE(z, y) = -(1/N) sum_i log softmax(z_i)[y_i]
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ class CrossEntropy(Strategy):
     name = "ce"
     Params = CEParams
 
-    def __call__(
-        self, student_logits: torch.Tensor, targets: torch.Tensor, teacher_logits=None
-    ) -> LossDict:
+    def __call__(self, student_logits: torch.Tensor, targets: torch.Tensor, teacher_logits=None) -> LossDict:
         ce = cross_entropy(student_logits, targets)
         return {"loss": ce, "ce": ce.detach()}

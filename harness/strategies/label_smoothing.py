@@ -66,9 +66,5 @@ class LabelSmoothing(Strategy):
     name = "label_smoothing"
     Params = LabelSmoothingParams
 
-    def __call__(
-        self, student_logits: torch.Tensor, targets: torch.Tensor, teacher_logits=None
-    ) -> LossDict:
-        return label_smoothing_loss(
-            student_logits, targets, self.params.epsilon, self.params.convention
-        )
+    def __call__(self, student_logits: torch.Tensor, targets: torch.Tensor, teacher_logits=None) -> LossDict:
+        return label_smoothing_loss(student_logits, targets, self.params.epsilon, self.params.convention)

@@ -79,9 +79,7 @@ class TfKDReg(Strategy):
     name = "tfkd_reg"
     Params = TfKDRegParams
 
-    def __call__(
-        self, student_logits: torch.Tensor, targets: torch.Tensor, teacher_logits=None
-    ) -> LossDict:
+    def __call__(self, student_logits: torch.Tensor, targets: torch.Tensor, teacher_logits=None) -> LossDict:
         p = self.params
         return tfkd_reg_loss(
             student_logits,

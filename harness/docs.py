@@ -1,0 +1,85 @@
+"""Reference pages generated from the code (recipe fields, metrics columns), so docs never drift.
+
+`python -m harness.docs` rewrites docs/recipe.md and docs/metrics.md; a test checks they match.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from harness.metrics import SCHEMA
+from harness.recipe import Recipe
+from harness.schema import describe_fields
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def recipe_reference() -> str:
+    lines = [
+        "# Recipe fields",
+        "",
+        "Generated from `harness/recipe.py` by `python -m harness.docs`; do not edit by hand.",
+        "Every key is checked: an unknown key, a wrong type or an out-of-range value fails with one",
+        "line naming its dotted path. `strategy.params` are checked by the strategy (see",
+        "`harness/strategies/`). `runtime`, `checkpoint` and `description` are not part of a run's",
+        "identity (its `run_id` hash).",
+        "",
+        "| field | type | default | meaning |",
+        "| --- | --- | --- | --- |",
+    ]
+    for path, tp, default, doc in describe_fields(Recipe):
+        lines.append(f"| `{path}` | {_cell(tp)} | `{_cell(default)}` | {_cell(doc)} |")
+    from harness import strategies
+
+    lines += ["", "## Strategy parameters", ""]
+    for name in strategies.available():
+        cls = strategies.get(name)
+        module_doc = (sys.modules[cls.__module__].__doc__ or cls.__doc__ or "").strip()
+        lines += [f"### `{name}`", "", module_doc, ""]
+        rows = describe_fields(cls.Params)
+        if not rows:
+            lines += ["No parameters.", ""]
+            continue
+        lines += ["| param | type | default | meaning |", "| --- | --- | --- | --- |"]
+        for path, tp, default, doc in rows:
+            lines.append(f"| `{path}` | {_cell(tp)} | `{_cell(default)}` | {_cell(doc)} |")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def metrics_reference() -> str:
+    lines = [
+        "# metrics.parquet",
+        "",
+        "Generated from `harness/metrics.py` by `python -m harness.docs`; do not edit by hand.",
+        "Each run writes `<runs-dir>/<run_id>/metrics.parquet`, one row per evaluated epoch,",
+        "rewritten atomically (temporary file, fsync, rename) after each epoch. Confidence metrics",
+        "are computed on the evaluation split named in `eval_split` (the test split for",
+        "Fashion-MNIST and CIFAR, the validation split for ImageNet).",
+        "",
+        "| column | type | meaning |",
+        "| --- | --- | --- |",
+    ]
+    for f in SCHEMA:
+        doc = (f.metadata or {}).get(b"doc", b"").decode()
+        lines.append(f"| `{f.name}` | {f.type} | {_cell(doc)} |")
+    return "\n".join(lines) + "\n"
+
+
+PAGES = {"recipe.md": recipe_reference, "metrics.md": metrics_reference}
+
+
+def main() -> None:
+    DOCS.mkdir(exist_ok=True)
+    for name, render in PAGES.items():
+        (DOCS / name).write_text(render())
+        print(f"wrote docs/{name}")
+
+
+if __name__ == "__main__":
+    main()
