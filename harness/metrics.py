@@ -168,7 +168,15 @@ class MetricAccumulator:
             "max_prob": s["max_prob"] / n,
             "stability": float(1.0 - variance.clamp_min(0).mean()),
             "n": int(n),
+            "reliability_count": self.bin_count.tolist(),
+            "reliability_confidence": _safe_div(self.bin_conf, self.bin_count),
+            "reliability_accuracy": _safe_div(self.bin_correct, self.bin_count),
         }
+
+
+def _safe_div(num: torch.Tensor, den: torch.Tensor) -> list[float | None]:
+    """Per-bin means; None for empty bins."""
+    return [None if d == 0 else n / d for n, d in zip(num.tolist(), den.tolist(), strict=True)]
 
 
 # ------------------------------------------------------------------------------ Parquet
@@ -208,6 +216,9 @@ SCHEMA = pa.schema(
         _field("entropy", FLOAT, "mean predictive entropy, nats"),
         _field("max_prob", FLOAT, "mean max probability"),
         _field("stability", FLOAT, "Shen et al. stability S (1 - mean intra-class variance)"),
+        _field("reliability_count", pa.list_(FLOAT), "samples per ECE bin (reliability diagram)"),
+        _field("reliability_confidence", pa.list_(FLOAT), "mean max-probability per ECE bin (null: empty)"),
+        _field("reliability_accuracy", pa.list_(FLOAT), "accuracy (fraction) per ECE bin (null: empty)"),
         _field("train_loss", FLOAT, "mean training loss over the epoch"),
         _field("train_parts", pa.map_(STRING, FLOAT), "mean of each named loss part"),
         _field("lr", FLOAT, "learning rate at the end of the epoch"),

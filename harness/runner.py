@@ -39,6 +39,19 @@ from harness.teacher import RecipeTransform, Teacher, load_teacher, resolve_weig
 
 log = logging.getLogger("harness")
 
+METRIC_COLUMNS = (
+    "top1",
+    "top5",
+    "nll",
+    "ece",
+    "entropy",
+    "max_prob",
+    "stability",
+    "reliability_count",
+    "reliability_confidence",
+    "reliability_accuracy",
+)
+
 
 @dataclass
 class RunOptions:
@@ -449,7 +462,7 @@ class Trainer:
             "eval_samples": metrics["n"],
             "epoch": self.epoch,
             "step": self.step,
-            **{k: metrics[k] for k in ("top1", "top5", "nll", "ece", "entropy", "max_prob", "stability")},
+            **{k: metrics[k] for k in METRIC_COLUMNS},
             "train_loss": losses.get("loss", math.nan),
             "train_parts": {k: v for k, v in losses.items() if k != "loss"},
             "lr": lr,

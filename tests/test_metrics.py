@@ -88,6 +88,12 @@ def test_accumulator_matches_functions_over_batches():
     assert got["max_prob"] == pytest.approx(mean_max_prob(probs), rel=1e-6)
     assert got["nll"] == pytest.approx(negative_log_likelihood(probs, targets), rel=1e-5)
     assert got["stability"] == pytest.approx(stability(probs, targets), rel=1e-6)
+    # the reliability diagram's bins hold every sample and give back the same ECE
+    counts, conf, acc = got["reliability_count"], got["reliability_confidence"], got["reliability_accuracy"]
+    assert len(counts) == 15 and sum(counts) == 300
+    ece = sum(n / 300 * abs(a - c) for n, a, c in zip(counts, acc, conf, strict=True) if n)
+    assert ece == pytest.approx(got["ece"], abs=1e-9)
+    assert all((n == 0) == (c is None) for n, c in zip(counts, conf, strict=True))
 
 
 def test_parquet_writer_is_atomic_and_typed(tmp_path):
