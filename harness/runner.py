@@ -189,14 +189,28 @@ def evaluate(
     channels_last: bool,
     device: torch.device,
 ) -> dict[str, float]:
-    """Every metric of `harness.metrics` over the whole split (summed exactly across ranks)."""
+    """Every metric of `harness.metrics` over the whole split (summed exactly across ranks).
+
+    A module is evaluated in eval mode (BatchNorm running statistics, no dropout) and put back
+    in the mode it was in.
+    """
+    module = model if isinstance(model, torch.nn.Module) else None
+    was_training = module.training if module is not None else False
+    if module is not None:
+        module.eval()
     acc = MetricAccumulator(num_classes, n_bins, device)
     loader.set_epoch(0)
-    for batch in loader:
-        x = batch.images.contiguous(memory_format=torch.channels_last) if channels_last else batch.images
-        with autocast(device, amp):
-            logits = model(x)
-        acc.update(logits.float(), batch.targets)
+    try:
+        for batch in loader:
+            x = batch.images
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(device, amp):
+                logits = model(x)
+            acc.update(logits.float(), batch.targets)
+    finally:
+        if module is not None:
+            module.train(was_training)
     distributed.all_reduce_sum(acc.tensors())
     return acc.compute()
 

@@ -28,8 +28,12 @@ Check = Callable[[Any], "str | None"]
 
 
 def close_matches(word: str, candidates: typing.Iterable[str], n: int = 3) -> list[str]:
-    """Up to `n` candidates that look like `word` (difflib ratio >= 0.6)."""
-    return difflib.get_close_matches(word, list(candidates), n=n, cutoff=0.6)
+    """Up to `n` candidates that look like `word`: difflib ratio >= 0.6, or sharing its start."""
+    pool = list(candidates)
+    matches = difflib.get_close_matches(word, pool, n=n, cutoff=0.6)
+    if len(word) >= 3:
+        matches += [c for c in pool if c.startswith(word) and c not in matches]
+    return matches[:n]
 
 
 def suggest(word: str, candidates: typing.Iterable[str]) -> str:

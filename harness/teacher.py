@@ -114,6 +114,37 @@ def resolve_weights(
     return t_recipe.model.arch, t_recipe.model.kwargs, path, f"{t_recipe.run_id}@epoch{cfg.epoch}"
 
 
+def check_shapes(
+    model: torch.nn.Module,
+    state: dict[str, torch.Tensor],
+    weights: Path,
+    arch: str,
+    num_classes: int,
+    in_chans: int,
+) -> None:
+    """Name the first shape mismatch: the classifier (class count), the stem (channels) or the arch."""
+    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    classifier, first_conv = cfg.get("classifier") or "", cfg.get("first_conv") or ""
+    expected = model.state_dict()
+    for key, value in state.items():
+        if key not in expected or expected[key].shape == value.shape:
+            continue
+        got, want = tuple(value.shape), tuple(expected[key].shape)
+        if classifier and key.startswith(classifier + "."):
+            raise TeacherError(
+                f"{weights}: teacher {arch} has {got[0]} classes, the student's data has {num_classes} "
+                f"({key} has shape {got})"
+            )
+        if first_conv and key.startswith(first_conv + ".") and got[1:2] != want[1:2]:
+            raise TeacherError(
+                f"{weights}: teacher {arch} takes {got[1]} input channels, the data has {in_chans}"
+            )
+        raise TeacherError(
+            f"{weights}: weights do not match teacher arch {arch} ({key} has shape {got}, "
+            f"the arch expects {want})"
+        )
+
+
 def load_teacher(
     arch: str,
     kwargs: dict,
@@ -128,14 +159,7 @@ def load_teacher(
     """Build `arch`, load `weights` strictly, freeze it; a class-count mismatch is a clear error."""
     state = checkpoint.model_state(weights)
     model = build_model(arch, num_classes, in_chans, kwargs)
-    expected = model.state_dict()
-    for key, value in state.items():
-        if key in expected and expected[key].shape != value.shape:
-            raise TeacherError(
-                f"{weights}: teacher {arch} does not fit this data: {key} has shape "
-                f"{tuple(value.shape)}, the student's data needs {tuple(expected[key].shape)} "
-                f"({num_classes} classes, {in_chans} channels)"
-            )
+    check_shapes(model, state, weights, arch, num_classes, in_chans)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

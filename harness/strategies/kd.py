@@ -48,7 +48,7 @@ def kd_loss(
     """KD loss and its parts `ce` and `kl` (the KL at temperature T, before any weight)."""
     t = temperature
     ce = cross_entropy(student_logits, targets)
-    target = F.softmax(teacher_logits.float() / t, dim=1)
+    target = F.softmax(teacher_logits.detach().float() / t, dim=1)
     kl = kl_divergence(target, F.log_softmax(student_logits.float() / t, dim=1), kl_reduction)
     loss = (1.0 - alpha) * ce + alpha * multiplier * t * t * kl
     return {"loss": loss, "ce": ce.detach(), "kl": kl.detach()}
