@@ -115,5 +115,28 @@ def validate(recipes: tuple[Path, ...], overrides: tuple[str, ...]) -> None:
         raise SystemExit(2)
 
 
+@main.command()
+@click.option(
+    "--runs-dir",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_RUNS_DIR,
+    envvar="HARNESS_RUNS_DIR",
+    show_default=True,
+    help="Folder holding one sub-folder per run (env HARNESS_RUNS_DIR); read only.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default="leaderboard",
+    show_default=True,
+    help="Folder for leaderboard.md, leaderboard.parquet, leaderboard.csv and index.html.",
+)
+def leaderboard(runs_dir: Path, out: Path) -> None:
+    """Compare every strategy with its matched label-smoothing and CE baselines over seeds."""
+    from harness.leaderboard import generate
+
+    click.echo(generate(runs_dir, out).summary())
+
+
 if __name__ == "__main__":
     main()

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 
@@ -71,7 +72,35 @@ def metrics_reference() -> str:
     return "\n".join(lines) + "\n"
 
 
-PAGES = {"recipe.md": recipe_reference, "metrics.md": metrics_reference}
+def leaderboard_reference() -> str:
+    from harness.leaderboard import aggregate, table
+
+    lines = [
+        "# leaderboard.parquet / leaderboard.csv",
+        "",
+        "Generated from `harness/leaderboard/table.py` by `python -m harness.docs`; do not edit by hand.",
+        "`harness leaderboard` writes one record per row of every matched setting. Numbers stay",
+        "numbers: Parquet keeps the types; the CSV writes floats in their shortest exact form, nulls",
+        "as empty fields and lists joined by `;`.",
+        "",
+        "How settings, rows, labels and baselines are formed:",
+        "",
+        *inspect.cleandoc(aggregate.__doc__ or "").splitlines(),
+        "",
+        "| column | type | meaning |",
+        "| --- | --- | --- |",
+    ]
+    for f in table.SCHEMA:
+        doc = (f.metadata or {}).get(b"doc", b"").decode()
+        lines.append(f"| `{f.name}` | {f.type} | {_cell(doc)} |")
+    return "\n".join(lines) + "\n"
+
+
+PAGES = {
+    "recipe.md": recipe_reference,
+    "metrics.md": metrics_reference,
+    "leaderboard.md": leaderboard_reference,
+}
 
 
 def main() -> None:

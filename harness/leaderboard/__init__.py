@@ -1,0 +1,126 @@
+"""The leaderboard: every strategy against its matched label-smoothing and CE baselines, over seeds.
+
+`generate(runs_dir, out_dir)` reads every `<runs_dir>/*/metrics.parquet` (read-only), groups the
+completed runs into matched settings and rows (`aggregate`), adds the published reference
+numbers (`reference`) and writes, into `out_dir`:
+
+* `leaderboard.md`: Markdown tables per setting, the legend, the runs set apart;
+* `leaderboard.parquet` and `leaderboard.csv`: the aggregated table, numeric (`table.COLUMNS`);
+* `index.html`: a self-contained page with the tables and inline SVG plots.
+
+The outputs depend on the runs (and the reference data) alone: no time stamps, everything
+sorted, fixed float formats, so regenerating gives byte-identical files. Modules: `runs`
+(reading), `stats` (mean, std, Welch), `aggregate` (settings and rows), `reference`, `table`,
+`markdown`, `svg`, `html_page`, `text` (escaping, number formats).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.leaderboard.aggregate import Setting, build_settings
+from harness.leaderboard.html_page import render_html
+from harness.leaderboard.markdown import render_markdown
+from harness.leaderboard.reference import References, load_references
+from harness.leaderboard.runs import LeaderboardError, SetApart, load_runs
+from harness.leaderboard.table import records, to_csv, to_parquet
+from harness.metrics import atomic_write_bytes
+
+__all__ = ["OUTPUT_FILES", "LeaderboardError", "LeaderboardResult", "SetApart", "SettingSummary", "generate"]
+
+OUTPUT_FILES = ("leaderboard.md", "leaderboard.parquet", "leaderboard.csv", "index.html")
+
+
+@dataclass(frozen=True)
+class SettingSummary:
+    """One matched setting of the leaderboard."""
+
+    key: str
+    dataset: str
+    arch: str
+    epochs: int
+    rows: int
+    runs: int
+    has_ls_baseline: bool
+    has_ce_baseline: bool
+
+
+@dataclass(frozen=True)
+class LeaderboardResult:
+    """What `generate` wrote and what it read."""
+
+    files: tuple[Path, ...]
+    settings: tuple[SettingSummary, ...]
+    set_apart: tuple[SetApart, ...]
+    runs_used: int
+
+    def summary(self) -> str:
+        """One line for the command line."""
+        out = self.files[0].parent if self.files else Path(".")
+        return (
+            f"leaderboard: {self.runs_used} runs in {len(self.settings)} settings, "
+            f"{len(self.set_apart)} set apart -> {out}/ ({', '.join(f.name for f in self.files)})"
+        )
+
+
+def generate(runs_dir: Path, out_dir: Path, *, reference_dir: Path | None = None) -> LeaderboardResult:
+    """Read the runs under `runs_dir` and write the leaderboard files into `out_dir`.
+
+    Raises `LeaderboardError` (a one-line `HarnessError`) when `runs_dir` is not a folder, the
+    reference data is malformed or `out_dir` cannot be written. Run files are never modified.
+    """
+    runs_dir, out_dir = Path(runs_dir), Path(out_dir)
+    runs, apart = load_runs(runs_dir)
+    settings, duplicates = build_settings(runs)
+    apart = sorted([*apart, *duplicates], key=lambda a: a.folder)
+    refs = load_references(reference_dir)
+    attach_references(settings, refs)
+    used = sum(s.n_runs for s in settings)
+    recs = records(settings)
+    contents = {
+        "leaderboard.md": render_markdown(settings, apart, refs, used).encode("utf-8"),
+        "leaderboard.parquet": to_parquet(recs),
+        "leaderboard.csv": to_csv(recs),
+        "index.html": render_html(settings, apart, refs, used).encode("utf-8"),
+    }
+    files = write_outputs(out_dir, contents)
+    summaries = tuple(
+        SettingSummary(
+            key=s.key,
+            dataset=s.dataset,
+            arch=s.arch,
+            epochs=s.epochs,
+            rows=len(s.rows),
+            runs=s.n_runs,
+            has_ls_baseline=s.baselines.get("ls") is not None,
+            has_ce_baseline=s.baselines.get("ce") is not None,
+        )
+        for s in settings
+    )
+    return LeaderboardResult(files, summaries, tuple(apart), used)
+
+
+def attach_references(settings: list[Setting], refs: References) -> None:
+    """Give every row the published figures that match its setting, method and teacher."""
+    for s in settings:
+        for row in s.rows:
+            row.paper = refs.matches(
+                s.dataset, s.arch, row.method, row.teacher_arch, row.teacher_method, row.params
+            )
+
+
+def write_outputs(out_dir: Path, contents: dict[str, bytes]) -> tuple[Path, ...]:
+    """Write each file atomically (temporary file, fsync, rename) into `out_dir`."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise LeaderboardError(f"--out {out_dir}: exists and is not a folder")
+    written = []
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in OUTPUT_FILES:
+            data = contents[name]
+            atomic_write_bytes(out_dir / name, lambda fh, data=data: fh.write(data))
+            written.append(out_dir / name)
+    except OSError as exc:
+        raise LeaderboardError(f"--out {out_dir}: cannot write ({exc.strerror or exc})") from None
+    return tuple(written)

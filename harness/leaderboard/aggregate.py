@@ -1,0 +1,373 @@
+"""Matched settings, one row per strategy variant, statistics over seeds and gains over baselines.
+
+**Setting.** Runs compare only within a matched setting: the same `setting_key` (a hash of the
+data set, architecture, epochs and data pipeline written by the runner).
+
+**Row.** Within a setting, runs form one row when they share the row key
+
+    (recipe name, method, strategy, strategy parameters, teacher, teacher architecture, teacher epoch)
+
+and differ only in their seed. The teacher is named by the teacher run's recipe name (its
+`teacher_source` without the `-s<seed>-<hash>` suffix, so a student's seeds, each with its own
+teacher seed, share one row) plus `@epochN` for an early-checkpoint teacher, or by the weights
+file. KD from a label-smoothing teacher and KD from a plain teacher are therefore two rows, and
+so are two temperatures of one method. A second run of the same seed in a row is set apart.
+
+**Label.** A row's label is its method; where several rows of a setting share a method, the label
+adds what tells them apart: `← teacher`, the parameters that differ (`temperature=4`), and
+last the recipe name in brackets.
+
+**Statistics.** Per run: top-1 at the last epoch and at its best epoch (the official Tf-KD code
+reports the best test epoch, most other code the last), and at the last epoch top-5, NLL, ECE,
+entropy, max-probability (Sultan 2023), stability (Shen et al. 2021), the teacher's columns and
+throughput (images trained / training seconds over all epochs). Per row: mean and sample std
+(ddof = 1) over seeds.
+
+**Gains.** Last-epoch top-1 minus that of the setting's label-smoothing baseline (method
+`label_smoothing`) and of its CE baseline (method `ce`), with Welch's 95% interval. When a
+setting has several rows of the baseline method, the baseline is the one with the most seeds,
+then the highest mean last-epoch top-1 (the stronger baseline: the conservative comparison).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.leaderboard.reference import ReferenceResult
+from harness.leaderboard.runs import Run, SetApart
+from harness.leaderboard.stats import Interval, mean, sample_std, welch_interval
+
+LS_METHOD = "label_smoothing"
+CE_METHOD = "ce"
+BASELINES = {"ls": LS_METHOD, "ce": CE_METHOD}
+
+#: Rows are listed in this method order, then any other method alphabetically.
+METHOD_ORDER = ("ce", "label_smoothing", "kd", "tfkd_self", "tfkd_reg", "reversed_kd", "defective_kd")
+
+#: Per-run values summarised over seeds (mean and std), in table order.
+RUN_VALUES = (
+    "top1_last",
+    "top1_best",
+    "best_epoch",
+    "top5_last",
+    "nll",
+    "ece",
+    "entropy",
+    "max_prob",
+    "stability",
+    "img_per_s",
+    "teacher_top1",
+    "teacher_nll",
+    "teacher_ece",
+    "teacher_entropy",
+    "teacher_max_prob",
+    "teacher_stability",
+)
+
+_TEACHER_RUN = re.compile(r"^(?P<name>.+)-s(?P<seed>\d+)-(?P<hash>[0-9a-f]{8})(?:@epoch(?P<epoch>\d+))?$")
+
+
+# ------------------------------------------------------------------------------ per run
+def run_values(run: Run) -> dict[str, float | None]:
+    """The per-run figures that rows summarise (see RUN_VALUES)."""
+    last = run.last
+    scored = [r for r in run.rows if _is_number(r["top1"])]
+    best = max(scored, key=lambda r: (r["top1"], -r["epoch"]))
+    values: dict[str, float | None] = {
+        "top1_last": last["top1"],
+        "top1_best": best["top1"],
+        "best_epoch": float(best["epoch"]),
+        "top5_last": last["top5"],
+        "img_per_s": throughput(run.rows),
+    }
+    for name in ("nll", "ece", "entropy", "max_prob", "stability"):
+        values[name] = last[name]
+    for name in ("top1", "nll", "ece", "entropy", "max_prob", "stability"):
+        values[f"teacher_{name}"] = last[f"teacher_{name}"]
+    return {k: (float(v) if _is_number(v) else None) for k, v in values.items()}
+
+
+def throughput(rows: Sequence[dict[str, Any]]) -> float | None:
+    """Images trained per second over the whole run: sum(train_samples) / sum(epoch_time_s).
+
+    Falls back to the mean of the per-epoch `img_per_s` when sample counts or times are missing.
+    """
+    pairs = [
+        (r["train_samples"], r["epoch_time_s"])
+        for r in rows
+        if _is_number(r["train_samples"]) and _is_number(r["epoch_time_s"]) and r["epoch_time_s"] > 0
+    ]
+    if pairs and len(pairs) == len(rows):
+        return math.fsum(p[0] for p in pairs) / math.fsum(p[1] for p in pairs)
+    return mean(r["img_per_s"] for r in rows)
+
+
+def teacher_identity(source: str | None) -> tuple[str | None, int | None, str | None]:
+    """(teacher name, teacher epoch, teacher run id) from a `teacher_source`.
+
+    `fm_resnet18_ce-s3-0123abcd@epoch1` -> ('fm_resnet18_ce', 1, 'fm_resnet18_ce-s3-0123abcd');
+    a weights file keeps its path as the name.
+    """
+    if source is None:
+        return None, None, None
+    m = _TEACHER_RUN.match(source)
+    if m is None:
+        return source, None, None
+    epoch = int(m["epoch"]) if m["epoch"] else None
+    return m["name"], epoch, source.split("@epoch")[0]
+
+
+# ------------------------------------------------------------------------------ rows
+@dataclass
+class Row:
+    """One strategy variant of a setting, over its seeds."""
+
+    key: str
+    method: str
+    strategy: str
+    strategy_params: str
+    recipe_name: str
+    teacher: str | None
+    teacher_arch: str | None
+    teacher_epoch: int | None
+    teacher_method: str | None = None
+    label: str = ""
+    runs: list[Run] = field(default_factory=list)
+    values: list[dict[str, float | None]] = field(default_factory=list)
+    gains: dict[str, Interval | None] = field(default_factory=dict)
+    paper: list[ReferenceResult] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.runs)
+
+    @property
+    def seeds(self) -> list[int]:
+        return [r.seed for r in self.runs]
+
+    @property
+    def params(self) -> dict[str, Any]:
+        try:
+            parsed = json.loads(self.strategy_params)
+        except ValueError:
+            return {}
+        return parsed if isinstance(parsed, dict) else {}
+
+    def column(self, name: str) -> list[float | None]:
+        """One per-run value for every seed, in seed order."""
+        return [v[name] for v in self.values]
+
+    def mean(self, name: str) -> float | None:
+        return mean(self.column(name))
+
+    def std(self, name: str) -> float | None:
+        return sample_std(self.column(name))
+
+    def curve(self) -> list[tuple[int, float, int]]:
+        """(epoch, mean top-1 over the seeds evaluated at that epoch, number of seeds) per epoch."""
+        by_epoch: dict[int, list[float]] = defaultdict(list)
+        for run in self.runs:
+            for r in run.rows:
+                if _is_number(r["top1"]):
+                    by_epoch[int(r["epoch"])].append(float(r["top1"]))
+        return [(e, math.fsum(v) / len(v), len(v)) for e, v in sorted(by_epoch.items())]
+
+    def reliability(self) -> tuple[list[float], list[float | None], list[float | None]] | None:
+        """Reliability diagram of the last epochs pooled over seeds: (counts, confidence, accuracy).
+
+        Counts are summed per bin; the per-bin mean confidence and accuracy are count-weighted
+        means of the runs' bin means (empty bins: None). None when a run lacks the columns or
+        the runs disagree on the number of bins.
+        """
+        per_run = [
+            (r.last["reliability_count"], r.last["reliability_confidence"], r.last["reliability_accuracy"])
+            for r in self.runs
+        ]
+        if not per_run or any(c is None or conf is None or acc is None for c, conf, acc in per_run):
+            return None
+        n_bins = len(per_run[0][0])
+        if n_bins == 0 or any(len(x) != n_bins for triple in per_run for x in triple):
+            return None
+        counts, conf, acc = [], [], []
+        for b in range(n_bins):
+            cells = [(c[b] or 0.0, cf[b], a[b]) for c, cf, a in per_run]
+            total = math.fsum(n for n, _, _ in cells)
+            counts.append(total)
+            if total > 0:
+                conf.append(math.fsum(n * (cf or 0.0) for n, cf, _ in cells if n) / total)
+                acc.append(math.fsum(n * (a or 0.0) for n, _, a in cells if n) / total)
+            else:
+                conf.append(None)
+                acc.append(None)
+        return counts, conf, acc
+
+
+@dataclass
+class Setting:
+    """Runs that compare: same data set, architecture, epochs and data pipeline."""
+
+    key: str
+    dataset: str
+    arch: str
+    epochs: int
+    data_pipeline: str
+    eval_split: str | None
+    rows: list[Row] = field(default_factory=list)
+    baselines: dict[str, Row | None] = field(default_factory=dict)
+
+    @property
+    def n_runs(self) -> int:
+        return sum(r.n for r in self.rows)
+
+    def is_baseline(self, row: Row, kind: str) -> bool:
+        return self.baselines.get(kind) is row
+
+    def delta_vs_ce(self, row: Row, name: str) -> float | None:
+        """Row mean minus the CE baseline's mean of `name` (None for the baseline itself)."""
+        base = self.baselines.get("ce")
+        if base is None or base is row:
+            return None
+        a, b = row.mean(name), base.mean(name)
+        return None if a is None or b is None else a - b
+
+
+def build_settings(runs: Sequence[Run]) -> tuple[list[Setting], list[SetApart]]:
+    """Group completed runs into settings and rows; runs that repeat a row's seed are set apart."""
+    teacher_methods = {r.run_id: str(r.last["method"]) for r in runs}
+    settings: dict[str, Setting] = {}
+    rows: dict[tuple[str, str], Row] = {}
+    apart: list[SetApart] = []
+    for run in sorted(runs, key=lambda r: (r.last["setting_key"], r.seed, r.folder)):
+        last = run.last
+        setting = settings.get(last["setting_key"])
+        if setting is None:
+            setting = settings[last["setting_key"]] = Setting(
+                key=last["setting_key"],
+                dataset=last["dataset"],
+                arch=last["arch"],
+                epochs=int(last["epochs"]),
+                data_pipeline=last["data_pipeline"],
+                eval_split=last["eval_split"],
+            )
+        candidate = _row_for(run, teacher_methods)
+        row = rows.get((setting.key, candidate.key))
+        if row is None:
+            row = rows[(setting.key, candidate.key)] = candidate
+            setting.rows.append(row)
+        if run.seed in row.seeds:
+            kept = row.runs[row.seeds.index(run.seed)].run_id
+            reason = f"duplicate: seed {run.seed} of recipe {row.recipe_name} is already counted from {kept}"
+            apart.append(SetApart(run.folder, run.run_id, "duplicate", reason))
+            continue
+        row.runs.append(run)
+        row.values.append(run_values(run))
+    ordered = sorted(settings.values(), key=lambda s: (s.dataset, s.arch, s.epochs, s.key))
+    for setting in ordered:
+        setting.rows.sort(key=_row_order)
+        _label_rows(setting.rows)
+        _compare_with_baselines(setting)
+    return ordered, apart
+
+
+def _row_for(run: Run, teacher_methods: dict[str, str]) -> Row:
+    last = run.last
+    teacher, epoch, teacher_run = teacher_identity(last["teacher_source"])
+    params = _canonical_json(last["strategy_params"])
+    key = json.dumps(
+        [last["recipe_name"], last["method"], last["strategy"], params, teacher, last["teacher_arch"], epoch],
+        separators=(",", ":"),
+    )
+    return Row(
+        key=key,
+        method=last["method"],
+        strategy=last["strategy"],
+        strategy_params=params,
+        recipe_name=last["recipe_name"],
+        teacher=teacher,
+        teacher_arch=last["teacher_arch"],
+        teacher_epoch=epoch,
+        teacher_method=teacher_methods.get(teacher_run) if teacher_run else None,
+    )
+
+
+def _row_order(row: Row) -> tuple[int, str, str]:
+    rank = METHOD_ORDER.index(row.method) if row.method in METHOD_ORDER else len(METHOD_ORDER)
+    return rank, row.method, row.key
+
+
+def _label_rows(rows: list[Row]) -> None:
+    """Label = method, plus what tells rows of the same method apart (teacher, parameters, recipe)."""
+    by_method: dict[str, list[Row]] = defaultdict(list)
+    for row in rows:
+        by_method[row.method].append(row)
+    for group in by_method.values():
+        for row in group:
+            row.label = row.method
+        if len(group) == 1:
+            continue
+        teachers = {_teacher_text(r) for r in group}
+        param_sets = [r.params for r in group]
+        varying = sorted(
+            {
+                k
+                for p in param_sets
+                for k in p
+                if len({json.dumps(q.get(k), sort_keys=True) for q in param_sets}) > 1
+            }
+        )
+        for row in group:
+            parts = [row.method]
+            if len(teachers) > 1:
+                parts.append(f"← {_teacher_text(row)}")
+            parts += [f"{k}={json.dumps(row.params[k], sort_keys=True)}" for k in varying if k in row.params]
+            row.label = " ".join(parts)
+        counts = defaultdict(int)
+        for row in group:
+            counts[row.label] += 1
+        for row in group:
+            if counts[row.label] > 1:
+                row.label = f"{row.label} [{row.recipe_name}]"
+
+
+def _teacher_text(row: Row) -> str:
+    if row.teacher is None:
+        return "none"
+    return row.teacher + (f"@epoch{row.teacher_epoch}" if row.teacher_epoch is not None else "")
+
+
+def _compare_with_baselines(setting: Setting) -> None:
+    """Pick each baseline row and compute every row's Welch interval against it."""
+    for kind, method in BASELINES.items():
+        candidates = [r for r in setting.rows if r.method == method]
+        base = min(candidates, key=_baseline_preference, default=None)
+        setting.baselines[kind] = base
+        for row in setting.rows:
+            if base is None or base is row:
+                row.gains[kind] = None
+            else:
+                row.gains[kind] = welch_interval(row.column("top1_last"), base.column("top1_last"))
+
+
+def _baseline_preference(row: Row) -> tuple[int, float, str]:
+    """Sort key choosing a baseline: most seeds, then highest mean last-epoch top-1, then row key."""
+    top1 = row.mean("top1_last")
+    return -row.n, -top1 if top1 is not None else math.inf, row.key
+
+
+# ------------------------------------------------------------------------------ helpers
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _canonical_json(text: str) -> str:
+    """The strategy parameters as sorted compact JSON (the text itself if it is not JSON)."""
+    try:
+        return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
+    except ValueError:
+        return text

@@ -1,0 +1,277 @@
+"""Small deterministic SVG plots (no plotting library): scatter, lines and reliability diagrams.
+
+Every plot is an `<svg class="plot" data-plot="...">` whose data marks carry `class="mark"`,
+so a browser (or a test) can check that each one drew something. Coordinates are printed with
+one decimal and all text goes through `text.html`, so equal inputs give equal bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from harness.leaderboard.text import html
+
+#: Colour-blind-safe colours (Okabe & Ito), then further distinct ones; rows cycle through them.
+PALETTE = (
+    "#0072B2",
+    "#D55E00",
+    "#009E73",
+    "#CC79A7",
+    "#E69F00",
+    "#56B4E9",
+    "#000000",
+    "#8C564B",
+    "#7F7F7F",
+    "#17BECF",
+)
+
+WIDTH, HEIGHT = 640, 360
+LEFT, RIGHT, TOP, BOTTOM = 64, 200, 36, 52  # margins; the legend lives in the right margin
+
+
+def colour(i: int) -> str:
+    return PALETTE[i % len(PALETTE)]
+
+
+def _f(v: float) -> str:
+    """One decimal, never '-0.0'."""
+    text = f"{v:.1f}"
+    return "0.0" if text == "-0.0" else text
+
+
+# ------------------------------------------------------------------------------ axes
+def nice_step(span: float, target: int = 5) -> float:
+    """A 1, 2, 2.5 or 5 times a power of ten step giving about `target` intervals over `span`."""
+    raw = span / target
+    magnitude = 10.0 ** math.floor(math.log10(raw))
+    for m in (1.0, 2.0, 2.5, 5.0, 10.0):
+        if m * magnitude >= raw * (1 - 1e-9):
+            return m * magnitude
+    return 10.0 * magnitude
+
+
+def nice_range(
+    lo: float, hi: float, target: int = 5, pad: float = 0.0, integer: bool = False
+) -> tuple[float, float, list[float]]:
+    """Axis limits (widened by `pad` of the span) rounded out to a nice step, and the ticks.
+
+    `integer` keeps the step a whole number (epochs).
+    """
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        lo, hi = 0.0, 1.0
+    if hi - lo < 1e-12:
+        half = abs(lo) * 0.05 or 0.5
+        lo, hi = lo - half, hi + half
+    lo, hi = lo - pad * (hi - lo), hi + pad * (hi - lo)
+    step = nice_step(hi - lo, target)
+    if integer:
+        step = max(1.0, float(math.ceil(step)))
+    first = math.floor(lo / step + 1e-9) * step
+    last = math.ceil(hi / step - 1e-9) * step
+    count = round((last - first) / step)
+    return first, last, [first + i * step for i in range(count + 1)]
+
+
+def _tick_text(value: float, step: float) -> str:
+    """A tick label with just the decimals the step needs (step = m * 10^k, m in 1, 2, 2.5, 5)."""
+    k = math.floor(math.log10(step) + 1e-9)
+    extra = 1 if abs(step / 10.0**k - 2.5) < 1e-9 else 0
+    text = f"{value:.{max(0, extra - k)}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Maps data coordinates into the plot area of a WIDTH x HEIGHT canvas."""
+
+    x_lo: float
+    x_hi: float
+    y_lo: float
+    y_hi: float
+    width: int = WIDTH
+    height: int = HEIGHT
+    left: int = LEFT
+    right: int = RIGHT
+    top: int = TOP
+    bottom: int = BOTTOM
+
+    def x(self, v: float) -> float:
+        span = self.width - self.left - self.right
+        return self.left + (v - self.x_lo) / (self.x_hi - self.x_lo) * span
+
+    def y(self, v: float) -> float:
+        span = self.height - self.top - self.bottom
+        return self.height - self.bottom - (v - self.y_lo) / (self.y_hi - self.y_lo) * span
+
+
+def _axes(
+    frame: Frame, xticks: Sequence[float], yticks: Sequence[float], xlabel: str, ylabel: str
+) -> list[str]:
+    """Grid lines, tick labels and axis titles."""
+    out = ['<g class="axes" font-size="11" fill="#333">']
+    x0, x1 = frame.x(frame.x_lo), frame.x(frame.x_hi)
+    y0, y1 = frame.y(frame.y_lo), frame.y(frame.y_hi)
+    xstep = xticks[1] - xticks[0] if len(xticks) > 1 else 1.0
+    ystep = yticks[1] - yticks[0] if len(yticks) > 1 else 1.0
+    for t in xticks:
+        px = _f(frame.x(t))
+        out.append(f'<line x1="{px}" y1="{_f(y0)}" x2="{px}" y2="{_f(y1)}" stroke="#e4e4e4"/>')
+        out.append(f'<text x="{px}" y="{_f(y0 + 16)}" text-anchor="middle">{_tick_text(t, xstep)}</text>')
+    for t in yticks:
+        py = _f(frame.y(t))
+        out.append(f'<line x1="{_f(x0)}" y1="{py}" x2="{_f(x1)}" y2="{py}" stroke="#e4e4e4"/>')
+        out.append(
+            f'<text x="{_f(x0 - 6)}" y="{_f(frame.y(t) + 4)}" text-anchor="end">{_tick_text(t, ystep)}</text>'
+        )
+    out.append(
+        f'<rect x="{_f(x0)}" y="{_f(y1)}" width="{_f(x1 - x0)}" height="{_f(y0 - y1)}" '
+        'fill="none" stroke="#888"/>'
+    )
+    cx = _f((x0 + x1) / 2)
+    out.append(f'<text x="{cx}" y="{_f(frame.height - 12)}" text-anchor="middle">{html(xlabel)}</text>')
+    cy = _f((y0 + y1) / 2)
+    out.append(
+        f'<text x="14" y="{cy}" text-anchor="middle" transform="rotate(-90 14 {cy})">{html(ylabel)}</text>'
+    )
+    out.append("</g>")
+    return out
+
+
+def _open(plot_id: str, kind: str, title: str, width: int = WIDTH, height: int = HEIGHT) -> list[str]:
+    return [
+        f'<svg class="plot" id="{html(plot_id)}" data-plot="{html(kind)}" '
+        f'xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{html(title)}">',
+        f"<title>{html(title)}</title>",
+        f'<text x="{width // 2}" y="20" text-anchor="middle" font-size="13" font-weight="bold">'
+        f"{html(title)}</text>",
+    ]
+
+
+def _legend(frame: Frame, entries: Sequence[tuple[str, str]]) -> list[str]:
+    out = ['<g class="legend" font-size="11">']
+    x = frame.width - frame.right + 14
+    for i, (label, col) in enumerate(entries):
+        y = frame.top + 6 + 16 * i
+        short = label if len(label) <= 28 else label[:27] + "…"
+        out.append(f'<rect x="{x}" y="{y - 8}" width="10" height="10" fill="{col}"/>')
+        out.append(f'<text x="{x + 16}" y="{y + 1}">{html(short)}<title>{html(label)}</title></text>')
+    out.append("</g>")
+    return out
+
+
+# ------------------------------------------------------------------------------ plots
+@dataclass(frozen=True)
+class ScatterGroup:
+    """One row in a scatter plot: its mean point and its per-seed points."""
+
+    label: str
+    colour: str
+    mean: tuple[float, float]
+    points: tuple[tuple[str, float, float], ...]  # (name, x, y) per seed
+
+
+def scatter_plot(plot_id: str, title: str, groups: Sequence[ScatterGroup], xlabel: str, ylabel: str) -> str:
+    """Per-seed dots (light) and a larger mean marker per group."""
+    xs = [x for g in groups for _, x, _ in g.points] + [g.mean[0] for g in groups]
+    ys = [y for g in groups for _, _, y in g.points] + [g.mean[1] for g in groups]
+    x_lo, x_hi, xticks = nice_range(min(xs, default=0.0), max(xs, default=1.0), pad=0.05)
+    y_lo, y_hi, yticks = nice_range(min(ys, default=0.0), max(ys, default=1.0), pad=0.05)
+    frame = Frame(x_lo, x_hi, y_lo, y_hi)
+    out = _open(plot_id, "scatter", title) + _axes(frame, xticks, yticks, xlabel, ylabel)
+    for g in groups:
+        for name, x, y in g.points:
+            out.append(
+                f'<circle class="mark seed" cx="{_f(frame.x(x))}" cy="{_f(frame.y(y))}" r="3" '
+                f'fill="{g.colour}" fill-opacity="0.35"><title>{html(g.label)} {html(name)}: '
+                f"{y:.2f}, {x:.3f}</title></circle>"
+            )
+        mx, my = g.mean
+        out.append(
+            f'<circle class="mark mean" cx="{_f(frame.x(mx))}" cy="{_f(frame.y(my))}" r="6" '
+            f'fill="{g.colour}" stroke="#fff" stroke-width="1.5">'
+            f"<title>{html(g.label)} mean: {my:.2f}, {mx:.3f}</title></circle>"
+        )
+    out += _legend(frame, [(g.label, g.colour) for g in groups])
+    return "\n".join([*out, "</svg>"])
+
+
+def line_plot(
+    plot_id: str,
+    title: str,
+    series: Sequence[tuple[str, str, Sequence[tuple[float, float]]]],
+    xlabel: str,
+    ylabel: str,
+    integer_x: bool = False,
+) -> str:
+    """One polyline with point markers per (label, colour, points) series."""
+    xs = [x for _, _, pts in series for x, _ in pts]
+    ys = [y for _, _, pts in series for _, y in pts]
+    x_lo, x_hi, xticks = nice_range(min(xs, default=0.0), max(xs, default=1.0), integer=integer_x)
+    y_lo, y_hi, yticks = nice_range(min(ys, default=0.0), max(ys, default=1.0), pad=0.05)
+    frame = Frame(x_lo, x_hi, y_lo, y_hi)
+    out = _open(plot_id, "lines", title) + _axes(frame, xticks, yticks, xlabel, ylabel)
+    for label, col, pts in series:
+        coords = " ".join(f"{_f(frame.x(x))},{_f(frame.y(y))}" for x, y in pts)
+        out.append(
+            f'<polyline class="mark line" points="{coords}" fill="none" stroke="{col}" stroke-width="2">'
+            f"<title>{html(label)}</title></polyline>"
+        )
+        for x, y in pts:
+            out.append(
+                f'<circle class="mark point" cx="{_f(frame.x(x))}" cy="{_f(frame.y(y))}" r="2.5" '
+                f'fill="{col}">'
+                f"<title>{html(label)} epoch {x:g}: {y:.2f}</title></circle>"
+            )
+    out += _legend(frame, [(label, col) for label, col, _ in series])
+    return "\n".join([*out, "</svg>"])
+
+
+def reliability_plot(
+    plot_id: str,
+    title: str,
+    counts: Sequence[float],
+    confidence: Sequence[float | None],
+    accuracy: Sequence[float | None],
+    col: str,
+) -> str:
+    """Accuracy per confidence bin as bars against the diagonal (perfect calibration).
+
+    Equal-width bins over the max-probability, as the ECE of `harness.metrics`; a bar's height
+    is the bin's accuracy, a dot marks its mean confidence, and the caption gives the ECE
+    recomputed from the pooled bins: sum_b (n_b / N) |acc_b - conf_b|.
+    """
+    size, margin = 300, 44
+    frame = Frame(0.0, 1.0, 0.0, 1.0, width=size, height=size, left=margin, right=12, top=30, bottom=margin)
+    ticks = [0.0, 0.25, 0.5, 0.75, 1.0]
+    out = _open(plot_id, "reliability", title, size, size)
+    out += _axes(frame, ticks, ticks, "confidence (max probability)", "accuracy")
+    out.append(
+        f'<line x1="{_f(frame.x(0))}" y1="{_f(frame.y(0))}" x2="{_f(frame.x(1))}" y2="{_f(frame.y(1))}" '
+        'stroke="#999" stroke-dasharray="4 3"/>'
+    )
+    n_bins = len(counts)
+    total = math.fsum(counts)
+    ece = 0.0
+    for b in range(n_bins):
+        acc, conf, n = accuracy[b], confidence[b], counts[b]
+        if not n or acc is None or conf is None:
+            continue
+        ece += n / total * abs(acc - conf)
+        x0, x1 = frame.x(b / n_bins), frame.x((b + 1) / n_bins)
+        top = frame.y(acc)
+        out.append(
+            f'<rect class="mark bar" x="{_f(x0 + 0.5)}" y="{_f(top)}" width="{_f(x1 - x0 - 1)}" '
+            f'height="{_f(frame.y(0) - top)}" fill="{col}" fill-opacity="0.7">'
+            f"<title>bin {b + 1}: {n:.0f} samples, accuracy {acc:.3f}, confidence {conf:.3f}</title></rect>"
+        )
+        out.append(
+            f'<circle class="mark conf" cx="{_f(frame.x(conf))}" cy="{_f(frame.y(acc))}" r="2" fill="#222"/>'
+        )
+    out.append(
+        f'<text x="{_f(frame.x(0.03))}" y="{_f(frame.y(0.93))}" font-size="11">'
+        f"ECE {ece:.4f}, n {total:.0f}</text>"
+    )
+    return "\n".join([*out, "</svg>"])
