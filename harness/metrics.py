@@ -192,6 +192,7 @@ SCHEMA = pa.schema(
         _field("run_id", STRING, "<recipe name>-s<seed>-<recipe hash[:8]>"),
         _field("recipe_name", STRING, "recipe name"),
         _field("recipe_hash", STRING, "sha256 of the resolved recipe's identity"),
+        _field("config_hash", STRING, "sha256 of the identity without the seed (groups seeds)"),
         _field("method", STRING, "leaderboard label (recipe `method`, default strategy name)"),
         _field("strategy", STRING, "registered strategy name"),
         _field("strategy_params", STRING, "resolved strategy parameters (JSON)"),

@@ -246,6 +246,13 @@ class Recipe:
         blob = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
+    def config_hash(self) -> str:
+        """sha256 of the identity without the seed: the runs of one configuration over seeds."""
+        identity = self.identity()
+        identity.pop("seed")
+        blob = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
     @property
     def run_id(self) -> str:
         """`<name>-s<seed>-<hash8>`: a run is identified by its resolved recipe and seed."""

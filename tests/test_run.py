@@ -30,6 +30,7 @@ def test_cli_run_writes_parquet_and_run_files(recipe_file, runs_dir):
     for row in rows:
         assert row["status"] == "completed"
         assert row["run_id"] == recipe.run_id and row["dataset"] == "fashion_mnist"
+        assert row["config_hash"] == recipe.config_hash() != recipe.hash()
         assert row["arch"] == "test_resnet" and row["strategy"] == "ce" and row["seed"] == 0
         assert 0 <= row["top1"] <= row["top5"] <= 100
         assert 0 <= row["ece"] <= 1 and 0 < row["max_prob"] <= 1

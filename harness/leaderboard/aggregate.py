@@ -280,7 +280,16 @@ def _row_for(run: Run, teacher_methods: dict[str, str]) -> Row:
     teacher, epoch, teacher_run = teacher_identity(last["teacher_source"])
     params = _canonical_json(last["strategy_params"])
     key = json.dumps(
-        [last["recipe_name"], last["method"], last["strategy"], params, teacher, last["teacher_arch"], epoch],
+        [
+            last["recipe_name"],
+            last.get("config_hash"),  # separates e.g. `--set optim.lr=...` variants of one recipe
+            last["method"],
+            last["strategy"],
+            params,
+            teacher,
+            last["teacher_arch"],
+            epoch,
+        ],
         separators=(",", ":"),
     )
     return Row(

@@ -46,6 +46,7 @@ REQUIRED_COLUMNS = (
 
 #: Columns read when present (null otherwise): confidence, reliability, throughput, teacher.
 OPTIONAL_COLUMNS = (
+    "config_hash",
     "eval_split",
     "top5",
     "nll",
