@@ -328,6 +328,45 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+# Keys that describe one file and are never inherited through `extends`.
+NOT_INHERITED = ("name", "method", "description")
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` on top of `base`: mappings merge key by key, anything else is replaced."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def read_recipe_tree(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a recipe and, through `extends: <file>`, the recipes it builds on (deep-merged).
+
+    `extends` is resolved relative to the file that names it. The base's `name`, `method` and
+    `description` are not inherited: they describe the base file alone.
+    """
+    data = read_yaml(path)
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base:
+        raise RecipeError(f"{path}: extends: must be the path of another recipe")
+    base_path = (path.parent / base).resolve()
+    if base_path in (*chain, path.resolve()):
+        raise RecipeError(f"{path}: extends: {base} makes a cycle")
+    try:
+        parent = read_recipe_tree(base_path, (*chain, path.resolve()))
+    except RecipeError as exc:
+        raise RecipeError(f"{path}: extends: {exc}") from None
+    for key in NOT_INHERITED:
+        parent.pop(key, None)
+    return deep_merge(parent, data)
+
+
 def from_mapping(data: dict[str, Any], name: str, source: str = "") -> Recipe:
     """Validate a recipe mapping; `name` is used when the recipe gives none."""
     try:
@@ -342,7 +381,7 @@ def from_mapping(data: dict[str, Any], name: str, source: str = "") -> Recipe:
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Load, override and validate the recipe at `path`; any problem is one RecipeError line."""
     path = Path(path)
-    data = read_yaml(path)
+    data = read_recipe_tree(path)
     try:
         data = apply_overrides(data, list(overrides))
     except RecipeError as exc:

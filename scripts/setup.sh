@@ -34,5 +34,5 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 fi
 
 if [ "${1:-}" = "--default" ]; then
-  .venv/bin/harness run recipes/fashion_mnist/resnet18_ce.yaml
+  .venv/bin/harness run recipes/fashion_mnist/resnet18_ce_full.yaml
 fi

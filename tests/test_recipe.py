@@ -120,3 +120,27 @@ def test_every_recipe_in_the_repo_validates():
     for path in recipes:
         load_recipe(path)
         assert yaml.safe_load(path.read_text())
+
+
+def test_extends_merges_a_base_recipe(tmp_path):
+    base = write_recipe(tmp_path / "base_ce.yaml", tiny_recipe(method="ce", description="the base"))
+    (tmp_path / "variant").mkdir()
+    child = tmp_path / "variant" / "ls.yaml"
+    child.write_text(
+        "extends: ../base_ce.yaml\n"
+        "strategy: {name: label_smoothing, params: {epsilon: 0.2}}\n"
+        "optim: {lr: 0.2}\n"
+    )
+    r = load_recipe(child)
+    b = load_recipe(base)
+    assert r.name == "ls" and r.method is None and r.description == ""  # never inherited
+    assert r.strategy.name == "label_smoothing" and r.optim.lr == 0.2
+    assert r.optim.momentum == b.optim.momentum and r.data == b.data  # the rest comes from the base
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("extends: loop.yaml\n")
+    with pytest.raises(RecipeError, match="makes a cycle"):
+        load_recipe(loop)
+    orphan = tmp_path / "orphan.yaml"
+    orphan.write_text("extends: missing.yaml\n")
+    with pytest.raises(RecipeError, match=r"extends: .*missing.yaml: recipe file not found"):
+        load_recipe(orphan)
