@@ -138,5 +138,29 @@ def leaderboard(runs_dir: Path, out: Path) -> None:
     click.echo(generate(runs_dir, out).summary())
 
 
+@main.command()
+@click.option(
+    "--suite",
+    type=click.Choice(["steps", "all"]),
+    default="all",
+    show_default=True,
+    help="Which measurements to take.",
+)
+@click.option("--quick", is_flag=True, help="Fewer rounds (a smoke check of the benchmark itself).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("benchmarks/results"),
+    show_default=True,
+    help="Folder for the Parquet results.",
+)
+def bench(suite: str, quick: bool, device: str, out: Path) -> None:
+    """Measure speed as side-by-side ratios (Parquet in --out, a table on stdout)."""
+    from harness.benchmarking import cli as bench_cli
+
+    click.echo(bench_cli.run(suite, quick=quick, device=device, out=out))
+
+
 if __name__ == "__main__":
     main()

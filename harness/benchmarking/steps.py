@@ -1,0 +1,168 @@
+"""Training-step cost: the harness loop against a bare timm loop, and each strategy against CE.
+
+Every case trains the same student on batches from the same in-memory loader, so the data cost
+is identical and the ratios isolate what the case adds:
+
+* `bare`: a hand-written loop, model(x) -> F.cross_entropy -> backward -> SGD step;
+* `ce`, `label_smoothing`, `tfkd_reg`: the harness's own `Trainer.train_step`;
+* `kd_live`: KD with a live teacher forward per step (the teacher is a larger timm model).
+
+Reported: median seconds per step over interleaved rounds, images/second, and the ratio to `ce`
+(and `harness_overhead` = ce / bare).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from harness.benchmarking.timing import Timing, interleaved
+from harness.distributed import World
+from harness.models import build_model
+from harness.recipe import from_mapping
+from harness.runner import LossTracker, RunOptions, Trainer
+
+STRATEGIES: dict[str, dict[str, Any]] = {
+    "ce": {"name": "ce"},
+    "label_smoothing": {"name": "label_smoothing", "params": {"epsilon": 0.1}},
+    "tfkd_reg": {"name": "tfkd_reg", "params": {"alpha": 0.1, "temperature": 20.0, "multiplier": 100.0}},
+    "kd_live": {"name": "kd", "params": {"alpha": 0.9, "temperature": 4.0}},
+}
+
+
+@dataclass
+class StepConfig:
+    """What the step benchmark trains."""
+
+    arch: str = "resnet18"
+    teacher_arch: str = "resnet34"
+    batch_size: int = 128
+    image_size: int = 32
+    channels: int = 3
+    num_classes: int = 10
+    rounds: int = 5
+    steps: int = 4
+    device: str = "cpu"
+
+
+def base_recipe(cfg: StepConfig, strategy: dict[str, Any], teacher: dict[str, Any] | None) -> dict:
+    recipe = {
+        "seed": 0,
+        "model": {"arch": cfg.arch},
+        "data": {
+            "dataset": "synthetic",
+            "num_classes": cfg.num_classes,
+            "channels": cfg.channels,
+            "image_size": cfg.image_size,
+            "synthetic_size": cfg.batch_size * 8,
+            "batch_size": cfg.batch_size,
+            "augment": {"crop_padding": 4, "hflip": True},
+        },
+        "strategy": strategy,
+        "optim": {"name": "sgd", "lr": 0.01},
+        "schedule": {"epochs": 1, "name": "cosine"},
+        "runtime": {"device": cfg.device},
+    }
+    if teacher is not None:
+        recipe["teacher"] = teacher
+    return recipe
+
+
+def cycling_batches(trainer: Trainer) -> Iterator[Any]:
+    epoch = 0
+    while True:
+        trainer.epoch = epoch
+        for _, batch in trainer.batches(0):
+            yield batch
+        epoch += 1
+
+
+def harness_case(recipe: dict, runs_dir: Path) -> Callable[[], None]:
+    """One harness training step per call (the runner's own train_step)."""
+    trainer = Trainer(from_mapping(recipe, "bench"), runs_dir, RunOptions(progress=False), World())
+    trainer.build()
+    trainer.train_model.train()
+    tracker = LossTracker(trainer.device)
+    batches = cycling_batches(trainer)
+    return lambda: trainer.train_step(next(batches), tracker)
+
+
+def bare_case(recipe: dict, runs_dir: Path) -> Callable[[], None]:
+    """A hand-written timm loop on batches from the same loader."""
+    trainer = Trainer(from_mapping(recipe, "bench"), runs_dir, RunOptions(progress=False), World())
+    trainer.build()  # only for its data; the model below is a fresh, plain one
+    data = trainer.data
+    model = build_model(recipe["model"]["arch"], data.num_classes, data.channels).to(trainer.device)
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    batches = cycling_batches(trainer)
+
+    def step() -> None:
+        batch = next(batches)
+        loss = F.cross_entropy(model(batch.images), batch.targets)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def run(cfg: StepConfig) -> list[dict[str, Any]]:
+    """Measure every case; rows with median step time, img/s and ratios."""
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory(prefix="harness-bench-") as tmp:
+        tmp_path = Path(tmp)
+        weights = tmp_path / "teacher.pt"
+        torch.save(build_model(cfg.teacher_arch, cfg.num_classes, cfg.channels).state_dict(), weights)
+        teacher = {"arch": cfg.teacher_arch, "weights": str(weights)}
+        cases: dict[str, Callable[[], None]] = {
+            "bare": bare_case(base_recipe(cfg, STRATEGIES["ce"], None), tmp_path)
+        }
+        for name, strategy in STRATEGIES.items():
+            needs = name == "kd_live"
+            cases[name] = harness_case(base_recipe(cfg, strategy, teacher if needs else None), tmp_path)
+        timings = interleaved(
+            cases, rounds=cfg.rounds, work=cfg.steps, warmup=1, device=torch.device(cfg.device)
+        )
+    return rows(cfg, timings)
+
+
+def rows(cfg: StepConfig, timings: dict[str, Timing]) -> list[dict[str, Any]]:
+    ce = timings["ce"].median
+    bare = timings["bare"].median
+    out = []
+    for name, t in timings.items():
+        out.append(
+            {
+                "suite": "steps",
+                "case": name,
+                "median_s": t.median,
+                "img_per_s": cfg.batch_size / t.median,
+                "ratio": t.median / ce,
+                "baseline": "ce",
+                "spread": t.spread,
+                "rounds": len(t.rounds),
+                "detail": f"{cfg.arch} b{cfg.batch_size} {cfg.channels}x{cfg.image_size}px"
+                + (f", teacher {cfg.teacher_arch}" if name == "kd_live" else ""),
+            }
+        )
+    out.append(
+        {
+            "suite": "steps",
+            "case": "harness_overhead",
+            "median_s": ce - bare,
+            "img_per_s": float("nan"),
+            "ratio": ce / bare,
+            "baseline": "bare",
+            "spread": float("nan"),
+            "rounds": len(timings["ce"].rounds),
+            "detail": "harness ce step / bare timm loop step",
+        }
+    )
+    return out

@@ -1,0 +1,64 @@
+"""Interleaved timing: every case is measured in each round, in rotating order, and the
+median over rounds is kept, so drifts of the machine (other load, thermal) hit all cases alike."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Timing:
+    """Per-round seconds for one case (each round runs `work` units, e.g. training steps)."""
+
+    case: str
+    rounds: list[float]
+    work: int
+
+    @property
+    def median(self) -> float:
+        """Median seconds per unit of work."""
+        return statistics.median(self.rounds) / self.work
+
+    @property
+    def spread(self) -> float:
+        """(max - min) / median of the rounds: how noisy the measurement was."""
+        med = statistics.median(self.rounds)
+        return (max(self.rounds) - min(self.rounds)) / med if med > 0 else float("nan")
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved(
+    cases: dict[str, Callable[[], None]],
+    *,
+    rounds: int,
+    work: int,
+    warmup: int = 1,
+    device: torch.device | None = None,
+) -> dict[str, Timing]:
+    """Time `work` calls of each case per round, cases rotating order each round."""
+    names: Sequence[str] = list(cases)
+    for name in names:
+        for _ in range(warmup):
+            cases[name]()
+    results = {name: Timing(name, [], work) for name in names}
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            if device is not None:
+                sync(device)
+            start = time.perf_counter()
+            for _ in range(work):
+                cases[name]()
+            if device is not None:
+                sync(device)
+            results[name].rounds.append(time.perf_counter() - start)
+    return results

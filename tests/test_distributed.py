@@ -1,0 +1,48 @@
+"""DDP on CPU with gloo, launched by PyTorch's own torchrun: one Parquet file, exact metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from harness.metrics import read_metrics
+from harness.recipe import load_recipe
+from tests.conftest import REPO, run_cli
+
+pytestmark = [pytest.mark.fashion, pytest.mark.timeout(600)]
+
+METRICS = ("top1", "top5", "nll", "ece", "entropy", "max_prob", "stability")
+
+
+def torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "harness", *args]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=540, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_two_ranks_write_one_parquet_and_evaluate_exactly(recipe_file, runs_dir):
+    path = recipe_file(data={"val_subset": 129})  # odd: the ranks hold 65 and 64 samples
+    torchrun(2, "run", str(path), "--runs-dir", str(runs_dir), "--no-progress")
+    recipe = load_recipe(path)
+    runs = [p for p in runs_dir.iterdir() if p.is_dir()]
+    assert [p.name for p in runs] == [recipe.run_id]
+    assert len(list(runs_dir.rglob("metrics.parquet"))) == 1
+    rows = read_metrics(runs[0] / "metrics.parquet")
+    last = rows[-1]
+    assert last["world_size"] == 2 and last["global_batch_size"] == 128 and last["batch_size"] == 64
+    assert last["eval_samples"] == 129 and last["train_samples"] == 256  # every sample once
+    assert last["step"] == 4  # 2 epochs x 128 samples per rank / 64
+
+    single = json.loads(run_cli("eval", str(runs[0]), check=True).stdout)
+    double = json.loads(torchrun(2, "eval", str(runs[0])).stdout.strip().splitlines()[-1])
+    assert single["n"] == double["n"] == 129
+    for key in METRICS:
+        assert single[key] == pytest.approx(last[key], abs=1e-9), key
+        assert double[key] == pytest.approx(single[key], abs=1e-9), key
