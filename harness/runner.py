@@ -189,14 +189,25 @@ def evaluate(
     channels_last: bool,
     device: torch.device,
 ) -> dict[str, float]:
-    """Every metric of `harness.metrics` over the whole split (summed exactly across ranks)."""
-    acc = MetricAccumulator(num_classes, n_bins, device)
-    loader.set_epoch(0)
-    for batch in loader:
-        x = batch.images.contiguous(memory_format=torch.channels_last) if channels_last else batch.images
-        with autocast(device, amp):
-            logits = model(x)
-        acc.update(logits.float(), batch.targets)
+    """Every metric of `harness.metrics` over the whole split (summed exactly across ranks).
+
+    A module is evaluated in eval mode (BatchNorm running statistics, no dropout) and given back
+    in the mode it came in.
+    """
+    was_training = isinstance(model, torch.nn.Module) and model.training
+    if was_training:
+        model.eval()
+    try:
+        acc = MetricAccumulator(num_classes, n_bins, device)
+        loader.set_epoch(0)
+        for batch in loader:
+            x = batch.images.contiguous(memory_format=torch.channels_last) if channels_last else batch.images
+            with autocast(device, amp):
+                logits = model(x)
+            acc.update(logits.float(), batch.targets)
+    finally:
+        if was_training:
+            model.train()
     distributed.all_reduce_sum(acc.tensors())
     return acc.compute()
 
