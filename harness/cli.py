@@ -71,6 +71,12 @@ def main(verbose: bool) -> None:
     "--restart", is_flag=True, help="Set an existing run aside (renamed, not deleted) and train it again."
 )
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+@click.option(
+    "--smoke",
+    is_flag=True,
+    help="Run 2 steps on generated data of the recipe's shape, on the CPU (teachers too); "
+    "in a temporary runs folder unless --runs-dir is given.",
+)
 def run(
     recipe: Path,
     runs_dir: Path,
@@ -79,6 +85,7 @@ def run(
     resume: bool,
     restart: bool,
     progress: bool | None,
+    smoke: bool,
 ) -> None:
     """Train and evaluate one RECIPE; metrics go to RUNS_DIR/<run_id>/metrics.parquet."""
     from harness.recipe import load_recipe
@@ -87,12 +94,25 @@ def run(
     if resume and restart:
         raise click.UsageError("--resume and --restart exclude each other")
     loaded = load_recipe(recipe, overrides)
+    if smoke:
+        from harness.smoke import run_smoke
+
+        given = click.get_current_context().get_parameter_source("runs_dir")
+        keep = runs_dir if given == click.core.ParameterSource.COMMANDLINE else None
+        result = run_smoke(loaded, keep, device=device, progress=progress, resume=resume, restart=restart)
+        where = result.run_dir if keep else "temporary runs folder, removed"
+        click.echo(f"smoke {result.status}: {result.run_id} ({_summary(result.rows)}) -> {where}")
+        return
     result = train(
         loaded, runs_dir, RunOptions(device=device, resume=resume, restart=restart, progress=progress)
     )
-    last = result.rows[-1] if result.rows else {}
-    summary = f"top1 {last['top1']:.2f}%" if last else "no metrics"
-    click.echo(f"{result.status}: {result.run_id} ({summary}) -> {result.run_dir / 'metrics.parquet'}")
+    click.echo(
+        f"{result.status}: {result.run_id} ({_summary(result.rows)}) -> {result.run_dir / 'metrics.parquet'}"
+    )
+
+
+def _summary(rows: list[dict]) -> str:
+    return f"top1 {rows[-1]['top1']:.2f}%" if rows else "no metrics"
 
 
 @main.command()

@@ -191,26 +191,23 @@ def evaluate(
 ) -> dict[str, float]:
     """Every metric of `harness.metrics` over the whole split (summed exactly across ranks).
 
-    A module is evaluated in eval mode (BatchNorm running statistics, no dropout) and put back
-    in the mode it was in.
+    A module is evaluated in eval mode (BatchNorm running statistics, no dropout) and given back
+    in the mode it came in.
     """
-    module = model if isinstance(model, torch.nn.Module) else None
-    was_training = module.training if module is not None else False
-    if module is not None:
-        module.eval()
-    acc = MetricAccumulator(num_classes, n_bins, device)
-    loader.set_epoch(0)
+    was_training = isinstance(model, torch.nn.Module) and model.training
+    if was_training:
+        model.eval()
     try:
+        acc = MetricAccumulator(num_classes, n_bins, device)
+        loader.set_epoch(0)
         for batch in loader:
-            x = batch.images
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = batch.images.contiguous(memory_format=torch.channels_last) if channels_last else batch.images
             with autocast(device, amp):
                 logits = model(x)
             acc.update(logits.float(), batch.targets)
     finally:
-        if module is not None:
-            module.train(was_training)
+        if was_training:
+            model.train()
     distributed.all_reduce_sum(acc.tensors())
     return acc.compute()
 
@@ -459,7 +456,6 @@ class Trainer:
             "run_id": r.run_id,
             "recipe_name": r.name,
             "recipe_hash": r.hash(),
-            "config_hash": r.config_hash(),
             "method": r.label,
             "strategy": r.strategy.name,
             "strategy_params": json.dumps(self.strategy.param_dict(), sort_keys=True),
