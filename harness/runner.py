@@ -456,6 +456,7 @@ class Trainer:
             "run_id": r.run_id,
             "recipe_name": r.name,
             "recipe_hash": r.hash(),
+            "config_hash": r.config_hash(),
             "method": r.label,
             "strategy": r.strategy.name,
             "strategy_params": json.dumps(self.strategy.param_dict(), sort_keys=True),
