@@ -121,11 +121,14 @@ def _summary(rows: list[dict]) -> str:
 def validate(recipes: tuple[Path, ...], overrides: tuple[str, ...]) -> None:
     """Check RECIPES strictly without running them (one line per problem)."""
     from harness.recipe import load_recipe
+    from harness.teacher import teacher_recipe
 
     failed = 0
     for path in recipes:
         try:
             r = load_recipe(path, overrides)
+            if r.teacher is not None and r.teacher.run is not None:
+                teacher_recipe(r)  # the teacher run's recipe must load too
         except HarnessError as exc:
             click.echo(f"error: {exc}", err=True)
             failed += 1

@@ -235,10 +235,12 @@ class Recipe:
         return self.method or self.strategy.name
 
     def identity(self) -> dict[str, Any]:
-        """The fields that determine the run's results (runtime and checkpoint settings excluded)."""
+        """The fields that determine the run's results (runtime, checkpoint and loader settings excluded)."""
         d = to_dict(self)
         for key in ("description", "runtime", "checkpoint"):
             d.pop(key)
+        for key in ("num_workers", "eval_batch_size"):  # how data is loaded, not what is learnt
+            d["data"].pop(key)
         return d
 
     def hash(self) -> str:
@@ -355,7 +357,7 @@ def read_recipe_tree(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]
         return data
     if not isinstance(base, str) or not base:
         raise RecipeError(f"{path}: extends: must be the path of another recipe")
-    base_path = (path.parent / base).resolve()
+    base_path = (path.resolve().parent / base).resolve()  # beside the real file, not a symlink
     if base_path in (*chain, path.resolve()):
         raise RecipeError(f"{path}: extends: {base} makes a cycle")
     try:
@@ -393,7 +395,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
 def recipe_dir(recipe: Recipe) -> Path:
     """Folder of the file `recipe` was loaded from (the current folder if none)."""
-    return Path(recipe.source).parent if recipe.source else Path.cwd()
+    return Path(recipe.source).resolve().parent if recipe.source else Path.cwd()
 
 
 def _first_line(exc: Exception) -> str:

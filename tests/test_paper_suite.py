@@ -42,14 +42,14 @@ def test_the_suite_is_there():
     names = {_id(p) for p in SUITE_RECIPES}
     for expected in (
         "cifar100/resnet18_ce.yaml",
-        "cifar100/resnet18_ls.yaml",
+        "cifar100/resnet18_label_smoothing.yaml",
         "cifar100/mobilenetv2_kd_resnet18.yaml",
         "cifar100/resnet18_tfkd_self.yaml",
         "cifar100/resnet18_tfkd_reg.yaml",
         "cifar100/resnet18_reversed_kd_mobilenetv2.yaml",
         "cifar100/mobilenetv2_defective_kd_resnet18_e1.yaml",
         "imagenet/resnet50_ce.yaml",
-        "imagenet/resnet50_ls.yaml",
+        "imagenet/resnet50_label_smoothing.yaml",
         "imagenet/resnet50_tfkd_reg.yaml",
         "imagenet/resnet18_kd_t1_resnet50.yaml",
         "imagenet/resnet18_kd_t1_resnet50_ls.yaml",
