@@ -23,6 +23,12 @@ class RunStateError(HarnessError):
     """A run folder in a state that forbids the requested action (exists, locked, corrupt)."""
 
 
+class RunBusyError(RunStateError):
+    """Another process holds the run's lock (a concurrent run or sweep is training it)."""
+
+    exit_code = 75  # EX_TEMPFAIL: try again later
+
+
 class DivergedError(HarnessError):
     """Training produced a non-finite loss."""
 
