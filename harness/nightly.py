@@ -372,16 +372,18 @@ def run_nightly(
     prev_path = previous_night(history, night)
     result = NightlyResult(night, prev_path.stem if prev_path else None, summary=summary)
     if summary.interrupted:
+        # no snapshot of half a night: the rerun that resumes it writes one
         result.report = (
-            f"# Nightly benchmark {night}\n\nInterrupted by {summary.interrupted}; run it again to resume.\n"
+            f"# Nightly benchmark {night}\n\nInterrupted by {summary.interrupted} before the end; "
+            "run it again with the same night to resume.\n"
         )
-        return result
-    rows = aggregate(runs_dir, summary, night)
-    result.snapshot_path = history / f"{night}.parquet"
-    write_snapshot(result.snapshot_path, rows)
-    if prev_path is not None:
-        result.findings = compare(read_snapshot(prev_path), rows, policy)
-    result.report = render_report(night, result.previous, result.findings, summary, policy)
+    else:
+        rows = aggregate(runs_dir, summary, night)
+        result.snapshot_path = history / f"{night}.parquet"
+        write_snapshot(result.snapshot_path, rows)
+        if prev_path is not None:
+            result.findings = compare(read_snapshot(prev_path), rows, policy)
+        result.report = render_report(night, result.previous, result.findings, summary, policy)
     result.report_path = root / "reports" / f"{night}.md"
     for path in {result.report_path, *([report_out] if report_out else [])}:
         atomic_write_bytes(path, lambda fh: fh.write(result.report.encode()))

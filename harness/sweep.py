@@ -36,6 +36,7 @@ what failed (with the error) and what was busy; the exit status is 0 when every 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import importlib.util
 import json
@@ -48,7 +49,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from dataclasses import field as dc_field
 from pathlib import Path
@@ -454,11 +455,44 @@ def _run_one(
         record.outcome, record.earlier = "diverged", True
         record.error = "diverged in an earlier sweep (retry it with `harness run RECIPE --restart`)"
         return
-    if rundir.locked_elsewhere():
-        record.outcome, record.status = "busy", status
-        return
-    record.resumed = rundir.last_checkpoint.exists()
-    _spawn(run, record, runs_dir, options, stop, scratch)
+    with claim(rundir) as ours:
+        if ours:
+            # the other sweep that held the claim may have just finished the run: look again
+            status = rundir.read_status().get("status")
+            if status == "completed":
+                _fill_from_folder(record, rundir, rundir.read_status())
+                record.outcome, record.earlier = "skipped", True
+                return
+        if not ours or rundir.locked_elsewhere():
+            record.outcome, record.status = "busy", status
+            return
+        record.resumed = rundir.last_checkpoint.exists()
+        _spawn(run, record, runs_dir, options, stop, scratch)
+
+
+@contextlib.contextmanager
+def claim(rundir: RunDir) -> Iterator[bool]:
+    """Hold `<run>/.sweep.lock` while this sweep's worker starts and trains the run (True if ours).
+
+    The worker's own run lock (`<run>/.lock`) is the authority; this claim only lets a second
+    sweep see the run busy at once, instead of starting a worker that would find it locked
+    after seconds of start-up. The kernel releases it if the sweep dies (the descriptor is not
+    inherited by the worker).
+    """
+    rundir.root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(rundir.root / ".sweep.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def _spawn(

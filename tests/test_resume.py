@@ -24,23 +24,25 @@ import pytest
 import torch
 
 from harness import checkpoint
+from harness.errors import DivergedError, RunStateError
 from harness.metrics import SCHEMA, read_metrics
 from harness.recipe import load_recipe
 from harness.runner import RunOptions, train
-from tests.conftest import REPO, run_cli, tiny_recipe, write_recipe
+from tests.conftest import REPO, tiny_recipe, write_recipe
 
 pytestmark = pytest.mark.fashion
 
 EXACT = ("top1", "top5", "nll", "ece", "entropy", "max_prob", "stability", "train_loss", "step", "epoch")
-STEPS_PER_EPOCH = 256 // 32
+STEPS_PER_EPOCH = 128 // 16
 TOTAL_STEPS = 2 * STEPS_PER_EPOCH
+SMALL = {"train_subset": 128, "val_subset": 64, "batch_size": 16}
 
 
 def resume_recipe() -> dict:
     """2 epochs of 8 steps; dropout so that the RNG state matters; a checkpoint every step."""
     return tiny_recipe(
         model={"arch": "test_resnet", "kwargs": {"drop_rate": 0.3}},
-        data={"batch_size": 32},
+        data=SMALL,
         checkpoint={"every_steps": 1},
     )
 
@@ -112,8 +114,8 @@ def test_kill_9_mid_epoch_and_between_epochs_then_resume_is_exact(reference, tmp
     kept = read_metrics(run / "metrics.parquet")  # the finished epoch's metrics survived the kill
     assert exact(kept) == exact(expected[:1])
 
-    # 3. resume to the end: exactly the uninterrupted run's metrics, epoch by epoch
-    proc = run_cli("run", str(path), "--runs-dir", str(runs_dir), "--resume", check=True)
+    # 3. resume to the end (here, in-process): exactly the uninterrupted run's metrics
+    train(load_recipe(path), runs_dir, RunOptions(resume=True, progress=False))
     rows = read_metrics(run / "metrics.parquet")
     assert exact(rows) == exact(expected)
     assert all(r["status"] == "completed" for r in rows)
@@ -146,9 +148,9 @@ def test_sigterm_stops_at_a_step_checkpoints_and_resumes_exactly(reference, tmp_
     assert [r["status"] for r in rows] == ["interrupted"]
     assert exact(rows) == exact(expected[:1])
 
-    proc = run_cli("run", str(path), "--runs-dir", str(runs_dir))  # no --resume: refused, nothing lost
-    assert proc.returncode == 2 and "pass --resume" in proc.stderr
-    run_cli("run", str(path), "--runs-dir", str(runs_dir), "--resume", check=True)
+    with pytest.raises(RunStateError, match="pass --resume"):  # not without --resume: nothing lost
+        train(load_recipe(path), runs_dir, RunOptions(progress=False))
+    train(load_recipe(path), runs_dir, RunOptions(resume=True, progress=False))
     assert exact(read_metrics(run / "metrics.parquet")) == exact(expected)
 
 
@@ -156,12 +158,12 @@ def test_non_finite_loss_ends_diverged_with_valid_files(recipe_file, runs_dir):
     # epoch 1 trains at lr 0.05; the step schedule then multiplies it by 1e8 at step 9
     path = recipe_file(
         "diverge",
-        data={"batch_size": 32},
+        data=SMALL,
         schedule={"epochs": 2, "name": "step", "decay_epochs": 1, "decay_rate": 1e8},
     )
-    proc = run_cli("run", str(path), "--runs-dir", str(runs_dir))
-    assert proc.returncode == 3, proc.stderr
-    assert "Traceback" not in proc.stderr and "non-finite loss at step" in proc.stderr
+    with pytest.raises(DivergedError, match="non-finite loss at step") as info:
+        train(load_recipe(path), runs_dir, RunOptions(progress=False))
+    assert info.value.exit_code == 3  # what `harness run` exits with
     run = runs_dir / load_recipe(path).run_id
     status = json.loads((run / "status.json").read_text())
     assert status["status"] == "diverged"

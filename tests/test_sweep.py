@@ -20,7 +20,15 @@ import torch
 from harness.errors import RecipeError
 from harness.metrics import read_metrics
 from harness.recipe import load_recipe
-from harness.sweep import SweepEntry, SweepFile, SweepOptions, group_key, plan_sweep, run_sweep
+from harness.sweep import (
+    SweepEntry,
+    SweepFile,
+    SweepOptions,
+    group_key,
+    parse_seeds,
+    plan_sweep,
+    run_sweep,
+)
 from tests.conftest import REPO, run_cli, tiny_recipe, write_recipe
 
 QUICK = {"schedule": {"epochs": 1}, "data": {"train_subset": 128, "val_subset": 64, "batch_size": 32}}
@@ -81,7 +89,7 @@ def test_sweep_schema_fields_are_documented():
     doc = (REPO / "docs" / "sweeps.md").read_text()
     for cls in (SweepFile, SweepEntry):
         for name in cls.__dataclass_fields__:
-            assert f"`{name}`" in doc, f"docs/sweeps.md does not describe `{name}`"
+            assert f"{name}`" in doc, f"docs/sweeps.md does not describe `{name}`"
 
 
 def test_plan_expands_entries_seeds_globs_and_overrides(tmp_path, monkeypatch):
@@ -132,31 +140,32 @@ def test_cli_bad_sweep_input_is_one_line(tmp_path):
     runs_dir = tmp_path / "runs"
     proc = run_cli("sweep", "--file", str(bad), "--runs-dir", str(runs_dir))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines() == [f"error: {bad}: seed: unknown key; did you mean 'seeds'?"]
-    proc = run_cli("sweep", str(tmp_path / "a.yaml"), "--seeds", "0,x", "--runs-dir", str(runs_dir))
-    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: --seeds 0,x")
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith(f"error: {bad}: seed: unknown key; did you mean 'seeds'?")
     assert not runs_dir.exists()  # nothing ran, nothing written
+    assert parse_seeds("0, 1,2") == [0, 1, 2]
+    with pytest.raises(RecipeError, match="--seeds 0,x: expected comma-separated"):
+        parse_seeds("0,x")
 
 
 # ------------------------------------------------------------------------------ a sweep with failures
 @pytest.fixture(scope="module")
 def failing_sweep(tmp_path_factory):
-    """good, missing-data, diverging: one real `harness sweep` process over the three."""
+    """good, missing-data, diverging: one sweep (in-process; its runs in real worker processes)."""
     root = tmp_path_factory.mktemp("failing")
     write_recipe(root / "good.yaml", quick_recipe())
     write_recipe(root / "nodata.yaml", quick_recipe(data={"root": str(root / "nowhere")}))
     write_recipe(root / "diverge.yaml", quick_recipe(optim={"lr": 1e6}, schedule={"name": "constant"}))
     sweep = write(root / "sweep.yaml", "recipes: [nodata.yaml, diverge.yaml, good.yaml]\n")
-    proc = run_cli("sweep", "--file", str(sweep), "--runs-dir", str(root / "runs"), "--device", "cpu")
+    result = run_sweep(plan_sweep(sweep_file=sweep), root / "runs", SweepOptions(device="cpu"))
     ids = {name: load_recipe(root / f"{name}.yaml").run_id for name in ("good", "nodata", "diverge")}
-    return root, proc, ids
+    return root, result, ids
 
 
 @pytest.mark.fashion
 def test_sweep_finishes_the_others_after_a_failure(failing_sweep):
-    root, proc, ids = failing_sweep
-    assert proc.returncode == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
+    root, result, ids = failing_sweep
+    assert result.exit_code == 1
     [summary] = summary_of(root / "runs")
     runs = by_run(summary)
     assert [r["run_id"] for r in summary["runs"]] == [ids["nodata"], ids["diverge"], ids["good"]]
@@ -164,6 +173,7 @@ def test_sweep_finishes_the_others_after_a_failure(failing_sweep):
     assert runs[ids["nodata"]]["outcome"] == "failed"
     assert "Fashion-MNIST file not found" in runs[ids["nodata"]]["error"]
     assert runs[ids["diverge"]]["outcome"] == "diverged" and runs[ids["diverge"]]["diverged_step"] >= 1
+    assert [runs[ids[n]]["exit_code"] for n in ("good", "nodata", "diverge")] == [0, 2, 3]
     assert summary["counts"] == {
         "ran": 1,
         "skipped": 0,
@@ -177,7 +187,10 @@ def test_sweep_finishes_the_others_after_a_failure(failing_sweep):
     # the failure is recorded in the run's own folder too
     status = json.loads((root / "runs" / ids["nodata"] / "status.json").read_text())
     assert status["status"] == "failed" and "Fashion-MNIST file not found" in status["error"]
-    assert "failed" in proc.stdout and ids["nodata"] in proc.stdout and "summary:" in proc.stdout
+    text = result.render()
+    assert f"failed      {ids['nodata']}" in text and "Fashion-MNIST file not found" in text
+    assert f"diverged    {ids['diverge']}" in text and "non-finite loss at step" in text
+    assert text.splitlines()[0].endswith("3 runs: 1 ran, 1 failed, 1 diverged")
     rows = read_metrics(root / "runs" / ids["good"] / "metrics.parquet")
     assert [r["status"] for r in rows] == ["completed"]
 
@@ -225,11 +238,11 @@ def test_sigterm_to_a_sweep_checkpoints_the_run_and_a_new_sweep_resumes_it(tmp_p
     slow = write_recipe(
         tmp_path / "slow.yaml", quick_recipe(data={"batch_size": 16}, checkpoint={"every_steps": 1})
     )
-    quick = write_recipe(tmp_path / "quick.yaml", quick_recipe())
-    slow_id, quick_id = load_recipe(slow).run_id, load_recipe(quick).run_id
+    invalid = write_recipe(tmp_path / "invalid.yaml", quick_recipe(optim={"lr": -1}))
+    slow_id = load_recipe(slow).run_id
     runs_dir = tmp_path / "runs"
     last = runs_dir / slow_id / "checkpoints" / "last.pt"
-    args = [sys.executable, "-m", "harness", "sweep", str(slow), str(quick), "--runs-dir", str(runs_dir)]
+    args = [sys.executable, "-m", "harness", "sweep", str(slow), str(invalid), "--runs-dir", str(runs_dir)]
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def checkpointed() -> bool:
@@ -246,18 +259,16 @@ def test_sigterm_to_a_sweep_checkpoints_the_run_and_a_new_sweep_resumes_it(tmp_p
     assert summary["interrupted"] == "SIGTERM"
     assert [(r["run_id"], r["outcome"]) for r in summary["runs"]] == [
         (slow_id, "interrupted"),
-        (quick_id, "pending"),
+        ("invalid-s?-invalid", "pending"),  # never reached
     ]
     status = json.loads((runs_dir / slow_id / "status.json").read_text())
     assert status["status"] == "interrupted" and status["signal"] == "SIGTERM"
     stopped_at = torch.load(last, weights_only=True)["step"]
     assert stopped_at == status["step"] >= 2
-    assert not (runs_dir / quick_id).exists()
 
-    proc = run_cli("sweep", str(slow), str(quick), "--runs-dir", str(runs_dir))
-    assert proc.returncode == 0, proc.stderr
-    summary = summary_of(runs_dir)[-1]
-    assert [(r["outcome"], r["resumed"]) for r in summary["runs"]] == [("ran", True), ("ran", False)]
+    again = run_sweep(plan_sweep([str(slow), str(invalid)]), runs_dir, SweepOptions(leaderboard=False))
+    assert [(r.outcome, r.resumed) for r in again.runs] == [("ran", True), ("failed", False)]
+    assert "optim.lr: must be > 0" in again.runs[1].error and again.exit_code == 1
     assert f"resuming at epoch 1, step {stopped_at}" in (runs_dir / slow_id / "log.txt").read_text()
 
 
@@ -273,7 +284,7 @@ def test_two_concurrent_sweeps_train_each_run_exactly_once(tmp_path):
         "sweep",
         str(recipe),
         "--seeds",
-        "0,1,2",
+        "0,1",
         "--runs-dir",
         str(runs_dir),
     ]
@@ -288,7 +299,7 @@ def test_two_concurrent_sweeps_train_each_run_exactly_once(tmp_path):
         assert "Traceback" not in err
     summaries = summary_of(runs_dir)
     assert len(summaries) == 2 and summaries[0]["sweep_id"] != summaries[1]["sweep_id"]
-    run_ids = {load_recipe(recipe, [f"seed={s}"]).run_id: s for s in (0, 1, 2)}
+    run_ids = {load_recipe(recipe, [f"seed={s}"]).run_id: s for s in (0, 1)}
     for run_id, seed in run_ids.items():
         outcomes = sorted(by_run(s)[run_id]["outcome"] for s in summaries)
         # trained by exactly one sweep; the other found it complete or busy
@@ -299,3 +310,11 @@ def test_two_concurrent_sweeps_train_each_run_exactly_once(tmp_path):
         assert [(r["epoch"], r["status"], r["seed"]) for r in rows] == [(1, "completed", seed)]
     leftovers = [p.name for p in runs_dir.rglob("*") if p.name.endswith(".tmp")]
     assert leftovers == []  # every write was atomic and completed
+
+
+def test_every_sweep_file_in_the_repo_plans():
+    files = sorted((REPO / "sweeps").glob("*.yaml"))
+    assert files
+    for path in files:
+        runs = plan_sweep(sweep_file=path)
+        assert runs and not [r.error for r in runs if r.error], path
