@@ -47,6 +47,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Iterator, Sequence
@@ -335,8 +336,9 @@ class SignalForwarder:
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> SignalForwarder:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self._previous[sig] = signal.signal(sig, self._handle)
+        if threading.current_thread() is threading.main_thread():  # only there can Python catch signals
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -465,6 +467,8 @@ def _run_one(
                 return
         if not ours or rundir.locked_elsewhere():
             record.outcome, record.status = "busy", status
+            return
+        if stop.signum is not None:  # asked to stop while we looked: do not start the worker
             return
         record.resumed = rundir.last_checkpoint.exists()
         _spawn(run, record, runs_dir, options, stop, scratch)
