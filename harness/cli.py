@@ -116,6 +116,158 @@ def _summary(rows: list[dict]) -> str:
 
 
 @main.command()
+@click.argument("recipes", nargs=-1, metavar="[RECIPES_OR_GLOBS]...")
+@click.option(
+    "--file",
+    "sweep_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Sweep file: recipes, seeds and overrides (format: docs/sweeps.md).",
+)
+@click.option("--seeds", default=None, metavar="0,1,2", help="Seeds of every recipe (replace the file's).")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a field of every recipe (after the sweep file's overrides; repeatable).",
+)
+@runs_dir_option
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None, help="Device of every run."
+)
+@click.option(
+    "--leaderboard-out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the leaderboard is regenerated at the end (default: RUNS_DIR/leaderboard).",
+)
+@click.option("--no-leaderboard", is_flag=True, help="Do not regenerate the leaderboard.")
+@click.option(
+    "--keep-going/--fail-fast",
+    default=True,
+    show_default=True,
+    help="Go on past a failed or diverged run, or stop at the first (and refuse invalid recipes).",
+)
+@click.pass_context
+def sweep(
+    ctx: click.Context,
+    recipes: tuple[str, ...],
+    sweep_file: Path | None,
+    seeds: str | None,
+    overrides: tuple[str, ...],
+    runs_dir: Path,
+    device: str | None,
+    leaderboard_out: Path | None,
+    no_leaderboard: bool,
+    keep_going: bool,
+) -> None:
+    """Run many recipes x seeds: skip completed runs, resume unfinished ones, go on past failures.
+
+    RECIPES_OR_GLOBS are recipe files or globs (quote them: 'recipes/**/*.yaml'). Each run trains
+    in its own process; SIGTERM/SIGINT checkpoints the current run and stops the sweep (exit 130).
+    Exit status 1 if any run failed or diverged. A JSON summary goes to RUNS_DIR/sweeps/.
+    """
+    from harness.sweep import SweepOptions, parse_seeds, plan_sweep, run_sweep
+
+    if leaderboard_out is not None and no_leaderboard:
+        raise click.UsageError("--leaderboard-out and --no-leaderboard exclude each other")
+    planned = plan_sweep(recipes, sweep_file, parse_seeds(seeds) if seeds else None, overrides)
+    options = SweepOptions(
+        device=device, keep_going=keep_going, leaderboard=not no_leaderboard, leaderboard_out=leaderboard_out
+    )
+    summary = run_sweep(planned, runs_dir, options)
+    click.echo(summary.render())
+    ctx.exit(summary.exit_code)
+
+
+@main.command()
+@click.argument("sweep_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="runs/nightly",
+    envvar="HARNESS_NIGHTLY_ROOT",
+    show_default=True,
+    help="Nightly folder: ROOT/<night>/ runs, ROOT/history/, ROOT/reports/ (env HARNESS_NIGHTLY_ROOT).",
+)
+@click.option("--night", default=None, help="Name of the night (default: today's UTC date, YYYY-MM-DD).")
+@click.option(
+    "--history",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of the nightly snapshots (default: ROOT/history).",
+)
+@click.option(
+    "--report",
+    "report_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the report here.",
+)
+@click.option("--seeds", default=None, metavar="0,1,2", help="Seeds of every recipe (replace the file's).")
+@click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a field of every recipe."
+)
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None, help="Device of every run."
+)
+@click.option(
+    "--k", type=click.FloatRange(min=0), default=2.0, show_default=True, help="Top-1: seed stds allowed."
+)
+@click.option(
+    "--floor",
+    type=click.FloatRange(min=0),
+    default=0.5,
+    show_default=True,
+    help="Top-1: points always allowed.",
+)
+@click.option(
+    "--throughput-tolerance",
+    type=click.FloatRange(min=0, max=1),
+    default=0.10,
+    show_default=True,
+    help="Images/s: fraction of last night's that may be lost.",
+)
+@click.pass_context
+def nightly(
+    ctx: click.Context,
+    sweep_file: Path,
+    root: Path,
+    night: str | None,
+    history: Path | None,
+    report_out: Path | None,
+    seeds: str | None,
+    overrides: tuple[str, ...],
+    device: str | None,
+    k: float,
+    floor: float,
+    throughput_tolerance: float,
+) -> None:
+    """Run SWEEP_FILE as tonight's benchmark and report regressions against the previous night.
+
+    Exit status 1 when top-1 or throughput regressed or a run failed (see the report), 130 when
+    interrupted (run it again the same night to resume). Rules: docs/sweeps.md.
+    """
+    from harness.nightly import Policy, run_nightly
+    from harness.sweep import SweepOptions, parse_seeds
+
+    result = run_nightly(
+        sweep_file,
+        root,
+        night=night,
+        history=history,
+        report_out=report_out,
+        seeds=parse_seeds(seeds) if seeds else None,
+        overrides=overrides,
+        options=SweepOptions(device=device),
+        policy=Policy(k=k, floor=floor, throughput_tolerance=throughput_tolerance),
+    )
+    click.echo(result.report)
+    if result.report_path is not None:
+        click.echo(f"report: {result.report_path}")
+    ctx.exit(result.exit_code)
+
+
+@main.command()
 @click.argument("recipes", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override fields.")
 def validate(recipes: tuple[Path, ...], overrides: tuple[str, ...]) -> None:

@@ -24,6 +24,18 @@ from harness.schema import between, each, fail, field, from_dict, ge, gt, sugges
 Backend = Literal["memory", "torch", "ffcv"]
 
 
+def safe_name(name: str | None) -> str | None:
+    """A recipe name becomes a folder name (`<name>-s<seed>-<hash8>`): no path separators, no
+    leading dot, no control characters, at most 150 characters."""
+    if name is None:
+        return None
+    if not name or name.startswith(".") or len(name) > 150:
+        return f"must be 1 to 150 characters, not starting with '.', got {name!r}"
+    if any(c in name for c in "/\\") or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return f"must not contain path separators or control characters, got {name!r}"
+    return None
+
+
 @dataclass(kw_only=True)
 class ModelConfig:
     """The student network: a timm architecture (or one registered by harness)."""
@@ -202,7 +214,7 @@ class RuntimeConfig:
 class Recipe:
     """One training run: model, data, strategy, optional teacher, optimisation, evaluation."""
 
-    name: str | None = field(None, doc="recipe name (default: the file name)")
+    name: str | None = field(None, check=safe_name, doc="recipe name (default: the file name)")
     method: str | None = field(None, doc="label on the leaderboard (default: strategy name)")
     description: str = field("", doc="free text; say where the hyper-parameters come from")
     seed: int = field(0, check=ge(0), doc="training seed")
@@ -288,9 +300,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not all(keys):
         raise RecipeError(f"--set {text}: empty key in {key!r}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"--set {text}: value is not valid YAML ({_first_line(exc)})") from None
+        value = parse_yaml(raw) if raw.strip() else ""
+    except ValueError as exc:
+        raise RecipeError(f"--set {text}: value is not valid YAML ({exc})") from None
     return keys, value
 
 
@@ -311,6 +323,20 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+def parse_yaml(text: str) -> Any:
+    """`yaml.safe_load(text)`; any failure is a ValueError with a one-line reason.
+
+    PyYAML raises more than `YAMLError` on hostile input: an explicit tag with a value it cannot
+    construct (`!!float x`, `!!timestamp`, `2001-13-01`) raises ValueError, KeyError, IndexError or
+    AttributeError from inside the constructor, and deep nesting a RecursionError.
+    """
+    try:
+        return yaml.safe_load(text)
+    except Exception as exc:  # every parser failure means "invalid YAML" (see above)
+        reason = _first_line(exc) if isinstance(exc, yaml.YAMLError) else f"{type(exc).__name__}: {exc}"
+        raise ValueError(" ".join(reason.split())[:300]) from None
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     """Read a recipe file as a mapping (safe_load); errors name the file."""
     try:
@@ -320,9 +346,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise RecipeError(f"{path}: cannot read recipe ({exc})") from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"{path}: invalid YAML ({_first_line(exc)})") from None
+        data = parse_yaml(text)
+    except ValueError as exc:
+        raise RecipeError(f"{path}: invalid YAML ({exc})") from None
     if data is None:
         raise RecipeError(f"{path}: recipe is empty")
     if not isinstance(data, dict):

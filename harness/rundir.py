@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.errors import RunStateError
+from harness.errors import RunBusyError, RunStateError
 from harness.metrics import atomic_write_bytes
 
 STATUSES = ("running", "completed", "interrupted", "failed", "diverged")
@@ -122,7 +122,7 @@ class RunDir:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise RunStateError(
+            raise RunBusyError(
                 f"{self.root}: run is locked by another process (a concurrent run or sweep)"
             ) from None
         os.ftruncate(fd, 0)

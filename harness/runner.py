@@ -291,6 +291,11 @@ class StopSignal:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+            # A run nested in another (a teacher trained first) hands the signal to the outer
+            # run's handler, which it had replaced: the outer run must stop too.
+            outer = getattr(handler, "__self__", None)
+            if self.signum is not None and isinstance(outer, StopSignal) and outer.signum is None:
+                outer.signum = self.signum
 
     @property
     def requested(self) -> bool:
@@ -607,10 +612,13 @@ class Trainer:
                     checkpoint.save(self.run.epoch_checkpoint(self.epoch), self._weights())
                 if done:
                     checkpoint.save(self.run.final_weights, self._weights())
-                    self.run.last_checkpoint.unlink(missing_ok=True)
                 else:
                     checkpoint.save(self.run.last_checkpoint, self.state(0, tracker, 0.0))
                 self.run.write_status("completed" if done else "running", epoch=self.epoch, step=self.step)
+                if done:
+                    # Only once `completed` is on disk: a kill before this line resumes from
+                    # last.pt instead of retraining from scratch over the finished metrics.
+                    self.run.last_checkpoint.unlink(missing_ok=True)
             distributed.barrier()
             if not done and stop.requested:
                 self._interrupted(stop)
@@ -674,6 +682,12 @@ def train(recipe: Recipe, runs_dir: Path | str, options: RunOptions | None = Non
     distributed.barrier()
     lock = run if world.is_main else contextlib.nullcontext()
     with lock, StopSignal() as stop:
+        # Another process (a second sweep) may have finished the run between the check above
+        # and taking the lock: look again now that the run is ours, so it never trains twice.
+        if run.read_status().get("status") == "completed" and not options.restart:
+            log.info("run %s already completed: %s", recipe.run_id, run.root)
+            rows = read_metrics(run.metrics) if run.metrics.exists() else []
+            return RunResult(recipe.run_id, run.root, "completed", rows, skipped=True)
         trainer = Trainer(recipe, runs_dir, options, world)
         log.info("run %s -> %s", recipe.run_id, run.root)
         try:
@@ -689,9 +703,15 @@ def train(recipe: Recipe, runs_dir: Path | str, options: RunOptions | None = Non
         except (DivergedError, InterruptedRun):
             raise
         except BaseException as exc:
+            # A stop signal that surfaced as another error (a teacher run trained inside this
+            # one was interrupted and reported as a TeacherError) still means `interrupted`.
+            signalled = stop.signum is not None and not isinstance(exc, KeyboardInterrupt)
             if world.is_main and run.root.exists():
                 message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                if isinstance(exc, KeyboardInterrupt):
+                if signalled:
+                    name = signal.Signals(stop.signum).name
+                    run.write_status("interrupted", epoch=trainer.epoch, step=trainer.step, signal=name)
+                elif isinstance(exc, KeyboardInterrupt):
                     run.write_status("interrupted", epoch=trainer.epoch, step=trainer.step, signal="SIGINT")
                 else:
                     run.write_status(
@@ -701,7 +721,10 @@ def train(recipe: Recipe, runs_dir: Path | str, options: RunOptions | None = Non
                         error=f"{type(exc).__name__}: {message}",
                     )
                 with contextlib.suppress(Exception):
-                    trainer.write_rows("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+                    stopped = signalled or isinstance(exc, KeyboardInterrupt)
+                    trainer.write_rows("interrupted" if stopped else "failed")
+            if signalled and isinstance(exc, Exception):
+                raise InterruptedRun(f"run {recipe.run_id} interrupted; resume with --resume") from exc
             raise
         finally:
             if hasattr(trainer, "data"):

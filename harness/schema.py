@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -143,7 +144,7 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
     """Check `value` against the type `tp` and return it converted (int -> float, dict -> dataclass)."""
     origin = typing.get_origin(tp)
     if tp is Any:
-        return value
+        return plain(value, path)
     if origin in (Union, types.UnionType):
         options = typing.get_args(tp)
         if value is None:
@@ -197,20 +198,46 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
             return int(value)
         fail(path, f"must be an integer, got {_describe(value)}")
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             # PyYAML reads `5e-4` (no dot) as a string: accept numeric text for numeric fields.
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        fail(path, f"must be a number, got {_describe(value)}")
+        if number is None:
+            fail(path, f"must be a number, got {_describe(value)}")
+        if not math.isfinite(number):
+            fail(path, f"must be a finite number, got {_describe(value)}")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
         fail(path, f"must be a string, got {_describe(value)}")
     raise TypeError(f"schema type {tp!r} at {path} is not supported")  # a bug in a schema
+
+
+def plain(value: Any, path: str) -> Any:
+    """`value` if it is plain data (what JSON holds), else a RecipeError naming the path.
+
+    Free-form values (`model.kwargs`, `strategy.params`) are hashed as JSON into the run's
+    identity, so YAML's other types (dates, binary, sets) and non-string keys are refused here.
+    """
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, list):
+        return [plain(item, join(path, i)) for i, item in enumerate(value)]
+    if isinstance(value, Mapping):
+        for key in value:
+            if not isinstance(key, str):
+                fail(path, f"keys must be strings, got {key!r}")
+        return {k: plain(v, join(path, k)) for k, v in value.items()}
+    fail(
+        path,
+        f"must be plain data (text, numbers, true/false, null, lists, mappings), got {type(value).__name__}",
+    )
 
 
 def from_dict(cls: type[T], data: Any, path: str = "") -> T:
