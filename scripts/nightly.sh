@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The nightly benchmark: run a sweep file as tonight's runs, compare with the previous night.
 #   scripts/nightly.sh SWEEP.yaml [harness nightly options]
-#   scripts/nightly.sh sweeps/nightly.yaml --root /data/harness-nightly --report nightly-report.md
+#   scripts/nightly.sh sweeps/nightly_gpu.yaml --root /data/harness-nightly --report nightly-report.md
 # Exit status: 0 all runs completed and nothing regressed, 1 a regression or a failed run (see the
 # report), 130 interrupted (run it again the same night to resume), 2 bad input. Rules and layout:
 # docs/sweeps.md. Run scripts/setup.sh once before (the scheduled workflow does).
