@@ -249,11 +249,18 @@ SCHEMA = pa.schema(
 REQUIRED_COLUMNS = tuple(SCHEMA.names)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, write: Any) -> None:
     """Write through `write(fileobj)` to a temporary file beside `path`, fsync, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600: give the usual permissions
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()

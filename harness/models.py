@@ -49,14 +49,24 @@ from timm.models import (
 from timm.models.resnet import Bottleneck
 from torch import nn
 
+from harness.errors import RecipeError
+
 
 def build_model(
     arch: str, num_classes: int, in_chans: int, kwargs: dict[str, Any] | None = None
 ) -> torch.nn.Module:
-    """`timm.create_model(arch, num_classes=..., in_chans=..., pretrained=False, **kwargs)`."""
-    return timm.create_model(
-        arch, pretrained=False, num_classes=num_classes, in_chans=in_chans, **(kwargs or {})
-    )
+    """`timm.create_model(arch, num_classes=..., in_chans=..., pretrained=False, **kwargs)`.
+
+    timm rejecting the keyword arguments (an unknown name, a bad value) is a RecipeError naming
+    `model.kwargs`, not a traceback.
+    """
+    try:
+        return timm.create_model(
+            arch, pretrained=False, num_classes=num_classes, in_chans=in_chans, **(kwargs or {})
+        )
+    except (TypeError, ValueError, AssertionError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RecipeError(f"model.kwargs: timm cannot build {arch} with {kwargs or {}} ({first})") from None
 
 
 def count_parameters(model: torch.nn.Module) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pyarrow.parquet as pq
 import pytest
@@ -103,3 +104,25 @@ def test_missing_data_is_one_line(recipe_file, runs_dir, tmp_path):
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "Fashion-MNIST file not found" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_model_kwargs_timm_rejects_are_one_line(recipe_file, runs_dir):
+    path = recipe_file(model={"arch": "test_resnet", "kwargs": {"drop_rat": 0.1}})
+    proc = run_cli("run", str(path), "--runs-dir", str(runs_dir))
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip().splitlines()[-1].startswith("error: model.kwargs: timm cannot build test_resnet")
+    )
+    assert "Traceback" not in proc.stderr
+
+
+def test_atomic_files_get_ordinary_permissions(tmp_path):
+    from harness.metrics import atomic_write_bytes
+
+    target = tmp_path / "f.txt"
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(target, lambda fh: fh.write(b"x"))
+    finally:
+        os.umask(old)
+    assert target.stat().st_mode & 0o777 == 0o644

@@ -82,6 +82,26 @@ def load_fashion_mnist(root: str | None, split: str) -> tuple[torch.Tensor, torc
 
 
 # ---------------------------------------------------------------------------- CIFAR
+class RestrictedUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only: a CIFAR batch, never arbitrary code."""
+
+    ALLOWED = frozenset(
+        {
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy.core.multiarray", "scalar"),
+            ("numpy._core.multiarray", "scalar"),
+        }
+    )
+
+    def find_class(self, module: str, name: str) -> type:
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} (not a CIFAR batch)")
+
+
 def load_cifar(root: str | None, split: str, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """CIFAR-10/100 from the python-pickle batches (`cifar-10-batches-py`, `cifar-100-python`)."""
     if root is None:
@@ -98,7 +118,7 @@ def load_cifar(root: str | None, split: str, num_classes: int) -> tuple[torch.Te
         path = base / name
         try:
             with open(path, "rb") as fh:
-                batch = pickle.load(fh, encoding="bytes")
+                batch = RestrictedUnpickler(fh, encoding="bytes").load()
             images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
             labels.append(np.asarray(batch[label_key], dtype=np.int64))
         except FileNotFoundError:
