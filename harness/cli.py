@@ -77,6 +77,12 @@ def main(verbose: bool) -> None:
     help="Run 2 steps on generated data of the recipe's shape, on the CPU (teachers too); "
     "in a temporary runs folder unless --runs-dir is given.",
 )
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=1,
+    help="Train on N local processes: hands the same command to torchrun (DDP).",
+)
 def run(
     recipe: Path,
     runs_dir: Path,
@@ -86,14 +92,22 @@ def run(
     restart: bool,
     progress: bool | None,
     smoke: bool,
+    nproc: int,
 ) -> None:
-    """Train and evaluate one RECIPE; metrics go to RUNS_DIR/<run_id>/metrics.parquet."""
+    """Train and evaluate one RECIPE; metrics go to RUNS_DIR/<run_id>/metrics.parquet.
+
+    Several GPUs or machines: `torchrun --nproc_per_node=N -m harness run RECIPE` (see
+    docs/distributed.md); `--nproc N` is the one-machine shorthand.
+    """
+    from harness import distributed
     from harness.recipe import load_recipe
     from harness.runner import RunOptions, train
 
     if resume and restart:
         raise click.UsageError("--resume and --restart exclude each other")
-    loaded = load_recipe(recipe, overrides)
+    loaded = load_recipe(recipe, overrides)  # a bad recipe fails here, before any process starts
+    if nproc > 1 and not distributed.world_from_env().distributed:
+        distributed.hand_to_torchrun(nproc, sys.argv[1:])
     if smoke:
         from harness.smoke import run_smoke
 
@@ -103,12 +117,17 @@ def run(
         where = result.run_dir if keep else "temporary runs folder, removed"
         click.echo(f"smoke {result.status}: {result.run_id} ({_summary(result.rows)}) -> {where}")
         return
-    result = train(
-        loaded, runs_dir, RunOptions(device=device, resume=resume, restart=restart, progress=progress)
-    )
-    click.echo(
-        f"{result.status}: {result.run_id} ({_summary(result.rows)}) -> {result.run_dir / 'metrics.parquet'}"
-    )
+    try:
+        result = train(
+            loaded, runs_dir, RunOptions(device=device, resume=resume, restart=restart, progress=progress)
+        )
+    finally:
+        distributed.shutdown()
+    if distributed.world_from_env().is_main:
+        click.echo(
+            f"{result.status}: {result.run_id} ({_summary(result.rows)}) -> "
+            f"{result.run_dir / 'metrics.parquet'}"
+        )
 
 
 def _summary(rows: list[dict]) -> str:
@@ -311,6 +330,48 @@ def leaderboard(runs_dir: Path, out: Path) -> None:
     from harness.leaderboard import generate
 
     click.echo(generate(runs_dir, out).summary())
+
+
+@main.command(name="cache-teacher")
+@click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
+@runs_dir_option
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override fields.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None)
+@click.option("--rebuild", is_flag=True, help="Delete the recipe's existing cache and build it again.")
+def cache_teacher(
+    recipe: Path, runs_dir: Path, overrides: tuple[str, ...], device: str | None, rebuild: bool
+) -> None:
+    """Build the per-view teacher cache of a KD RECIPE (shared by its students and seeds)."""
+    from harness.caching import cache_teacher as build_cache
+    from harness.recipe import load_recipe
+    from harness.runner import RunOptions
+
+    folder = build_cache(load_recipe(recipe, overrides), runs_dir, RunOptions(device=device), rebuild)
+    click.echo(f"teacher cache: {folder}")
+
+
+@main.command(name="eval")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--checkpoint",
+    "which",
+    default="final",
+    show_default=True,
+    help="Which weights: final, last or epoch_<N>.",
+)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+def evaluate(run_dir: Path, which: str, device: str) -> None:
+    """Evaluate a run's saved weights on its evaluation split; prints the metrics as JSON."""
+    import json
+
+    from harness import distributed
+    from harness.evaluation import evaluate_run
+
+    result = evaluate_run(run_dir, which, device)
+    if distributed.world_from_env().is_main:
+        skip = ("reliability_count", "reliability_confidence", "reliability_accuracy")
+        click.echo(json.dumps({k: v for k, v in result.items() if k not in skip}, sort_keys=True))
+    distributed.shutdown()
 
 
 @main.command()

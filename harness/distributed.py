@@ -7,7 +7,9 @@ group (NCCL on GPUs, gloo on CPU). Only rank 0 writes files.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -47,6 +49,37 @@ def init(world: World, device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     dist.init_process_group(backend=backend, rank=world.rank, world_size=world.world_size)
+
+
+def strip_option(argv: list[str], name: str) -> list[str]:
+    """`argv` without `name VALUE` / `name=VALUE`."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(name + "="):
+            out.append(arg)
+    return out
+
+
+def hand_to_torchrun(nproc: int, argv: list[str]) -> NoReturn:
+    """Replace this process by `torchrun --standalone --nproc_per_node=N -m harness <argv>`.
+
+    PyTorch's own launcher starts, watches and signals the ranks; harness adds none of its own.
+    """
+    args = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "harness",
+        *strip_option(argv, "--nproc"),
+    ]
+    os.execv(sys.executable, args)
 
 
 def shutdown() -> None:

@@ -81,6 +81,11 @@ class DataConfig:
     train_subset: int | None = field(None, check=ge(1), doc="use a fixed subset of the train split")
     val_subset: int | None = field(None, check=ge(1), doc="use a fixed subset of the val split")
     subset_seed: int = field(0, doc="seed of the fixed subsets (same for every run)")
+    view_seed: int | None = field(
+        None,
+        check=ge(0),
+        doc="seed of the augmented views (default: the run's seed); fix it to share a teacher cache",
+    )
     batch_size: int = field(128, check=ge(1), doc="per-rank training batch size")
     eval_batch_size: int = field(512, check=ge(1), doc="per-rank evaluation batch size")
     num_workers: int = field(0, check=ge(0), doc="loader workers (torch/ffcv backends)")
@@ -121,6 +126,9 @@ class TeacherConfig:
     arch: str | None = field(None, doc="timm architecture (with `weights`)")
     kwargs: dict[str, Any] = field({}, doc="timm.create_model kwargs (with `weights`)")
     weights: str | None = field(None, doc="local state_dict file (never a hub download)")
+    cache: bool = field(False, doc="read soft targets from a per-view teacher cache (memory backend)")
+    cache_topk: int | None = field(None, check=ge(1), doc="cache the top-k logits only (default: all K)")
+    cache_path: str | None = field(None, doc="cache folder (default: <runs-dir>/teacher-cache/...)")
 
     def validate(self, path: str) -> None:
         if (self.run is None) == (self.weights is None):
@@ -237,6 +245,8 @@ class Recipe:
             fail("teacher", f"required: strategy {self.strategy.name!r} distils from a teacher")
         if not needs and self.teacher is not None:
             fail("teacher", f"strategy {self.strategy.name!r} uses no teacher; remove it")
+        if self.teacher is not None and self.teacher.cache and self.data.backend != "memory":
+            fail("teacher.cache", "needs data.backend memory (its views are replayable); use a live teacher")
         for e in self.checkpoint.save_epochs:
             if e > self.schedule.epochs:
                 fail("checkpoint.save_epochs", f"epoch {e} > schedule.epochs ({self.schedule.epochs})")

@@ -26,10 +26,10 @@ import torch
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 
-from harness import checkpoint, distributed, provenance, strategies
+from harness import checkpoint, distributed, provenance, strategies, teacher_cache
 from harness.data import DataBundle, build_data
 from harness.distributed import World
-from harness.errors import DivergedError, HarnessError, InterruptedRun, RunStateError
+from harness.errors import DivergedError, HarnessError, InterruptedRun, RunStateError, TeacherError
 from harness.metrics import MetricAccumulator, read_metrics, write_metrics
 from harness.models import build_model, count_parameters
 from harness.recipe import Recipe, RuntimeConfig
@@ -154,6 +154,7 @@ def setting_of(recipe: Recipe) -> tuple[str, str]:
     for key in (
         "num_workers",
         "eval_batch_size",
+        "view_seed",
         "batch_size",
         "drop_last",
         "backend",
@@ -317,6 +318,7 @@ class Trainer:
         self.amp = autocast_dtype(runtime, self.device)
         self.channels_last = use_channels_last(runtime, self.device)
         self.rows: list[dict[str, Any]] = []
+        self.rebuild_cache = False  # `harness cache-teacher --rebuild`
         self.step = 0
         self.epoch = 0  # epochs completed
 
@@ -368,9 +370,69 @@ class Trainer:
         self.scheduler = build_scheduler(r, self.optimizer, len(self.data.train))
         self.setting_key, self.pipeline = setting_of(r)
         self.teacher_metrics = self._teacher_metrics()
+        if self.teacher is not None and r.teacher is not None and r.teacher.cache:
+            self.teacher = self._cached_teacher(self.teacher, weights)
         # Training randomness (dropout, drop-path) starts here, apart per rank, whatever the
         # teacher's own training or evaluation did to the global generator.
         torch.manual_seed(r.seed + 1000 * self.world.rank)
+
+    def teacher_forward(self, images: torch.Tensor) -> torch.Tensor:
+        """The teacher exactly as a training step calls it (memory format, autocast)."""
+        assert self.teacher is not None
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast(self.device, self.amp):
+            return self.teacher(images)
+
+    def _cached_teacher(self, teacher: Teacher, weights: Path) -> Teacher:
+        """Open (building it first if missing) the per-view cache of this teacher's soft targets."""
+        cfg, loader = self.recipe.teacher, self.data.train
+        assert cfg is not None
+        if not hasattr(loader, "epoch_views"):
+            raise TeacherError("teacher.cache: needs data.backend memory (its views are replayable)")
+        meta = teacher_cache.expected_meta(
+            teacher_arch=teacher.arch,
+            teacher_source=teacher.source,
+            weights=weights,
+            data_identity=json.loads(self.pipeline),
+            view_seed=loader.view_seed,
+            num_samples=self.data.train_size,
+            num_classes=self.data.num_classes,
+            topk=cfg.cache_topk,
+            batch_size=self.recipe.data.batch_size,
+        )
+        root = self.runs_dir / "teacher-cache"
+        folder = Path(cfg.cache_path) if cfg.cache_path else teacher_cache.default_folder(root, meta)
+        if self.rebuild_cache and folder.exists() and self.world.is_main:
+            teacher_cache.remove(folder)
+        distributed.barrier()
+        if not (folder / "meta.json").exists():
+            if cfg.cache_path and folder.exists() and any(folder.iterdir()):
+                raise TeacherError(f"teacher.cache_path: {folder} is not a complete teacher cache")
+            if self.world.is_main:
+                self._say(f"building teacher cache {folder} ({self.recipe.schedule.epochs} epochs)")
+                teacher_cache.build(
+                    folder,
+                    meta,
+                    teacher,
+                    loader,
+                    self.recipe.schedule.epochs,
+                    self.teacher_metrics,
+                    forward=self.teacher_forward,
+                )
+            distributed.barrier()
+        found = teacher_cache.read_meta(folder)
+        teacher_cache.check_meta(folder, found, meta, self.recipe.schedule.epochs)
+        self._say(f"teacher soft targets from cache {folder}")
+        return teacher_cache.CachedTeacher(
+            model=teacher.model,
+            arch=teacher.arch,
+            source=teacher.source,
+            folder=folder,
+            num_classes=self.data.num_classes,
+            views_of=loader.epoch_views,
+            device=self.device,
+        )
 
     def _train_teacher(self, teacher_recipe: Recipe) -> RunDir:
         options = RunOptions(
@@ -519,7 +581,7 @@ class Trainer:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.amp):
             logits = self.train_model(x)
-            teacher_logits = self.teacher(x) if self.teacher is not None else None
+            teacher_logits = None if self.teacher is None else self.teacher.logits_for(x, batch, self.epoch)
             parts = self.strategy(logits, batch.targets, teacher_logits)
         self.optimizer.zero_grad(set_to_none=True)
         parts["loss"].backward()

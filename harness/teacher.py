@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -41,6 +42,10 @@ class Teacher:
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
+
+    def logits_for(self, images: torch.Tensor, batch: Any, epoch: int) -> torch.Tensor:
+        """Soft-target logits for a training batch: the live teacher on the student's exact view."""
+        return self(images)
 
 
 def teacher_recipe(recipe: Recipe, transform: RecipeTransform | None = None) -> Recipe:

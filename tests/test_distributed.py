@@ -15,6 +15,10 @@ from tests.conftest import REPO, run_cli
 
 pytestmark = [pytest.mark.fashion, pytest.mark.timeout(600)]
 
+# Measured on this 2-core CPU (test_resnet, 512 images, 2 epochs, per-rank BatchNorm): the epoch
+# train losses differed by 1.4% and 1.7%, top-1 by 1.2 points. Allowed: 5% and 5 points.
+LOSS_TOLERANCE = 0.05
+TOP1_TOLERANCE = 5.0
 METRICS = ("top1", "top5", "nll", "ece", "entropy", "max_prob", "stability")
 
 
@@ -37,7 +41,8 @@ def torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess:
 
 def test_two_ranks_write_one_parquet_and_evaluate_exactly(recipe_file, runs_dir):
     path = recipe_file(data={"val_subset": 129})  # odd: the ranks hold 65 and 64 samples
-    torchrun(2, "run", str(path), "--runs-dir", str(runs_dir), "--no-progress")
+    env = {"OMP_NUM_THREADS": "1"}
+    run_cli("run", str(path), "--runs-dir", str(runs_dir), "--nproc", "2", env=env, check=True)
     recipe = load_recipe(path)
     runs = [p for p in runs_dir.iterdir() if p.is_dir()]
     assert [p.name for p in runs] == [recipe.run_id]
@@ -54,3 +59,20 @@ def test_two_ranks_write_one_parquet_and_evaluate_exactly(recipe_file, runs_dir)
     for key in METRICS:
         assert single[key] == pytest.approx(last[key], abs=1e-9), key
         assert double[key] == pytest.approx(single[key], abs=1e-9), key
+
+
+def test_two_ranks_of_batch_b_follow_one_rank_of_batch_2b(recipe_file, tmp_path):
+    """Same global batch, same data order: only BatchNorm statistics (per rank) and float
+    summation order differ, so the runs stay close but not equal (tolerance measured below)."""
+    base = {"data": {"train_subset": 512, "val_subset": 256}, "schedule": {"epochs": 2}}
+    two = recipe_file("ddp", **base, **{"data": {**base["data"], "batch_size": 32}})
+    one = recipe_file("single", **base, **{"data": {**base["data"], "batch_size": 64}})
+    torchrun(2, "run", str(two), "--runs-dir", str(tmp_path / "a"), "--no-progress")
+    run_cli("run", str(one), "--runs-dir", str(tmp_path / "b"), check=True)
+    ddp = read_metrics(next((tmp_path / "a").glob("*/metrics.parquet")))
+    single = read_metrics(next((tmp_path / "b").glob("*/metrics.parquet")))
+    assert [r["global_batch_size"] for r in ddp] == [r["global_batch_size"] for r in single] == [64, 64]
+    assert [r["step"] for r in ddp] == [r["step"] for r in single]
+    for a, b in zip(ddp, single, strict=True):
+        assert abs(a["train_loss"] - b["train_loss"]) <= LOSS_TOLERANCE * b["train_loss"]
+        assert abs(a["top1"] - b["top1"]) <= TOP1_TOLERANCE

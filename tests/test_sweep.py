@@ -234,9 +234,10 @@ def wait_for(condition, proc: subprocess.Popen, timeout: float = 240) -> None:
 
 @pytest.mark.fashion
 def test_sigterm_to_a_sweep_checkpoints_the_run_and_a_new_sweep_resumes_it(tmp_path):
-    # 8 steps of 16 images, a checkpoint after each
+    # 64 steps of 16 images, a checkpoint after each: long enough for the signal to land mid-run
     slow = write_recipe(
-        tmp_path / "slow.yaml", quick_recipe(data={"batch_size": 16}, checkpoint={"every_steps": 1})
+        tmp_path / "slow.yaml",
+        quick_recipe(data={"batch_size": 16, "train_subset": 1024}, checkpoint={"every_steps": 1}),
     )
     invalid = write_recipe(tmp_path / "invalid.yaml", quick_recipe(optim={"lr": -1}))
     slow_id = load_recipe(slow).run_id

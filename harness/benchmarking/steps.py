@@ -5,7 +5,8 @@ is identical and the ratios isolate what the case adds:
 
 * `bare`: a hand-written loop, model(x) -> F.cross_entropy -> backward -> SGD step;
 * `ce`, `label_smoothing`, `tfkd_reg`: the harness's own `Trainer.train_step`;
-* `kd_live`: KD with a live teacher forward per step (the teacher is a larger timm model).
+* `kd_live`: KD with a live teacher forward per step (the teacher is a larger timm model);
+* `kd_cached`: the same KD reading the teacher's soft targets from the per-view cache.
 
 Reported: median seconds per step over interleaved rounds, images/second, and the ratio to `ce`
 (and `harness_overhead` = ce / bare).
@@ -33,6 +34,7 @@ STRATEGIES: dict[str, dict[str, Any]] = {
     "label_smoothing": {"name": "label_smoothing", "params": {"epsilon": 0.1}},
     "tfkd_reg": {"name": "tfkd_reg", "params": {"alpha": 0.1, "temperature": 20.0, "multiplier": 100.0}},
     "kd_live": {"name": "kd", "params": {"alpha": 0.9, "temperature": 4.0}},
+    "kd_cached": {"name": "kd", "params": {"alpha": 0.9, "temperature": 4.0}},
 }
 
 
@@ -125,8 +127,12 @@ def run(cfg: StepConfig) -> list[dict[str, Any]]:
             "bare": bare_case(base_recipe(cfg, STRATEGIES["ce"], None), tmp_path)
         }
         for name, strategy in STRATEGIES.items():
-            needs = name == "kd_live"
-            cases[name] = harness_case(base_recipe(cfg, strategy, teacher if needs else None), tmp_path)
+            with_teacher = {"kd_live": teacher, "kd_cached": {**teacher, "cache": True}}.get(name)
+            recipe = base_recipe(cfg, strategy, with_teacher)
+            if name == "kd_cached":
+                recipe["data"]["view_seed"] = 0
+                recipe["schedule"]["epochs"] = 2 + (cfg.rounds * cfg.steps) // 8  # views cached for all
+            cases[name] = harness_case(recipe, tmp_path)
         timings = interleaved(
             cases, rounds=cfg.rounds, work=cfg.steps, warmup=1, device=torch.device(cfg.device)
         )
@@ -149,7 +155,7 @@ def rows(cfg: StepConfig, timings: dict[str, Timing]) -> list[dict[str, Any]]:
                 "spread": t.spread,
                 "rounds": len(t.rounds),
                 "detail": f"{cfg.arch} b{cfg.batch_size} {cfg.channels}x{cfg.image_size}px"
-                + (f", teacher {cfg.teacher_arch}" if name == "kd_live" else ""),
+                + (f", teacher {cfg.teacher_arch}" if name.startswith("kd") else ""),
             }
         )
     out.append(

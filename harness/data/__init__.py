@@ -79,6 +79,7 @@ def build_memory(
         train=True,
         augment=augment_spec(cfg),
         seed=seed,
+        view_seed=cfg.view_seed,
         drop_last=cfg.drop_last,
         **common,
     )

@@ -16,7 +16,7 @@ from harness.data.base import Batch
 
 
 class MemoryLoader:
-    """Batches of one split, shuffled and augmented per epoch from (seed, epoch) alone.
+    """Batches of one split, shuffled per epoch from (seed, epoch), augmented from (view_seed, epoch).
 
     With `world_size > 1` each rank takes an equal, disjoint share of each epoch's permutation
     (train) or the indices `rank::world_size` (evaluation: every sample counted exactly once).
@@ -34,6 +34,7 @@ class MemoryLoader:
         augment: AugmentSpec,
         device: torch.device,
         seed: int = 0,
+        view_seed: int | None = None,
         rank: int = 0,
         world_size: int = 1,
         drop_last: bool = False,
@@ -47,6 +48,7 @@ class MemoryLoader:
         self.augment = augment if train else AugmentSpec()
         self.device = device
         self.seed = seed
+        self.view_seed = seed if view_seed is None else view_seed
         self.rank = rank
         self.world_size = world_size
         self.drop_last = drop_last
@@ -58,17 +60,24 @@ class MemoryLoader:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def epoch_views(self, epoch: int) -> torch.Tensor:
+        """(N, 4) views of every sample of the split at `epoch`, indexed by sample.
+
+        They depend on (view_seed, epoch) alone, not on the order or the rank, so a teacher
+        cache made once serves every training seed that shares the view seed.
+        """
+        return sample_views(self.augment, len(self.targets), epoch_generator(self.view_seed, epoch, 1))
+
     def _epoch_plan(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """This rank's sample indices for the epoch, and their views (train only)."""
         n = len(self.targets)
         if not self.train:
             return torch.arange(self.rank, n, self.world_size), None
-        g = epoch_generator(self.seed, self.epoch)
-        order = torch.randperm(n, generator=g)
-        views = sample_views(self.augment, n, g)  # views[i] belongs to sample order[i]
-        per_rank = n // self.world_size
-        mine = slice(self.rank * per_rank, (self.rank + 1) * per_rank)
-        return order[mine], views[mine]
+        order = torch.randperm(n, generator=epoch_generator(self.seed, self.epoch))
+        # interleaved like DistributedSampler: step k of all ranks together covers the same
+        # samples as step k of one process with world_size x the batch
+        mine = order[: (n // self.world_size) * self.world_size][self.rank :: self.world_size]
+        return mine, self.epoch_views(self.epoch)[mine]
 
     @property
     def num_samples(self) -> int:

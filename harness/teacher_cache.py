@@ -1,0 +1,258 @@
+"""An augmentation-aware teacher cache: soft targets stored per sample AND per view.
+
+Caching teacher outputs by sample index alone (as torchdistill does) is wrong under random
+augmentation: later epochs would get the logits of another view (Beyer et al. 2022: the teacher
+must see the student's exact view). Here every epoch's views are replayable from
+(view_seed, epoch) (`MemoryLoader.epoch_views`), so the cache records, for each epoch, every
+sample's view parameters and the teacher's output on that view; a student run with the same
+view seed replays the same views and reads the soft targets instead of running the teacher.
+Many students and seeds share one cache (fix `data.view_seed`).
+
+Layout of a cache folder:
+    meta.json              what it was made for (teacher weights hash, data, views, storage)
+    epoch_<e>.arrow        Arrow IPC, one row per sample in index order: index, view (4 floats),
+                           then `logits` (K float32) or `topk_values` (k float16),
+                           `topk_indices` (k int32) and `logsumexp` (float32)
+
+With full logits a cached run equals the live-teacher run exactly (on CPU, when every batch has
+the cache's batch size: oneDNN picks kernels by batch size). With top-k the other classes share
+the remaining probability mass (at T = 1), which changes soft targets slightly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from harness.data.augment import VIEW_DIM
+from harness.data.base import Batch
+from harness.errors import TeacherError
+from harness.metrics import atomic_write_bytes
+from harness.rundir import write_json
+from harness.teacher import Teacher
+
+log = logging.getLogger("harness")
+
+FORMAT = 1
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes (identifies the teacher's weights)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def expected_meta(
+    *,
+    teacher_arch: str,
+    teacher_source: str,
+    weights: Path,
+    data_identity: dict[str, Any],
+    view_seed: int,
+    num_samples: int,
+    num_classes: int,
+    topk: int | None,
+    batch_size: int,
+) -> dict[str, Any]:
+    """What a cache for this teacher, data and views must say about itself."""
+    data = {k: v for k, v in data_identity.items() if k != "augment"}
+    return {
+        "format": FORMAT,
+        "teacher": {"arch": teacher_arch, "source": teacher_source, "weights_sha256": file_sha256(weights)},
+        "data": data,
+        "augmentation": {"augment": data_identity.get("augment"), "view_seed": view_seed},
+        "num_samples": num_samples,
+        "num_classes": num_classes,
+        "storage": {"kind": "logits"} if topk is None or topk >= num_classes else {"kind": "topk", "k": topk},
+        "batch_size": batch_size,
+    }
+
+
+def default_folder(root: Path, meta: dict[str, Any]) -> Path:
+    """`<root>/<teacher source>-<hash of data, views and storage>`: one cache per combination."""
+    blob = json.dumps(
+        [meta["data"], meta["augmentation"], meta["storage"], meta["num_samples"]], sort_keys=True
+    )
+    safe = re.sub(r"[^A-Za-z0-9_.@-]", "_", meta["teacher"]["source"])[:80]
+    return root / f"{safe}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
+
+
+#: Fields a cache must agree on with the run that reads it (the message names the first that differs).
+MATCHED = ("format", "teacher", "data", "augmentation", "num_samples", "num_classes", "storage")
+
+
+def check_meta(folder: Path, found: dict[str, Any], expected: dict[str, Any], epochs: int) -> None:
+    """Refuse a cache made for another teacher, data, views or storage, or too few epochs."""
+    for key in MATCHED:
+        if found.get(key) != expected[key]:
+            what = key.replace("_", " ")
+            raise TeacherError(
+                f"{folder}: stale teacher cache: made for another {what} "
+                f"({json.dumps(found.get(key), sort_keys=True)[:160]} != "
+                f"{json.dumps(expected[key], sort_keys=True)[:160]}); rebuild it with "
+                "`harness cache-teacher RECIPE --rebuild` or remove teacher.cache_path"
+            )
+    if found.get("epochs", 0) < epochs:
+        raise TeacherError(
+            f"{folder}: teacher cache holds {found.get('epochs', 0)} epochs, the run needs {epochs}; "
+            "rebuild it with `harness cache-teacher RECIPE --rebuild`"
+        )
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    """The cache's meta.json (a clear error if unreadable)."""
+    try:
+        data = json.loads((folder / "meta.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TeacherError(f"{folder}: unreadable teacher cache meta.json ({exc})") from None
+    if not isinstance(data, dict):
+        raise TeacherError(f"{folder}: not a teacher cache")
+    return data
+
+
+# ------------------------------------------------------------------------------ writing
+def _fixed(values: np.ndarray, arrow_type: pa.DataType) -> pa.FixedSizeListArray:
+    width = values.shape[1]
+    return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1), type=arrow_type), width)
+
+
+def epoch_table(views: torch.Tensor, logits: torch.Tensor, topk: int | None) -> pa.Table:
+    """One epoch's rows, in sample-index order."""
+    n = views.shape[0]
+    columns: dict[str, Any] = {
+        "index": pa.array(np.arange(n, dtype=np.int64)),
+        "view": _fixed(views.float().cpu().numpy(), pa.float32()),
+    }
+    logits = logits.float().cpu()
+    if topk is None or topk >= logits.shape[1]:
+        columns["logits"] = _fixed(logits.numpy(), pa.float32())
+    else:
+        values, indices = logits.topk(topk, dim=1)
+        columns["topk_values"] = _fixed(values.half().numpy(), pa.float16())
+        columns["topk_indices"] = _fixed(indices.int().numpy(), pa.int32())
+        columns["logsumexp"] = pa.array(torch.logsumexp(logits, dim=1).numpy(), type=pa.float32())
+    return pa.table(columns)
+
+
+def write_table(path: Path, table: pa.Table) -> None:
+    def write(fh: Any) -> None:
+        with pa.ipc.new_file(fh, table.schema) as writer:
+            writer.write_table(table)
+
+    atomic_write_bytes(path, write)
+
+
+@torch.no_grad()
+def build(
+    folder: Path,
+    meta: dict[str, Any],
+    teacher: Teacher,
+    loader: Any,
+    epochs: int,
+    teacher_metrics: dict[str, Any],
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> None:
+    """Run the teacher on every sample's view of every epoch, in batches of `meta['batch_size']`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "meta.json").unlink(missing_ok=True)  # incomplete until meta.json is written last
+    forward = forward or teacher
+    n, batch_size = meta["num_samples"], meta["batch_size"]
+    topk = meta["storage"].get("k")
+    for epoch in range(epochs):
+        views = loader.epoch_views(epoch)
+        out = []
+        for start in range(0, n, batch_size):
+            idx = torch.arange(start, min(start + batch_size, n), device=loader.device)
+            batch = loader.make_batch(idx, views[start : start + batch_size].to(loader.device))
+            out.append(forward(batch.images).float())
+        write_table(folder / f"epoch_{epoch + 1}.arrow", epoch_table(views, torch.cat(out), topk))
+        log.info("teacher cache %s: epoch %d/%d written", folder.name, epoch + 1, epochs)
+    write_json(folder / "meta.json", {**meta, "epochs": epochs, "teacher_metrics": teacher_metrics})
+
+
+def remove(folder: Path) -> None:
+    """Delete a cache folder, refusing anything that does not look like one."""
+    if not (folder / "meta.json").exists() and not any(folder.glob("epoch_*.arrow")):
+        raise TeacherError(f"{folder}: not a teacher cache; refusing to delete it")
+    shutil.rmtree(folder)
+
+
+# ------------------------------------------------------------------------------ reading
+def read_epoch(path: Path, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(views (N, 4), full logits (N, K)) of one epoch file; top-k rows are filled back to K."""
+    try:
+        with pa.memory_map(str(path)) as source:
+            table = pa.ipc.open_file(source).read_all()
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise TeacherError(f"{path}: unreadable teacher cache file ({exc})") from None
+    n = table.num_rows
+
+    def matrix(name: str, width: int) -> np.ndarray:
+        return table.column(name).combine_chunks().values.to_numpy(zero_copy_only=False).reshape(n, width)
+
+    views = torch.from_numpy(matrix("view", VIEW_DIM).copy())
+    if "logits" in table.column_names:
+        return views, torch.from_numpy(matrix("logits", num_classes).copy())
+    k = table.column("topk_values").type.list_size
+    values = torch.from_numpy(matrix("topk_values", k).astype(np.float32))
+    indices = torch.from_numpy(matrix("topk_indices", k).astype(np.int64))
+    lse = torch.from_numpy(table.column("logsumexp").to_numpy().astype(np.float32))
+    return views, fill_topk(values, indices, lse, num_classes)
+
+
+def fill_topk(
+    values: torch.Tensor, indices: torch.Tensor, lse: torch.Tensor, num_classes: int
+) -> torch.Tensor:
+    """Logits whose top-k entries are kept and whose other K - k entries share the rest of the
+    probability mass equally: c = log((Z - sum_topk e^v) / (K - k)), with log Z = logsumexp."""
+    k = values.shape[1]
+    top_mass = torch.exp(values - lse[:, None]).sum(dim=1).clamp(max=1 - 1e-7)
+    rest = lse + torch.log1p(-top_mass) - torch.log(torch.tensor(float(max(num_classes - k, 1))))
+    floor = values.min(dim=1).values - 30.0  # where the rest is (numerically) empty
+    fill = torch.maximum(rest, floor)
+    out = fill[:, None].expand(-1, num_classes).clone()
+    out.scatter_(1, indices, values)
+    return out
+
+
+@dataclass
+class CachedTeacher(Teacher):
+    """A teacher whose soft targets come from the cache; the model is kept for its metrics."""
+
+    folder: Path | None = None
+    num_classes: int = 0
+    views_of: Callable[[int], torch.Tensor] | None = None
+    device: torch.device | None = None
+    _epoch: int = -1
+    _logits: torch.Tensor | None = None
+
+    def load_epoch(self, epoch: int) -> None:
+        """Read `epoch` (0-based) and check its views are the ones the loader replays."""
+        assert self.folder is not None and self.views_of is not None
+        views, logits = read_epoch(self.folder / f"epoch_{epoch + 1}.arrow", self.num_classes)
+        if not torch.equal(views, self.views_of(epoch).float().cpu()):
+            raise TeacherError(
+                f"{self.folder}: stale teacher cache: epoch {epoch + 1}'s stored views differ from "
+                "the views this run replays (augmentation or data changed); rebuild it"
+            )
+        self._logits, self._epoch = logits.to(self.device), epoch
+
+    def logits_for(self, images: torch.Tensor, batch: Batch, epoch: int) -> torch.Tensor:
+        if epoch != self._epoch:
+            self.load_epoch(epoch)
+        assert self._logits is not None and batch.indices is not None
+        return self._logits[batch.indices]
