@@ -95,6 +95,21 @@ def all_reduce_sum(tensors: list[torch.Tensor]) -> None:
             dist.all_reduce(t, op=dist.ReduceOp.SUM)
 
 
+def average_buffers(model: torch.nn.Module) -> None:
+    """Average floating-point buffers (BatchNorm running statistics) across ranks, in place.
+
+    Each rank updates its running statistics from its own shard during training; before an
+    evaluation or a checkpoint every rank must hold the same ones (as timm's `--dist-bn reduce`).
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    world = dist.get_world_size()
+    for buf in model.buffers():
+        if buf.is_floating_point():
+            dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+            buf.div_(world)
+
+
 def all_reduce_max(value: int) -> int:
     """Largest integer across ranks (used to agree on stop flags)."""
     if not (dist.is_available() and dist.is_initialized()):

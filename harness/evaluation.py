@@ -15,7 +15,7 @@ from harness.errors import RunStateError
 from harness.models import build_model
 from harness.recipe import from_mapping, read_yaml
 from harness.rundir import RunDir
-from harness.runner import autocast_dtype, evaluate, resolve_device, use_channels_last
+from harness.runner import autocast_dtype, configure_runtime, evaluate, resolve_device, use_channels_last
 
 
 def weights_path(run: RunDir, which: str) -> Path:
@@ -41,6 +41,7 @@ def evaluate_run(run_dir: Path, which: str = "final", device: str = "auto") -> d
     world = distributed.world_from_env()
     dev = resolve_device(device)
     distributed.init(world, dev)
+    configure_runtime(recipe.runtime, dev, recipe.seed)  # the same kernels as the run's evaluation
     data = build_data(recipe.data, device=dev, seed=recipe.seed, rank=world.rank, world_size=world.world_size)
     model = build_model(recipe.model.arch, data.num_classes, data.channels, recipe.model.kwargs)
     model.load_state_dict(state["model"])

@@ -644,6 +644,7 @@ class Trainer:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             epoch_time = time.perf_counter() - t0
+            distributed.average_buffers(self.model)  # one set of BN statistics for eval and checkpoints
             self.check_finite(tracker)
             self.epoch += 1
             losses = tracker.means()
