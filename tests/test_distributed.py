@@ -16,7 +16,7 @@ from tests.conftest import REPO, run_cli
 pytestmark = [pytest.mark.fashion, pytest.mark.timeout(600)]
 
 # Measured on this 2-core CPU (test_resnet, 512 images, 2 epochs, per-rank BatchNorm): the epoch
-# train losses differed by 1.4% and 1.7%, top-1 by 1.2 points. Allowed: 5% and 5 points.
+# train losses differed by 1.4% and 1.7%, top-1 by 1.6 points. Allowed: 5% and 5 points.
 LOSS_TOLERANCE = 0.05
 TOP1_TOLERANCE = 5.0
 METRICS = ("top1", "top5", "nll", "ece", "entropy", "max_prob", "stability")
