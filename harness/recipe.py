@@ -347,18 +347,23 @@ def parse_yaml(text: str) -> Any:
         raise ValueError(" ".join(reason.split())[:300]) from None
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
-    """Read a recipe file as a mapping (safe_load); errors name the file."""
+def read_yaml_file(path: Path, what: str) -> Any:
+    """Parse a YAML file (safe_load); a missing, unreadable or invalid file is one line naming it."""
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise RecipeError(f"{path}: recipe file not found") from None
+        raise RecipeError(f"{path}: {what} file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise RecipeError(f"{path}: cannot read recipe ({exc})") from None
+        raise RecipeError(f"{path}: cannot read {what} ({exc})") from None
     try:
-        data = parse_yaml(text)
+        return parse_yaml(text)
     except ValueError as exc:
         raise RecipeError(f"{path}: invalid YAML ({exc})") from None
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a recipe file as a mapping (safe_load); errors name the file."""
+    data = read_yaml_file(path, "recipe")
     if data is None:
         raise RecipeError(f"{path}: recipe is empty")
     if not isinstance(data, dict):

@@ -64,7 +64,7 @@ from harness.errors import (
     RunBusyError,
     RunStateError,
 )
-from harness.recipe import Recipe, load_recipe, parse_yaml
+from harness.recipe import Recipe, load_recipe, read_yaml_file
 from harness.rundir import RunDir, write_json
 from harness.schema import each, field, from_dict, ge
 
@@ -107,16 +107,7 @@ class SweepFile:
 
 def load_sweep_file(path: Path) -> SweepFile:
     """Read and strictly validate a sweep file; any problem is one RecipeError line naming it."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise RecipeError(f"{path}: sweep file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RecipeError(f"{path}: cannot read sweep file ({exc})") from None
-    try:
-        data = parse_yaml(text)
-    except ValueError as exc:
-        raise RecipeError(f"{path}: invalid YAML ({exc})") from None
+    data = read_yaml_file(path, "sweep")
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a sweep file must be a mapping with a `recipes` list")
     if isinstance(data.get("recipes"), list):

@@ -21,7 +21,7 @@ from harness.leaderboard.reference import References
 from harness.leaderboard.runs import SetApart
 from harness.leaderboard.svg import ScatterGroup, colour, line_plot, reliability_plot, scatter_plot
 from harness.leaderboard.table import gain_status
-from harness.leaderboard.text import DASH, DECIMALS, arrow, gain_text, html, mean_std, num
+from harness.leaderboard.text import DASH, DECIMALS, TEACHER_HEADER, arrow, gain_text, html, mean_std, num
 
 _INLINE = re.compile(r"(`[^`]*`|\*\*[^*]+\*\*|\*[^*]+\*)")
 
@@ -207,18 +207,7 @@ def _teacher_table(sid: str, s: Setting) -> list[str]:
     taught = [(i, r) for i, r in enumerate(s.rows) if r.teacher is not None]
     if not taught:
         return []
-    header = [
-        "row",
-        "teacher",
-        "teacher arch",
-        "trained with",
-        "top-1",
-        "entropy",
-        "max-prob",
-        "ECE",
-        "NLL",
-        "S",
-    ]
+    header = list(TEACHER_HEADER)
     out = ["<h3>Teachers (on the evaluation split)</h3>", '<div class="scroll">']
     out += [f'<table id="{sid}-teachers">', _th(header, 4), "<tbody>"]
     for i, row in taught:

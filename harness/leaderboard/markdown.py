@@ -14,7 +14,7 @@ from harness.leaderboard.aggregate import Row, Setting
 from harness.leaderboard.reference import ReferenceResult, References
 from harness.leaderboard.runs import SetApart
 from harness.leaderboard.table import gain_status
-from harness.leaderboard.text import DASH, DECIMALS, arrow, gain_text, md, mean_std, num
+from harness.leaderboard.text import DASH, DECIMALS, TEACHER_HEADER, arrow, gain_text, md, mean_std, num
 
 LEGEND = """\
 ## How to read it
@@ -116,18 +116,7 @@ def _setting_section(s: Setting) -> list[str]:
     if taught:
         lines += ["### Teachers (on the evaluation split)", ""]
         lines += _table(
-            [
-                "row",
-                "teacher",
-                "teacher arch",
-                "trained with",
-                "top-1",
-                "entropy",
-                "max-prob",
-                "ECE",
-                "NLL",
-                "S",
-            ],
+            list(TEACHER_HEADER),
             [_teacher_cells(row) for row in taught],
             "llllrrrrrr",
         )

@@ -94,3 +94,18 @@ def arrow(delta: float | None, decimals: int) -> str:
     if float(f"{delta:.{decimals}f}") == 0.0:
         return f"= {num(0.0, decimals)}"
     return f"{'↑' if delta > 0 else '↓'} {num(delta, decimals, signed=True)}"
+
+
+#: Columns of the teachers' table, in the Markdown page and the HTML page alike.
+TEACHER_HEADER = (
+    "row",
+    "teacher",
+    "teacher arch",
+    "trained with",
+    "top-1",
+    "entropy",
+    "max-prob",
+    "ECE",
+    "NLL",
+    "S",
+)
