@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -87,4 +88,9 @@ def pytest_collection_modifyitems(config, items):
         skip = pytest.mark.skip(reason="dataset-fashion-mnist is not installed (scripts/setup.sh)")
         for item in items:
             if "fashion" in item.keywords:
+                item.add_marker(skip)
+    if importlib.util.find_spec("ffcv") is None:
+        skip = pytest.mark.skip(reason="ffcv is not installed (pip install -e '.[ffcv]')")
+        for item in items:
+            if "ffcv" in item.keywords:
                 item.add_marker(skip)

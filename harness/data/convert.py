@@ -434,23 +434,34 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def convert(source: str | Path, out: str | Path, options: ConvertOptions | None = None) -> ConvertResult:
-    """Write the samples of `source` to the .beton `out` (atomically); see the module docstring."""
-    from harness.data.ffcv_env import require_ffcv
-
-    options = options or ConvertOptions()
-    source, out = Path(source), Path(out)
-    _check_options(options)
+def _check_out(out: Path, force: bool) -> None:
     if out.is_dir():
         raise DataError(f"{out}: is a folder; give the .beton file to write")
     if not out.parent.is_dir():
         raise DataError(f"{out.parent}: output folder not found")
-    if out.exists() and not options.force:
+    if out.exists() and not force:
         raise DataError(f"{out}: exists; pass --force to overwrite it")
+
+
+def convert(source: str | Path, out: str | Path, options: ConvertOptions | None = None) -> ConvertResult:
+    """Write the samples of `source` to the .beton `out` (atomically); see the module docstring."""
+    options = options or ConvertOptions()
+    source, out = Path(source), Path(out)
+    _check_options(options)
+    _check_out(out, options.force)
     fmt = options.format or detect_format(source)
     src = open_source(source, fmt, options.split)
     if len(src) == 0:
         raise DataError(f"{source}: no samples to convert")
+    return write_beton(src, out, options, fmt)
+
+
+def write_beton(src: Source, out: Path, options: ConvertOptions, fmt: str) -> ConvertResult:
+    """Write `src` to `out` under a temporary name, renamed to `out` once complete."""
+    from harness.data.ffcv_env import require_ffcv
+
+    _check_options(options)
+    _check_out(out, options.force)
     write_mode = options.write_mode or ("jpg" if fmt == "imagefolder" else "raw")
     page_size = resolve_page_size(options, write_mode)
     src.max_resolution = options.max_resolution
