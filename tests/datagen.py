@@ -138,6 +138,10 @@ def write_image_folder(
 def read_beton(path: Path) -> list[tuple[np.ndarray, int]]:
     """Every record of a .beton as (HWC RGB uint8 pixels, label), read from the file's bytes."""
     import cv2
+
+    from harness.data.ffcv_env import require_ffcv
+
+    require_ffcv()
     from ffcv.reader import Reader
 
     reader = Reader(str(path))

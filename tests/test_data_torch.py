@@ -109,6 +109,12 @@ def test_device_stage_normalises_both_memory_formats_exactly():
         assert out.shape == (4, 3, 5, 7) and out.dtype == torch.float32
         torch.testing.assert_close(out, expected, atol=2e-6, rtol=0)
         assert out.data_ptr() != x.data_ptr()
+    flipper = DeviceStage(CPU, mean, std, channels=3, hflip=True)
+    flipped = flipper.images(channels_last, torch.Generator().manual_seed(5))
+    heads = torch.rand(4, generator=torch.Generator().manual_seed(5)) < 0.5  # one draw per image
+    assert 0 < int(heads.sum()) < 4
+    mirrored = torch.where(heads.view(-1, 1, 1, 1), expected.flip(-1), expected)
+    torch.testing.assert_close(flipped, mirrored, atol=2e-6, rtol=0)
     grey = DeviceStage(CPU, (0.5,), (0.25,), channels=1).images(channels_last)
     torch.testing.assert_close(grey, (u8[:, :1].float() / 255 - 0.5) / 0.25, atol=2e-6, rtol=0)
     labels = torch.tensor([[3], [1]])

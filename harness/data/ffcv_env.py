@@ -8,13 +8,16 @@ process. numba can keep compiled code on disk, but only for functions compiled w
 
 * points numba at a cache folder (`NUMBA_CACHE_DIR` if set, else `~/.cache/harness/numba`);
 * enables caching on numba's typed-dict functions;
-* wraps ffcv's `Compiler.compile` so every function it compiles is cached where numba allows.
+* wraps ffcv's `Compiler.compile` so every function it compiles is cached on disk where numba
+  allows, and compiled once per process: ffcv makes new closures for every loader (train,
+  validation, each test), which numba would compile again; equal operations (same code, same
+  captured values) now share one dispatcher.
 
-numba refuses to cache functions that call ctypes (ffcv's JPEG decode and resize) and code
-generated at run time (ffcv's stage glue): those still compile in each process (~3 s here); the
-crop, flip, translate, label and reader functions load from the cache. Measured with
-`benchmarks/bench_loader.py --compile`: see the benchmark's notes. Set `HARNESS_NUMBA_CACHE=0`
-to leave numba and ffcv untouched.
+numba refuses to cache on disk functions that call ctypes (ffcv's JPEG decode and resize): they
+compile once in each process (a few seconds); the crop, flip, translate, label and reader
+functions load from the disk cache. `benchmarks/bench_loader.py --compile` measures the first
+batch of a fresh process with and without the cache. Set `HARNESS_NUMBA_CACHE=0` to leave numba
+and ffcv untouched.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import sys
 import warnings
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from harness.errors import DataError
 
@@ -34,6 +38,8 @@ INSTALL_HINT = (
 )
 
 _state: dict[str, bool] = {"cache": False}
+# (function key, parallel, signature) -> (dispatcher, captured objects kept alive)
+_compiled: dict[tuple, tuple[Any, tuple]] = {}
 
 
 def default_cache_dir() -> Path:
@@ -46,26 +52,58 @@ def cache_enabled() -> bool:
     return os.environ.get("HARNESS_NUMBA_CACHE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def _enable_numba_cache() -> None:
-    """Cache dir + cached typed-dict functions; must run before ffcv is first imported."""
+def _enable_numba_cache(before_ffcv: bool) -> None:
+    """The cache folder, and cached typed-dict functions (of use before ffcv is first imported)."""
     if os.environ.get("NUMBA_CACHE_DIR") is None:
         os.environ["NUMBA_CACHE_DIR"] = str(default_cache_dir())
     import numba.typed.typeddict as typeddict
     from numba.core import config
     from numba.core.dispatcher import Dispatcher
-    from numba.core.errors import NumbaWarning
 
     config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
+    if not before_ffcv:
+        return
     for value in vars(typeddict).values():
         if isinstance(value, Dispatcher):
             with contextlib.suppress(RuntimeError):
                 value.enable_caching()
-    # numba says so, once per function, when it cannot cache (ctypes calls): expected here.
+
+
+def _quiet_uncachable_warning() -> None:
+    """numba warns, once per function, when it cannot cache one (ctypes calls): expected here."""
+    from numba.core.errors import NumbaWarning
+
     warnings.filterwarnings("ignore", message="Cannot cache compiled function", category=NumbaWarning)
 
 
+def _function_key(fn: Any) -> tuple | None:
+    """A function as a key: its code and what its closure captured (None if no plain function)."""
+    try:
+        return (fn.__code__, *(_captured_key(cell.cell_contents) for cell in fn.__closure__ or ()))
+    except (AttributeError, ValueError):  # not a plain function, or an empty cell
+        return None
+
+
+def _captured_key(value: Any) -> tuple:
+    """A captured value as a key: arrays and scalars by value, compiled functions by their code,
+    other objects by identity (kept alive by `_compiled`)."""
+    import numpy as np
+    from numba.core.dispatcher import Dispatcher
+
+    if isinstance(value, np.ndarray):
+        return ("array", value.dtype.str, value.shape, value.tobytes())
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+        return (type(value).__name__, value)
+    if isinstance(value, tuple):
+        return ("tuple", *(_captured_key(v) for v in value))
+    if isinstance(value, Dispatcher):
+        inner = _function_key(value.py_func)
+        return ("compiled", bool(value.targetoptions.get("parallel")), inner or id(value))
+    return ("object", id(value))
+
+
 def _cache_ffcv_compiles() -> None:
-    """Make ffcv's `Compiler.compile` return numba dispatchers that cache to disk where they can."""
+    """Make ffcv's `Compiler.compile` reuse equal compiles and cache them on disk where it can."""
     from ffcv.pipeline.compiler import Compiler
     from numba.core.dispatcher import Dispatcher
 
@@ -74,13 +112,26 @@ def _cache_ffcv_compiles() -> None:
     plain = Compiler.compile.__func__
 
     def compile_cached(cls, code, signature=None):
+        if not cls.is_enabled:
+            return plain(cls, code, signature)
+        # Only the operations (closures ffcv generates per loader) are shared. Their helpers
+        # stay per operation, as in ffcv: numba's type inference fails on a helper dispatcher
+        # that callers compiled differently have already specialised.
+        key = None
+        if getattr(code, "__closure__", None):
+            function = _function_key(code)
+            parallel = bool(getattr(code, "is_parallel", False)) and cls.num_threads > 1
+            key = None if function is None else (function, parallel, str(signature))
+        if key is not None and key in _compiled:
+            return _compiled[key][0]
         compiled = plain(cls, code)  # lazy: nothing is compiled before caching is on
-        if not isinstance(compiled, Dispatcher):
-            return compiled  # ffcv's compiler is disabled
-        with contextlib.suppress(RuntimeError):  # generated code has no file to key a cache on
-            compiled.enable_caching()
-        if signature is not None:
-            compiled.compile(signature)
+        if isinstance(compiled, Dispatcher):
+            with contextlib.suppress(RuntimeError):  # generated code has no file to key a cache on
+                compiled.enable_caching()
+            if signature is not None:
+                compiled.compile(signature)
+        if key is not None:
+            _compiled[key] = (compiled, tuple(cell.cell_contents for cell in code.__closure__))
         return compiled
 
     Compiler.compile = classmethod(compile_cached)
@@ -89,12 +140,9 @@ def _cache_ffcv_compiles() -> None:
 
 def require_ffcv() -> ModuleType:
     """Import ffcv (with numba's cache enabled) or fail with one line saying how to get it."""
-    fresh = "ffcv" not in sys.modules
-    if cache_enabled() and fresh and not _state["cache"]:
-        try:
-            _enable_numba_cache()
-        except ImportError:
-            pass  # no numba: the import below says what is missing
+    if cache_enabled() and not _state["cache"]:
+        with contextlib.suppress(ImportError):  # no numba: the import below says what is missing
+            _enable_numba_cache(before_ffcv="ffcv" not in sys.modules)
     try:
         import ffcv
         import ffcv.fields
@@ -102,7 +150,9 @@ def require_ffcv() -> ModuleType:
     except (ImportError, OSError) as exc:  # OSError: a system library (libturbojpeg) is missing
         message = f"the ffcv backend needs ffcv, which cannot be imported ({exc}); {INSTALL_HINT}"
         raise DataError(message) from None
-    if cache_enabled() and not _state["cache"]:
-        _cache_ffcv_compiles()
-        _state["cache"] = True
+    if cache_enabled():
+        if not _state["cache"]:
+            _cache_ffcv_compiles()
+            _state["cache"] = True
+        _quiet_uncachable_warning()  # every time: test runners reset warning filters
     return ffcv

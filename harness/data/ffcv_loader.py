@@ -3,8 +3,10 @@
 Pipelines follow `harness.data.pipeline.Plan`: ImageNet decodes with ffcv's random-resized-crop
 decoder (centre-crop decoder at `val_crop_ratio` for evaluation, progressive resolution by epoch
 as in ffcv-imagenet), CIFAR and Fashion-MNIST decode at the stored size and take ffcv's random
-translate (the padded random crop) and flip. Every ffcv operation works on uint8 pixels; the
-batch leaves ffcv as a uint8 channels-last tensor and `DeviceStage` normalises it on the device.
+translate (the padded random crop). Every ffcv operation works on uint8 pixels; the batch
+leaves ffcv as a uint8 channels-last tensor and `DeviceStage` flips (seeded by seed and epoch)
+and normalises it on the device: on the CPU ffcv's own flip costs about a quarter of the
+loader's time (benchmarks/bench_loader.py, `ffcv-cpuflip`).
 
 ffcv 1.0.2's traps, and what this module does about each:
 
@@ -55,10 +57,14 @@ _POLL_S = 0.25
 
 
 # ------------------------------------------------------------------------------ ffcv classes
+def ffcv_api() -> SimpleNamespace:
+    """ffcv's pieces and our subclasses of them (ffcv is an optional extra, imported on first use)."""
+    require_ffcv()  # cheap once imported; keeps numba's expected cache warnings quiet
+    return _api()
+
+
 @functools.cache
-def _ffcv() -> SimpleNamespace:
-    """ffcv's pieces and our subclasses of them, built on first use (ffcv is an optional extra)."""
-    require_ffcv()
+def _api() -> SimpleNamespace:
     from dataclasses import replace
 
     from ffcv.fields.basics import IntDecoder
@@ -200,7 +206,7 @@ def _ffcv() -> SimpleNamespace:
 def check_pipeline(ops: list) -> list:
     """Raise unless `ops` are ffcv numba operations followed by `ToTensor` (upstream issue #396:
     a numba operation after a torch one hangs the loader)."""
-    api = _ffcv()
+    api = ffcv_api()
     from ffcv.pipeline.operation import Operation
     from ffcv.transforms import Convert, ToDevice, ToTorchImage, View
     from ffcv.transforms.module import ModuleWrapper
@@ -216,9 +222,12 @@ def check_pipeline(ops: list) -> list:
     return ops
 
 
-def image_pipeline(plan: Plan, train: bool, stored: tuple[int, int] | None) -> tuple[list, Any]:
-    """(ffcv operations, the decoder) for the images of one split."""
-    api = _ffcv()
+def image_pipeline(
+    plan: Plan, train: bool, stored: tuple[int, int] | None, cpu_flip: bool = False
+) -> tuple[list, Any]:
+    """(ffcv operations, the decoder) for the images of one split; flips happen on the device
+    unless `cpu_flip` (ffcv's numba flip, for comparison)."""
+    api = ffcv_api()
     if plan.kind == "imagenet" and not train:
         decoder = api.CenterCropRGBImageDecoder((plan.val_size, plan.val_size), ratio=plan.val_crop_ratio)
     elif train and plan.random_resized_crop:
@@ -233,7 +242,7 @@ def image_pipeline(plan: Plan, train: bool, stored: tuple[int, int] | None) -> t
     ops: list = [decoder]
     if train and plan.crop_padding:
         ops.append(api.RandomTranslate(padding=plan.crop_padding))
-    if train and plan.hflip:
+    if train and plan.hflip and cpu_flip:
         ops.append(api.RandomHorizontalFlip())
     ops.append(api.ToTensor())
     return check_pipeline(ops), decoder
@@ -259,7 +268,7 @@ class BetonInfo:
 
 def inspect_beton(path: Path, key: str) -> BetonInfo:
     """Open a .beton's header and metadata; errors name the recipe key `key` or the file."""
-    _ffcv()
+    ffcv_api()
     from ffcv.fields import IntField, RGBImageField
     from ffcv.reader import Reader
 
@@ -304,7 +313,7 @@ class FfcvLoader:
         timeout_s: float = 600.0,
         image_ops: list | None = None,
     ) -> None:
-        api = _ffcv()
+        api = ffcv_api()
         self.path = info.path
         self.plan = plan
         self.train = train
@@ -370,7 +379,7 @@ class FfcvLoader:
             epoch.close()
 
     def __iter__(self) -> Iterator[Batch]:
-        g = epoch_generator(self.seed, self.epoch, stream=1)  # device-side rotation angles
+        g = epoch_generator(self.seed, self.epoch, stream=1)  # device-side flips and rotations
         for images, labels, index in self.host_batches():
             x = self.stage.images(self.stage.upload(images), g)
             yield Batch(images=x, targets=self.stage.labels(labels), indices=self.stage.labels(index))
@@ -394,7 +403,7 @@ def _check_labels(info: BetonInfo, num_classes: int) -> None:
 
 def build(cfg: DataConfig, *, device: torch.device, seed: int, rank: int, world_size: int) -> DataBundle:
     """Train and validation loaders over `data.train_path` / `data.val_path`."""
-    _ffcv()
+    ffcv_api()
     plan = Plan.from_config(cfg)
     info = INFOS[cfg.dataset]
     num_classes = cfg.num_classes or info.num_classes
@@ -422,6 +431,7 @@ def build(cfg: DataConfig, *, device: torch.device, seed: int, rank: int, world_
         plan.std,
         channels=plan.channels,
         size=plan.train_size if small and not plan.random_resized_crop else None,
+        hflip=plan.hflip,
         rotation_degrees=plan.rotation_degrees,
     )
     val_stage = DeviceStage(

@@ -11,10 +11,12 @@
   a random crop of the zero-padded image (`augment.crop_padding`) and a random flip.
 
 Loaders hand uint8 batches (N, C, H, W) to `DeviceStage`, which moves them to the device
-and only there turns them into normalised floats (resizing small images to `image_size` and
-rotating by `augment.rotation_degrees` first, where asked). Doing this on the device is what
-keeps ffcv fast: its CPU threads then only decode, crop and flip uint8 pixels, and four times
-less data crosses to the GPU. On a CUDA device the copy runs on a side stream and completes
+and only there turns them into normalised floats (flipping, resizing small images to
+`image_size` and rotating by `augment.rotation_degrees` first, where asked). Doing this on the
+device is what keeps ffcv fast: its CPU threads then only decode and crop uint8 pixels, and
+four times less data crosses to the GPU than as floats. The ffcv backend flips there too (a
+seeded flip, where ffcv's own is not); the torch backend flips in its workers, as torchvision
+pipelines do. On a CUDA device the copy runs on a side stream and completes
 before the batch is returned, so the loader may reuse its host buffer at once; the device
 tensors are new for every batch and safe to keep.
 """
@@ -153,11 +155,13 @@ class DeviceStage:
         *,
         channels: int,
         size: int | None = None,
+        hflip: bool = False,
         rotation_degrees: float = 0.0,
     ) -> None:
         self.device = torch.device(device)
         self.channels = channels
         self.size = size
+        self.hflip = hflip
         self.rotation_degrees = rotation_degrees
         mean_t = torch.tensor(mean, dtype=torch.float32)
         std_t = torch.tensor(std, dtype=torch.float32)
@@ -187,9 +191,16 @@ class DeviceStage:
 
     # ---------------------------------------------------------------- uint8 -> float
     def images(self, u8: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Normalised floats from uint8 `u8` (N, C, H, W) on the device; a new tensor."""
+        """Normalised floats from uint8 `u8` (N, C, H, W) on the device; a new tensor.
+
+        Random flips and rotations draw from `generator` (CPU), one flip then one angle per image.
+        """
+        g = generator if generator is not None else torch.Generator().manual_seed(0)
         if u8.shape[1] != self.channels:
             u8 = u8[:, : self.channels]  # grey images stored as RGB: the channels are equal
+        if self.hflip:
+            flip = (torch.rand(u8.shape[0], generator=g) < 0.5).to(u8.device)
+            u8 = torch.where(flip.view(-1, 1, 1, 1), u8.flip(-1), u8)  # a uint8 copy (loader buffer intact)
         resize = self.size is not None and tuple(u8.shape[-2:]) != (self.size, self.size)
         if not resize and not self.rotation_degrees:
             return self.normalize(u8)
@@ -197,7 +208,6 @@ class DeviceStage:
         if resize:
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True)
         if self.rotation_degrees:
-            g = generator if generator is not None else torch.Generator().manual_seed(0)
             angles = (torch.rand(x.shape[0], generator=g) * 2 - 1) * self.rotation_degrees
             x = rotate(x, angles.to(x.device))
         return x.sub_(self.mean.view(1, -1, 1, 1)).div_(self.std.view(1, -1, 1, 1))
