@@ -111,7 +111,7 @@ def fm_config(fm, **fields) -> DataConfig:
 
 
 # ------------------------------------------------------------------------------ conversion
-@ffcv_test(240)
+@ffcv_test(600)
 def test_cli_converts_an_image_folder_bit_exact_and_never_overwrites_unasked(tmp_path):
     src, out = tmp_path / "src", tmp_path / "out.beton"
     written = write_image_folder(src, ["b", "a", "c"], 3, [(20, 30), (33, 17), (24, 24)], grey_every=4)
@@ -484,7 +484,7 @@ def test_ffcv_compiles_are_cached_on_disk():
 
 
 # ------------------------------------------------------------------------------ no ffcv
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 def test_without_ffcv_an_ffcv_recipe_says_how_to_install_it(tmp_path):
     shim = tmp_path / "shim"
     shim.mkdir()
