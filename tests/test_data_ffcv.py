@@ -290,6 +290,12 @@ def test_ffcv_batches_are_bit_exact_paired_and_safe_to_keep(fm):
         mirrored += int((flipped & ~same).sum())
     assert 100 < mirrored < 200  # about half of 300
 
+    import numba
+
+    # ffcv 1.0.2 marks numba's shared uint8[::1] type read-only in place, which breaks numba's
+    # dictionaries (KeyError); harness.data.ffcv_env builds its own read-only types instead
+    assert numba.uint8[::1].mutable and numba.types.Array(numba.uint8, 1, "C").mutable
+
 
 @ffcv_test(600)
 def test_ranks_take_equal_disjoint_shares(fm):

@@ -16,8 +16,8 @@ process. numba can keep compiled code on disk, but only for functions compiled w
 numba refuses to cache on disk functions that call ctypes (ffcv's JPEG decode and resize): they
 compile once in each process (a few seconds); the crop, flip, translate, label and reader
 functions load from the disk cache. `benchmarks/bench_loader.py --compile` measures the first
-batch of a fresh process with and without the cache. Set `HARNESS_NUMBA_CACHE=0` to leave numba
-and ffcv untouched.
+batch of a fresh process with and without the cache. Set `HARNESS_NUMBA_CACHE=0` to turn this
+off. (Separately, and always, `_fix_os_cache_types` stops ffcv from corrupting numba's types.)
 """
 
 from __future__ import annotations
@@ -138,6 +138,40 @@ def _cache_ffcv_compiles() -> None:
     Compiler._harness_cached = True
 
 
+def _fix_os_cache_types() -> None:
+    """Stop ffcv corrupting numba's types (always applied, it is a correctness fix).
+
+    ffcv 1.0.2's OS-cache reader marks its state types read-only in place
+    (`nb.uint8[::1].mutable = False`), but numba shares one instance of each type across the
+    process: the change alters the hash of the type every uint8 array has, and numba's own
+    dictionaries keyed by it then fail with `KeyError` (intermittent loader failures, and
+    "Exception ignored" messages at exit). This builds the same read-only types as new types
+    and compiles the same reader against them: the sample at `address` is the `size` bytes
+    the allocation table records for that pointer.
+    """
+    import numpy as np
+    from ffcv.memory_managers.os_cache import OSCacheManager
+    from ffcv.pipeline.compiler import Compiler
+    from numba.core import types
+
+    if getattr(OSCacheManager, "_harness_types", False):
+        return
+    data = types.Array(types.uint8, 1, "C", readonly=True)
+    index = types.Array(types.uint64, 1, "C")
+    state = types.Tuple([data, index, index])
+
+    def compile_reader(self):
+        def read(address, mem_state):
+            mapped, pointers, sizes = mem_state
+            return mapped[address : address + sizes[np.searchsorted(pointers, address)]]
+
+        return Compiler.compile(read, data(types.uint64, state))
+
+    OSCacheManager.state_type = property(lambda self: state)
+    OSCacheManager.compile_reader = compile_reader
+    OSCacheManager._harness_types = True
+
+
 def require_ffcv() -> ModuleType:
     """Import ffcv (with numba's cache enabled) or fail with one line saying how to get it."""
     if cache_enabled() and not _state["cache"]:
@@ -150,6 +184,7 @@ def require_ffcv() -> ModuleType:
     except (ImportError, OSError) as exc:  # OSError: a system library (libturbojpeg) is missing
         message = f"the ffcv backend needs ffcv, which cannot be imported ({exc}); {INSTALL_HINT}"
         raise DataError(message) from None
+    _fix_os_cache_types()
     if cache_enabled():
         if not _state["cache"]:
             _cache_ffcv_compiles()
