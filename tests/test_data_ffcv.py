@@ -207,6 +207,41 @@ def test_a_failed_conversion_leaves_no_file_and_keeps_the_old_one(tmp_path):
         convert(tmp_path / "splits", tmp_path / "s.beton", SMALL_PAGES)
 
 
+@pytest.mark.parametrize(
+    ("make", "options", "message"),
+    [
+        (lambda d: d / "missing", {}, "missing: not found"),
+        (lambda d: d / "file.txt", {}, "file.txt: expected a folder"),
+        (lambda d: d / "empty", {}, "empty: cannot tell its format"),
+        (lambda d: d / "fm", {}, "--split: required for fashion-mnist sources (train or test)"),
+        (
+            lambda d: d / "fm",
+            {"split": "train", "jpeg_quality": 0},
+            "--jpeg-quality: must be in [1, 100], got 0",
+        ),
+        (lambda d: d / "fm", {"split": "train", "page_size": 3 << 20}, "--page-size: must be a power of two"),
+        (
+            lambda d: d / "fm",
+            {"split": "train", "max_resolution": 0},
+            "--max-resolution: must be >= 1, got 0",
+        ),
+        (lambda d: d / "fm", {"split": "train", "format": "cifar"}, "fm: no CIFAR python batches"),
+    ],
+)
+def test_conversion_input_errors_are_one_line(tmp_path, make, options, message):
+    (tmp_path / "file.txt").write_text("x")
+    (tmp_path / "empty").mkdir()
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (4, 28, 28), dtype=np.uint8)
+    write_fashion_idx(tmp_path / "fm", (images, np.arange(4)), (images, np.arange(4)))
+    with pytest.raises(DataError) as err:
+        convert(make(tmp_path), tmp_path / "out.beton", ConvertOptions(**options))
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "out.beton").exists()
+    with pytest.raises(DataError, match="output folder not found"):
+        convert(tmp_path / "fm", tmp_path / "nowhere" / "out.beton", ConvertOptions(split="train"))
+
+
 class SlowSource(ArraySource):
     def sample(self, i):
         time.sleep(0.02)

@@ -19,14 +19,15 @@ ffcv 1.0.2's traps, and what this module does about each:
    or produces no batch for `data.loader_timeout_s`, is an error as well, never a hang.
 3. ffcv writes each batch into one of `batches_ahead + 2` buffers it reuses. The batches this
    loader yields are new tensors (device images, copied labels and indices): safe to keep.
-4. numba compiles the pipeline in every process (~20 s here at the first batch): see
-   `harness.data.ffcv_env`, which caches what numba can cache.
+4. numba compiles the pipeline in every process (~20 s at the first batch on a 2-core
+   machine); `harness.data.ffcv_env` caches what numba can cache and compiles each operation
+   once per process. It also stops ffcv 1.0.2 from corrupting numba's shared array types.
 
 Order and sharding: each training epoch is a permutation seeded by (seed, epoch); rank r of w
 takes the r-th of w equal slices (`n // w` samples, as the memory backend does), so every rank
 runs the same number of steps. Evaluation reads `indices[rank::world_size]` in order (each
-sample counted once). ffcv draws its crop and flip parameters from numba's unseeded generator:
-the order is reproducible, the augmentation is not.
+sample counted once). The order and the flips are reproducible; the crops are not: ffcv draws
+them from numba's unseeded generator.
 """
 
 from __future__ import annotations
@@ -360,10 +361,6 @@ class FfcvLoader:
     def num_samples(self) -> int:
         return self._samples
 
-    def resolution(self) -> int | None:
-        """The decode size of the current epoch (None: stored size)."""
-        return getattr(self.decoder, "output_size", (None,))[0]
-
     def host_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """(uint8 images (N, C, H, W) channels-last, labels (N, 1), indices (N, 1)) as ffcv makes
         them: views of buffers ffcv reuses a few batches later (copy what you keep)."""
@@ -383,9 +380,6 @@ class FfcvLoader:
         for images, labels, index in self.host_batches():
             x = self.stage.images(self.stage.upload(images), g)
             yield Batch(images=x, targets=self.stage.labels(labels), indices=self.stage.labels(index))
-
-    def close(self) -> None:
-        pass
 
 
 # ------------------------------------------------------------------------------ build

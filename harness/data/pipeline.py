@@ -228,13 +228,3 @@ class DeviceStage:
         if width not in self._rows:
             self._rows[width] = (self.scale.repeat(width), self.shift.repeat(width))
         return self._rows[width]
-
-
-def batches_per_epoch(samples: int, batch_size: int, drop_last: bool) -> int:
-    full, rest = divmod(samples, batch_size)
-    return full if drop_last or rest == 0 else full + 1
-
-
-def shard_size(n: int, world_size: int) -> int:
-    """Samples per rank in training: every rank takes the same number (the rest is dropped)."""
-    return n // world_size
