@@ -15,7 +15,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -166,6 +165,8 @@ def test_fashion_mnist_idx_round_trip(fm):
 
 @ffcv_test(180)
 def test_jpeg_mode_caps_the_longest_side(tmp_path):
+    import cv2  # installed with ffcv
+
     src = tmp_path / "src"
     written = write_image_folder(src, ["x", "y"], 3, [(40, 60), (64, 32), (20, 20)], ext=".jpg")
     out = tmp_path / "capped.beton"
