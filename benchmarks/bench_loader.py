@@ -263,8 +263,9 @@ def step_profile(root: Path, crop: int, count: int) -> dict[str, float]:
     return {k: v / len(files) * 1e6 for k, v in steps.items()}
 
 
-def first_batch_times(beton: Path, crop: int, workers: int) -> list[dict]:
-    """Seconds to import and to the first batch in fresh processes: numba cache off, cold, warm."""
+def first_batch_times(beton: Path, crop: int, workers: int, runs: int = 3) -> list[dict]:
+    """Seconds to import and to the first batch in fresh processes (medians of `runs`): numba
+    cache off (ffcv as shipped), cache empty (one run: it fills the cache), cache warm."""
     script = (
         "import time, sys; t0 = time.perf_counter()\n"
         "import numpy as np, torch\n"
@@ -275,21 +276,25 @@ def first_batch_times(beton: Path, crop: int, workers: int) -> list[dict]:
     )
     rows = []
     with tempfile.TemporaryDirectory() as cache:
-        for label, env in (
-            ("no numba cache", {"HARNESS_NUMBA_CACHE": "0"}),
-            ("cache, cold", {"NUMBA_CACHE_DIR": cache}),
-            ("cache, warm", {"NUMBA_CACHE_DIR": cache}),
+        for label, env, n in (
+            ("no numba cache", {"HARNESS_NUMBA_CACHE": "0"}, runs),
+            ("cache, cold", {"NUMBA_CACHE_DIR": cache}, 1),
+            ("cache, warm", {"NUMBA_CACHE_DIR": cache}, runs),
         ):
-            proc = subprocess.run(
-                [sys.executable, "-c", script],
-                cwd=REPO,
-                env={**os.environ, **env},
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            setup, first = map(float, proc.stdout.split()[-2:])
-            rows.append({"case": label, "setup_s": setup, "first_batch_s": first})
+            times = []
+            for _ in range(n):
+                proc = subprocess.run(
+                    [sys.executable, "-c", script],
+                    cwd=REPO,
+                    env={**os.environ, **env},
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                times.append(tuple(map(float, proc.stdout.split()[-2:])))
+            setup = statistics.median(t[0] for t in times)
+            first = statistics.median(t[1] for t in times)
+            rows.append({"case": label, "setup_s": setup, "first_batch_s": first, "runs": n})
     return rows
 
 
@@ -412,8 +417,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.compile:
             for r in first_batch_times(beton, crop, args.workers):
                 notes.append(
-                    f"{stored} -> {crop} px, fresh process, {r['case']}: imports + loader "
-                    f"{r['setup_s']:.1f} s, first batch {r['first_batch_s']:.1f} s"
+                    f"{stored} -> {crop} px, fresh process, {r['case']} (median of {r['runs']}): "
+                    f"imports + loader {r['setup_s']:.1f} s, first batch {r['first_batch_s']:.1f} s"
                 )
                 rows.append(
                     {
