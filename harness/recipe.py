@@ -53,13 +53,39 @@ class ModelConfig:
 
 @dataclass(kw_only=True)
 class AugmentConfig:
-    """Training-view augmentation (applied on the device by the memory backend)."""
+    """Training-view augmentation.
+
+    The memory backend applies it all on the device; torch and ffcv crop and flip in the loader
+    and rotate on the device.
+    """
 
     crop_padding: int = field(0, check=ge(0), doc="random crop after zero padding (pixels)")
     hflip: bool = field(False, doc="random horizontal flip")
     rotation_degrees: float = field(0.0, check=between(0, 180), doc="random rotation range")
     random_resized_crop: bool = field(False, doc="ImageNet-style crop (torch/ffcv backends)")
     scale_min: float = field(0.08, check=between(0, 1, lo_open=True), doc="RRC minimum scale")
+
+
+@dataclass(kw_only=True)
+class ProgressiveConfig:
+    """Progressive resizing as in ffcv-imagenet: low resolution early, high resolution late.
+
+    Epochs count from 0 (ffcv-imagenet's `start_ramp` / `end_ramp`): up to `start_epoch` the
+    training crops are `min_res`, from `end_epoch` on `max_res`, in between the linear
+    interpolation rounded to a multiple of `step`. Evaluation keeps its own resolution.
+    """
+
+    min_res: int = field(check=gt(0), doc="training resolution up to start_epoch")
+    max_res: int = field(check=gt(0), doc="training resolution from end_epoch on")
+    start_epoch: int = field(check=ge(0), doc="last epoch (from 0) at min_res")
+    end_epoch: int = field(check=ge(1), doc="first epoch (from 0) at max_res")
+    step: int = field(32, check=ge(1), doc="ramp resolutions are rounded to multiples of this")
+
+    def validate(self, path: str) -> None:
+        if self.max_res < self.min_res:
+            fail(f"{path}.max_res", f"must be >= min_res ({self.min_res}), got {self.max_res}")
+        if self.end_epoch <= self.start_epoch:
+            fail(f"{path}.end_epoch", f"must be > start_epoch ({self.start_epoch}), got {self.end_epoch}")
 
 
 @dataclass(kw_only=True)
@@ -88,9 +114,20 @@ class DataConfig:
     )
     batch_size: int = field(128, check=ge(1), doc="per-rank training batch size")
     eval_batch_size: int = field(512, check=ge(1), doc="per-rank evaluation batch size")
-    num_workers: int = field(0, check=ge(0), doc="loader workers (torch/ffcv backends)")
+    num_workers: int = field(
+        0, check=ge(0), doc="torch: worker processes (0: main process); ffcv: threads (0: one per core)"
+    )
     drop_last: bool = field(False, doc="drop the last partial training batch")
     augment: AugmentConfig = field(AugmentConfig, doc="training augmentation")
+    val_crop_ratio: float = field(
+        224 / 256,
+        check=between(0, 1, lo_open=True),
+        doc="imagenet eval: centre crop side / shorter image side, then resized (224/256)",
+    )
+    progressive: ProgressiveConfig | None = field(None, doc="progressive training resolution")
+    loader_timeout_s: float = field(
+        600.0, check=gt(0), doc="torch/ffcv: a batch late by this many seconds is an error (not a hang)"
+    )
 
     def validate(self, path: str) -> None:
         base = f"{path}." if path else ""
@@ -100,6 +137,15 @@ class DataConfig:
                     fail(f"{base}{name}", "required with backend ffcv (a .beton file)")
         if self.dataset == "imagenet" and self.backend == "memory":
             fail(f"{base}backend", "imagenet does not fit in memory; use ffcv or torch")
+        if self.dataset == "imagenet" and self.backend == "torch" and self.root is None:
+            fail(f"{base}root", "required with backend torch for imagenet (a folder holding train/ and val/)")
+        if self.progressive is not None:
+            if self.backend == "memory":
+                fail(f"{base}progressive", "needs backend torch or ffcv (memory keeps one resolution)")
+            if self.dataset != "imagenet" and not self.augment.random_resized_crop:
+                fail(f"{base}progressive", "resizes decoded crops: needs imagenet or random_resized_crop")
+            if self.image_size is not None:
+                fail(f"{base}image_size", "give either image_size or progressive, not both")
 
 
 @dataclass(kw_only=True)

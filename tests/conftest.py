@@ -88,3 +88,14 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "fashion" in item.keywords:
                 item.add_marker(skip)
+    needs_ffcv = [item for item in items if "ffcv" in item.keywords]
+    if needs_ffcv:
+        from harness.data.ffcv_env import require_ffcv
+        from harness.errors import HarnessError
+
+        try:
+            require_ffcv()  # imports it: a broken install (a missing system library) skips too
+        except HarnessError as exc:
+            skip = pytest.mark.skip(reason=str(exc))
+            for item in needs_ffcv:
+                item.add_marker(skip)

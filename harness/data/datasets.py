@@ -2,12 +2,14 @@
 
 Each loader returns `(images, targets)`: a uint8 tensor (N, C, H, W) and an int64 tensor (N,).
 Nothing here downloads: Fashion-MNIST comes from Debian's `dataset-fashion-mnist` package, CIFAR
-from a folder the user brings, `synthetic` is generated from a seed.
+from a folder the user brings, `synthetic` is generated from a seed. Image folders (the ImageNet
+layout, `ROOT/<class>/<image>`) are listed here and decoded by the loaders that read them.
 """
 
 from __future__ import annotations
 
 import gzip
+import os
 import pickle
 import struct
 from collections.abc import Callable
@@ -126,6 +128,46 @@ def load_cifar(root: str | None, split: str, num_classes: int) -> tuple[torch.Te
         except (KeyError, ValueError, pickle.UnpicklingError, EOFError) as exc:
             raise DataError(f"{path}: not a CIFAR python batch ({exc})") from None
     return torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels))
+
+
+# ---------------------------------------------------------------------------- image folders
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True)
+class ImageFolderIndex:
+    """The images of an ImageFolder tree: class `labels[i]` is `classes[labels[i]]`."""
+
+    root: Path
+    files: list[Path]
+    labels: np.ndarray  # int64, one per file
+    classes: list[str]
+
+
+def class_folders(root: Path) -> list[str]:
+    """Sorted names of the visible sub-folders of `root`."""
+    return sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def list_image_folder(root: str | Path) -> ImageFolderIndex:
+    """Images under `root/<class>/` (any depth), classes and files sorted as torchvision does."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: image folder not found")
+    classes = class_folders(root)
+    if not classes:
+        raise DataError(f"{root}: no class sub-folders (expected {root}/<class>/<image>)")
+    files: list[Path] = []
+    labels: list[int] = []
+    for label, name in enumerate(classes):
+        for dirpath, _, filenames in sorted(os.walk(root / name, followlinks=True)):
+            for filename in sorted(filenames):
+                if filename.lower().endswith(IMAGE_EXTENSIONS):
+                    files.append(Path(dirpath) / filename)
+                    labels.append(label)
+    if not files:
+        raise DataError(f"{root}: no images ({', '.join(IMAGE_EXTENSIONS)}) in its class folders")
+    return ImageFolderIndex(root, files, np.asarray(labels, dtype=np.int64), classes)
 
 
 # ---------------------------------------------------------------------------- generated

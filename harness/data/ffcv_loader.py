@@ -1,0 +1,471 @@
+"""The `ffcv` backend: train and evaluate from FFCV `.beton` files (`harness data convert`).
+
+Pipelines follow `harness.data.pipeline.Plan`: ImageNet decodes with ffcv's random-resized-crop
+decoder (centre-crop decoder at `val_crop_ratio` for evaluation, progressive resolution by epoch
+as in ffcv-imagenet), CIFAR and Fashion-MNIST decode at the stored size and take ffcv's random
+translate (the padded random crop). Every ffcv operation works on uint8 pixels; the batch
+leaves ffcv as a uint8 channels-last tensor and `DeviceStage` flips (seeded by seed and epoch)
+and normalises it on the device: on the CPU ffcv's own flip costs about a quarter of the
+loader's time (benchmarks/bench_loader.py, `ffcv-cpuflip`).
+
+ffcv 1.0.2's traps, and what this module does about each:
+
+1. A numba operation placed after a torch operation in a pipeline hangs the loader (upstream
+   issue #396). `check_pipeline` enforces numba operations only, then `ToTensor` last; nothing
+   (not even `NormalizeImage`) runs after it inside ffcv.
+2. An exception in ffcv's loader thread never reaches the consumer, which waits forever.
+   `WatchedLoader` runs each epoch in a thread that catches the exception and hands it over:
+   the training loop gets a `DataError` naming the .beton. A thread that ends without a word,
+   or produces no batch for `data.loader_timeout_s`, is an error as well, never a hang.
+3. ffcv writes each batch into one of `batches_ahead + 2` buffers it reuses. The batches this
+   loader yields are new tensors (device images, copied labels and indices): safe to keep.
+4. numba compiles the pipeline in every process (~20 s at the first batch on a 2-core
+   machine); `harness.data.ffcv_env` caches what numba can cache and compiles each operation
+   once per process. It also stops ffcv 1.0.2 from corrupting numba's shared array types.
+
+Order and sharding: each training epoch is a permutation seeded by (seed, epoch); rank r of w
+takes the r-th of w equal slices (`n // w` samples, as the memory backend does), so every rank
+runs the same number of steps. Evaluation reads `indices[rank::world_size]` in order (each
+sample counted once). The order and the flips are reproducible; the crops are not: ffcv draws
+them from numba's unseeded generator.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import queue
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+
+from harness.data.augment import epoch_generator
+from harness.data.base import Batch, DataBundle
+from harness.data.datasets import INFOS, subset_indices
+from harness.data.ffcv_env import require_ffcv
+from harness.data.pipeline import RRC_RATIO, DeviceStage, Plan
+from harness.errors import DataError
+from harness.recipe import DataConfig
+
+BATCHES_AHEAD = 3
+_POLL_S = 0.25
+
+
+# ------------------------------------------------------------------------------ ffcv classes
+def ffcv_api() -> SimpleNamespace:
+    """ffcv's pieces and our subclasses of them (ffcv is an optional extra, imported on first use)."""
+    require_ffcv()  # cheap once imported; keeps numba's expected cache warnings quiet
+    return _api()
+
+
+@functools.cache
+def _api() -> SimpleNamespace:
+    from dataclasses import replace
+
+    from ffcv.fields.basics import IntDecoder
+    from ffcv.fields.rgb_image import (
+        CenterCropRGBImageDecoder,
+        RandomResizedCropRGBImageDecoder,
+        SimpleRGBImageDecoder,
+    )
+    from ffcv.loader import Loader, OrderOption
+    from ffcv.loader.epoch_iterator import IS_CUDA, EpochIterator
+    from ffcv.pipeline.allocation_query import AllocationQuery
+    from ffcv.pipeline.compiler import Compiler
+    from ffcv.pipeline.operation import Operation
+    from ffcv.pipeline.pipeline_spec import PipelineSpec
+    from ffcv.transforms import RandomHorizontalFlip, RandomTranslate, ToTensor
+    from ffcv.traversal_order.base import TraversalOrder
+
+    class SampleIndexDecoder(Operation):
+        """Decodes nothing: writes each sample's position in the .beton (for `Batch.indices`)."""
+
+        def declare_state_and_memory(self, previous_state):
+            shape, dtype = (1,), np.dtype("<i8")
+            state = replace(previous_state, jit_mode=True, shape=shape, dtype=dtype)
+            return state, AllocationQuery(shape, dtype)
+
+        def generate_code(self):
+            def positions(batch_indices, destination, metadata, storage_state):
+                for i in range(len(batch_indices)):
+                    destination[i, 0] = batch_indices[i]
+                return destination[: len(batch_indices)]
+
+            return positions
+
+    class ShardedShuffle(TraversalOrder):
+        """Each epoch a permutation seeded by (seed, epoch); rank r takes the r-th equal slice.
+
+        ffcv's Loader "instantiates" an order instance by calling it with itself.
+        """
+
+        def __init__(self, seed: int, rank: int, world_size: int) -> None:
+            self.shuffle_seed, self.rank, self.world_size = seed, rank, world_size
+
+        def __call__(self, loader):
+            super().__init__(loader)
+            self.indices = np.asarray(self.indices)
+            return self
+
+        def sample_order(self, epoch: int):
+            perm = np.random.default_rng([self.shuffle_seed, epoch]).permutation(len(self.indices))
+            share = len(self.indices) // self.world_size
+            return self.indices[perm[self.rank * share : (self.rank + 1) * share]]
+
+    failed = object()  # what the epoch thread posts when it fails
+
+    class WatchedEpoch(EpochIterator):
+        """ffcv's epoch thread, with its failure handed to the consumer and a stall timeout."""
+
+        def __init__(self, loader, order) -> None:
+            self.failure: BaseException | None = None
+            super().__init__(loader, order)  # starts the thread
+
+        def run(self) -> None:
+            try:
+                super().run()
+            except BaseException as exc:
+                self.failure = exc
+                self._post(failed)
+
+        def _post(self, item) -> None:
+            while not self.terminate_event.is_set():
+                try:
+                    self.output_queue.put(item, timeout=_POLL_S)
+                    return
+                except queue.Full:
+                    continue
+
+        def _fail(self, message: str, cause: BaseException | None = None):
+            self.close()
+            raise DataError(f"{self.loader.fname}: {message}") from cause
+
+        def __next__(self):
+            started = time.monotonic()
+            timeout = self.loader.stall_timeout_s
+            while True:
+                try:
+                    item = self.output_queue.get(timeout=_POLL_S)
+                    break
+                except queue.Empty:
+                    if not self.is_alive() and self.output_queue.empty():
+                        self._fail("the ffcv loader thread ended without finishing the epoch")
+                    if time.monotonic() - started > timeout:
+                        self._fail(
+                            f"no batch from the ffcv loader in {timeout:g} s (its thread is stuck; "
+                            "data.loader_timeout_s sets this limit)"
+                        )
+            if item is failed:
+                exc = self.failure
+                text = str(exc).strip().splitlines()[0] if exc is not None and str(exc).strip() else ""
+                self._fail(f"the ffcv loader failed: {type(exc).__name__}{': ' + text if text else ''}", exc)
+            if item is None:
+                self.close()
+                raise StopIteration
+            slot, result = item
+            if IS_CUDA:
+                self.current_stream.wait_stream(self.cuda_streams[slot])
+            return result
+
+    class WatchedLoader(Loader):
+        """ffcv's Loader whose epochs run in `WatchedEpoch` threads."""
+
+        stall_timeout_s: float = 600.0
+
+        def __iter__(self):
+            Compiler.set_num_threads(self.num_workers)
+            order = self.next_traversal_order()
+            self.next_epoch += 1
+            if self.code is None or self.recompile:
+                self.generate_code()
+            return WatchedEpoch(self, order[: len(self) * self.batch_size])
+
+    return SimpleNamespace(
+        CenterCropRGBImageDecoder=CenterCropRGBImageDecoder,
+        RandomResizedCropRGBImageDecoder=RandomResizedCropRGBImageDecoder,
+        SimpleRGBImageDecoder=SimpleRGBImageDecoder,
+        IntDecoder=IntDecoder,
+        RandomHorizontalFlip=RandomHorizontalFlip,
+        RandomTranslate=RandomTranslate,
+        ToTensor=ToTensor,
+        OrderOption=OrderOption,
+        PipelineSpec=PipelineSpec,
+        SampleIndexDecoder=SampleIndexDecoder,
+        ShardedShuffle=ShardedShuffle,
+        WatchedEpoch=WatchedEpoch,
+        WatchedLoader=WatchedLoader,
+    )
+
+
+# ------------------------------------------------------------------------------ pipelines
+def check_pipeline(ops: list) -> list:
+    """Raise unless `ops` are ffcv numba operations followed by `ToTensor` (upstream issue #396:
+    a numba operation after a torch one hangs the loader)."""
+    api = ffcv_api()
+    from ffcv.pipeline.operation import Operation
+    from ffcv.transforms import Convert, ToDevice, ToTorchImage, View
+    from ffcv.transforms.module import ModuleWrapper
+
+    if not ops or not isinstance(ops[-1], api.ToTensor):
+        raise ValueError("an ffcv pipeline must end with ToTensor (normalisation runs on the device)")
+    torch_ops = (api.ToTensor, ToDevice, ToTorchImage, Convert, View, ModuleWrapper, torch.nn.Module)
+    for op in ops[:-1]:
+        if isinstance(op, torch_ops) or not isinstance(op, Operation):
+            raise ValueError(
+                f"{type(op).__name__} before ToTensor: only numba operations may come first (ffcv #396)"
+            )
+    return ops
+
+
+def image_pipeline(
+    plan: Plan, train: bool, stored: tuple[int, int] | None, cpu_flip: bool = False
+) -> tuple[list, Any]:
+    """(ffcv operations, the decoder) for the images of one split; flips happen on the device
+    unless `cpu_flip` (ffcv's numba flip, for comparison)."""
+    api = ffcv_api()
+    if plan.kind == "imagenet" and not train:
+        decoder = api.CenterCropRGBImageDecoder((plan.val_size, plan.val_size), ratio=plan.val_crop_ratio)
+    elif train and plan.random_resized_crop:
+        size = plan.train_size or (stored[0] if stored else INFOS[plan.dataset].image_size)
+        decoder = api.RandomResizedCropRGBImageDecoder(
+            (size, size), scale=(plan.scale_min, 1.0), ratio=RRC_RATIO
+        )
+    elif plan.kind == "imagenet":
+        decoder = api.CenterCropRGBImageDecoder((plan.train_size, plan.train_size), ratio=plan.val_crop_ratio)
+    else:
+        decoder = api.SimpleRGBImageDecoder()
+    ops: list = [decoder]
+    if train and plan.crop_padding:
+        ops.append(api.RandomTranslate(padding=plan.crop_padding))
+    if train and plan.hflip and cpu_flip:
+        ops.append(api.RandomHorizontalFlip())
+    ops.append(api.ToTensor())
+    return check_pipeline(ops), decoder
+
+
+# ------------------------------------------------------------------------------ .beton files
+@dataclass(frozen=True)
+class BetonInfo:
+    path: Path
+    samples: int
+    labels: np.ndarray
+    heights: np.ndarray
+    widths: np.ndarray
+
+    @property
+    def one_size(self) -> tuple[int, int] | None:
+        """(h, w) if every image has it, else None."""
+        if len(self.heights) == 0:
+            return None
+        h, w = int(self.heights[0]), int(self.widths[0])
+        return (h, w) if (self.heights == h).all() and (self.widths == w).all() else None
+
+
+def inspect_beton(path: Path, key: str) -> BetonInfo:
+    """Open a .beton's header and metadata; errors name the recipe key `key` or the file."""
+    ffcv_api()
+    from ffcv.fields import IntField, RGBImageField
+    from ffcv.reader import Reader
+
+    if not path.is_file():
+        raise DataError(f"{key}: {path} not found (write it with: harness data convert SOURCE {path})")
+    try:
+        reader = Reader(str(path))
+        meta = reader.metadata
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable FFCV .beton file ({type(exc).__name__}: {exc})") from None
+    handlers = reader.handlers
+    image_ok = isinstance(handlers.get("image"), RGBImageField)
+    if not image_ok or not isinstance(handlers.get("label"), IntField):
+        found = ", ".join(f"{k} ({type(v).__name__})" for k, v in handlers.items())
+        expected = "the fields image (RGBImageField) and label (IntField)"
+        raise DataError(f"{path}: expected {expected}, found {found}")
+    names = list(handlers)
+    image = meta[f"f{names.index('image')}"]
+    labels = np.asarray(meta[f"f{names.index('label')}"], dtype=np.int64)
+    sizes = np.asarray(image["height"]), np.asarray(image["width"])
+    return BetonInfo(path, int(reader.num_samples), labels, *sizes)
+
+
+# ------------------------------------------------------------------------------ the loader
+class FfcvLoader:
+    """One split of a .beton as `Batch`es on the device (the `Loader` protocol)."""
+
+    def __init__(
+        self,
+        info: BetonInfo,
+        *,
+        plan: Plan,
+        train: bool,
+        batch_size: int,
+        indices: np.ndarray,
+        stage: DeviceStage,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        num_workers: int = 0,
+        drop_last: bool = False,
+        timeout_s: float = 600.0,
+        image_ops: list | None = None,
+    ) -> None:
+        api = ffcv_api()
+        self.path = info.path
+        self.plan = plan
+        self.train = train
+        self.stage = stage
+        self.seed = seed
+        self.epoch = 0
+        ops, self.decoder = image_pipeline(plan, train, info.one_size)
+        if image_ops is not None:  # a caller's own pipeline (tests, benchmarks); still checked
+            ops, self.decoder = check_pipeline(image_ops), image_ops[0]
+        if train:
+            order = api.ShardedShuffle(seed, rank, world_size)
+            self._samples = len(indices) // world_size
+        else:
+            indices = indices[rank::world_size]
+            order = api.OrderOption.SEQUENTIAL
+            self._samples = len(indices)
+        self._loader = api.WatchedLoader(
+            str(info.path),
+            batch_size=batch_size,
+            num_workers=num_workers or (os.cpu_count() or 1),
+            os_cache=True,
+            order=order,
+            seed=seed,
+            indices=np.asarray(indices, dtype=np.int64),
+            pipelines={
+                "image": ops,
+                "label": [api.IntDecoder(), api.ToTensor()],
+                "index": api.PipelineSpec(
+                    "label", decoder=api.SampleIndexDecoder(), transforms=[api.ToTensor()]
+                ),
+            },
+            drop_last=drop_last,
+            batches_ahead=BATCHES_AHEAD,
+        )
+        self._loader.stall_timeout_s = timeout_s
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self._loader)
+
+    @property
+    def num_samples(self) -> int:
+        return self._samples
+
+    def host_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(uint8 images (N, C, H, W) channels-last, labels (N, 1), indices (N, 1)) as ffcv makes
+        them: views of buffers ffcv reuses a few batches later (copy what you keep)."""
+        self._loader.next_epoch = self.epoch  # the order of this epoch
+        if self.train and self.plan.progressive is not None:
+            res = self.plan.train_resolution(self.epoch)
+            self.decoder.output_size = (res, res)
+        epoch = iter(self._loader)
+        try:
+            for images, labels, index in epoch:
+                yield images.permute(0, 3, 1, 2), labels, index
+        finally:
+            epoch.close()
+
+    def __iter__(self) -> Iterator[Batch]:
+        g = epoch_generator(self.seed, self.epoch, stream=1)  # device-side flips and rotations
+        for images, labels, index in self.host_batches():
+            x = self.stage.images(self.stage.upload(images), g)
+            yield Batch(images=x, targets=self.stage.labels(labels), indices=self.stage.labels(index))
+
+
+# ------------------------------------------------------------------------------ build
+def _check_labels(info: BetonInfo, num_classes: int) -> None:
+    if len(info.labels) == 0:
+        raise DataError(f"{info.path}: holds no samples")
+    lo, hi = int(info.labels.min()), int(info.labels.max())
+    if lo < 0:
+        raise DataError(f"{info.path}: negative label {lo}")
+    if hi >= num_classes:
+        raise DataError(
+            f"data.num_classes: labels in {info.path} go up to {hi} but num_classes is {num_classes}"
+        )
+
+
+def build(cfg: DataConfig, *, device: torch.device, seed: int, rank: int, world_size: int) -> DataBundle:
+    """Train and validation loaders over `data.train_path` / `data.val_path`."""
+    ffcv_api()
+    plan = Plan.from_config(cfg)
+    info = INFOS[cfg.dataset]
+    num_classes = cfg.num_classes or info.num_classes
+    betons = {
+        "train": inspect_beton(Path(cfg.train_path), "data.train_path"),
+        "val": inspect_beton(Path(cfg.val_path), "data.val_path"),
+    }
+    indices = {}
+    for split, beton in betons.items():
+        _check_labels(beton, num_classes)
+        crops = split == "train" and plan.random_resized_crop
+        if plan.kind == "small" and beton.one_size is None and not crops:
+            raise DataError(
+                f"{beton.path}: images vary in size; the {cfg.dataset} pipeline reads one stored size "
+                "(use dataset imagenet for crops of varied images)"
+            )
+        size = cfg.train_subset if split == "train" else cfg.val_subset
+        keep = subset_indices(beton.samples, size, cfg.subset_seed + (split == "val"))
+        indices[split] = np.arange(beton.samples) if keep is None else keep.numpy()
+    small = plan.kind == "small"
+    common = {"seed": seed, "rank": rank, "world_size": world_size, "num_workers": cfg.num_workers}
+    train_stage = DeviceStage(
+        device,
+        plan.mean,
+        plan.std,
+        channels=plan.channels,
+        size=plan.train_size if small and not plan.random_resized_crop else None,
+        hflip=plan.hflip,
+        rotation_degrees=plan.rotation_degrees,
+    )
+    val_stage = DeviceStage(
+        device, plan.mean, plan.std, channels=plan.channels, size=plan.val_size if small else None
+    )
+    train = FfcvLoader(
+        betons["train"],
+        plan=plan,
+        train=True,
+        batch_size=cfg.batch_size,
+        indices=indices["train"],
+        stage=train_stage,
+        drop_last=cfg.drop_last,
+        timeout_s=cfg.loader_timeout_s,
+        **common,
+    )
+    val = FfcvLoader(
+        betons["val"],
+        plan=plan,
+        train=False,
+        batch_size=cfg.eval_batch_size,
+        indices=indices["val"],
+        stage=val_stage,
+        timeout_s=cfg.loader_timeout_s,
+        **common,
+    )
+    stored = betons["train"].one_size
+    image_size = plan.train_size or (stored[0] if stored else info.image_size)
+    return DataBundle(
+        train=train,
+        val=val,
+        num_classes=num_classes,
+        channels=plan.channels,
+        image_size=image_size,
+        train_size=len(indices["train"]),
+        val_size=len(indices["val"]),
+        eval_split="val" if cfg.dataset in ("imagenet", "synthetic") else "test",
+        describe=(
+            f"{cfg.dataset} (ffcv {betons['train'].path.name} / {betons['val'].path.name}): "
+            f"{len(indices['train'])} train / {len(indices['val'])} val; "
+            f"train {plan.describe(True)}; eval {plan.describe(False)}"
+        ),
+    )
