@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from harness.benchmarking import report, steps
+from harness.errors import HarnessError
+
+LOADER_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_loader.py"
+
+
+def run_loader(quick: bool, out: Path) -> None:
+    """The FFCV-vs-torchvision loader benchmark (benchmarks/bench_loader.py, a source checkout)."""
+    if not LOADER_SCRIPT.exists():
+        raise HarnessError(f"{LOADER_SCRIPT}: loader benchmark not found (it ships with the source tree)")
+    spec = importlib.util.spec_from_file_location("bench_loader", LOADER_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    args = ["--out", str(out / "loader.parquet")] + (["--quick"] if quick else [])
+    if module.main(args) != 0:
+        raise HarnessError("loader benchmark failed")
 
 
 def run(suite: str, *, quick: bool, device: str, out: Path) -> str:
@@ -14,10 +31,12 @@ def run(suite: str, *, quick: bool, device: str, out: Path) -> str:
         cfg = steps.StepConfig(device=device, rounds=2 if quick else 7, steps=2 if quick else 4)
         rows = [{**r, **ctx} for r in steps.run(cfg)]
         path = report.write(rows, out, "steps")
+        columns = ["case", "median_s", "img_per_s", "ratio", "baseline", "spread", "detail"]
         sections.append(
-            f"## Training steps ({ctx['device']}, {ctx['threads']} threads) -> {path}\\n\\n"
-            + report.markdown(
-                rows, ["case", "median_s", "img_per_s", "ratio", "baseline", "spread", "detail"]
-            )
+            f"## Training steps ({ctx['device']}, {ctx['threads']} threads) -> {path}\n\n"
+            + report.markdown(rows, columns)
         )
-    return "\\n\\n".join(sections)
+    if suite in ("loader", "all"):
+        out.mkdir(parents=True, exist_ok=True)
+        run_loader(quick, out)  # prints its own table
+    return "\n\n".join(sections)

@@ -172,11 +172,33 @@ def _fix_os_cache_types() -> None:
     OSCacheManager._harness_types = True
 
 
+def _keep_torch_threads() -> None:
+    """ffcv's `Compiler.set_num_threads` sets numba's threads and also torch's, for the whole
+    process (to 1 at import, to the worker count at each epoch): CPU training would slow down and
+    its numerics change with the thread count. Let it set numba's alone."""
+    from ffcv.pipeline.compiler import Compiler
+
+    if getattr(Compiler, "_harness_threads", False):
+        return
+    import numba
+
+    def set_num_threads(cls: type, n: int) -> None:
+        n = n if n >= 1 else (os.cpu_count() or 1)
+        cls.num_threads = n
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+
+    Compiler.set_num_threads = classmethod(set_num_threads)
+    Compiler._harness_threads = True
+
+
 def require_ffcv() -> ModuleType:
     """Import ffcv (with numba's cache enabled) or fail with one line saying how to get it."""
     if cache_enabled() and not _state["cache"]:
         with contextlib.suppress(ImportError):  # no numba: the import below says what is missing
             _enable_numba_cache(before_ffcv="ffcv" not in sys.modules)
+    import torch
+
+    torch_threads = torch.get_num_threads()
     try:
         import ffcv
         import ffcv.fields
@@ -184,6 +206,9 @@ def require_ffcv() -> ModuleType:
     except (ImportError, OSError) as exc:  # OSError: a system library (libturbojpeg) is missing
         message = f"the ffcv backend needs ffcv, which cannot be imported ({exc}); {INSTALL_HINT}"
         raise DataError(message) from None
+    finally:
+        torch.set_num_threads(torch_threads)  # importing ffcv sets it to 1 for the whole process
+    _keep_torch_threads()
     _fix_os_cache_types()
     if cache_enabled():
         if not _state["cache"]:

@@ -129,7 +129,9 @@ class FolderImages(Dataset):
 # ------------------------------------------------------------------------------ the loader
 def _one_line(exc: BaseException) -> str:
     """The original message of an exception re-raised from a DataLoader worker (last line)."""
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    # the raw message: HarnessError.__str__ escapes the newlines of the worker's traceback
+    raw = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+    lines = [line for line in raw.strip().splitlines() if line.strip()]
     last = lines[-1] if lines else type(exc).__name__
     for prefix in ("harness.errors.DataError: ", "DataError: "):
         if last.startswith(prefix):

@@ -1,0 +1,36 @@
+"""The step benchmark runs every case side by side and reports ratios against CE (no timing asserts)."""
+
+from __future__ import annotations
+
+import math
+
+import pyarrow.parquet as pq
+
+from harness.benchmarking import report, steps
+
+
+def test_step_benchmark_cases_and_ratios(tmp_path):
+    cfg = steps.StepConfig(
+        arch="test_resnet", teacher_arch="test_resnet", batch_size=16, image_size=16, rounds=2, steps=1
+    )
+    rows = steps.run(cfg)
+    by_case = {r["case"]: r for r in rows}
+    assert set(by_case) == {
+        "bare",
+        "ce",
+        "label_smoothing",
+        "tfkd_reg",
+        "kd_live",
+        "kd_cached",
+        "harness_overhead",
+    }
+    assert by_case["ce"]["ratio"] == 1.0
+    for name in ("bare", "label_smoothing", "tfkd_reg", "kd_live", "kd_cached"):
+        row = by_case[name]
+        assert row["median_s"] > 0 and math.isclose(row["ratio"], row["median_s"] / by_case["ce"]["median_s"])
+        assert math.isclose(row["img_per_s"], 16 / row["median_s"])
+    overhead = by_case["harness_overhead"]
+    assert math.isclose(overhead["ratio"], by_case["ce"]["median_s"] / by_case["bare"]["median_s"])
+    path = report.write(rows, tmp_path, "steps")
+    assert pq.read_table(path).num_rows == len(rows)
+    assert "| kd_cached |" in report.markdown(rows, ["case", "ratio"])
