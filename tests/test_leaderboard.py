@@ -433,14 +433,22 @@ def test_paper_vs_ours_side_by_side(tmp_path):
     teacher = run_id_for("in_r50_ce", 0)
     kd = {"params": {"alpha": 1.0, "temperature": 1.0}, "teacher": teacher, "teacher_arch": "resnet50"}
     write_run(
-        runs, "in_r18_kd", "kd", 0, [60.0, 71.0], dataset="imagenet", arch="resnet18", setting="in-r18", **kd
+        runs,
+        "in_r18_kd",
+        "kd_t1",
+        0,
+        [60.0, 71.0],
+        dataset="imagenet",
+        arch="resnet18",
+        setting="in-r18",
+        **kd,
     )
     generate(runs, out)
     table = read_table(out)
     ce, reg = table["in-r50", "ce"], table["in-r50", "tfkd_reg"]
     assert ce["paper_top1"] == 75.77 and reg["paper_top1"] == 76.42 and reg["paper_selection"] == "best"
     # Shen et al.: KD at T 1 without hard label from a ResNet50 teacher trained without LS
-    r18 = table["in-r18", "kd"]
+    r18 = table["in-r18", "kd_t1"]  # the label of recipes/imagenet/resnet18_kd_t1_resnet50.yaml
     assert r18["teacher_method"] == "ce" and r18["paper_top1"] == 71.425
     md = (out / "leaderboard.md").read_text()
     assert "### Paper vs ours" in md
