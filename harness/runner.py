@@ -298,8 +298,17 @@ class StopSignal:
             if self.signum is not None and isinstance(outer, StopSignal) and outer.signum is None:
                 outer.signum = self.signum
 
-    @property
-    def requested(self) -> bool:
+    #: Under DDP the ranks agree on stopping every this many steps (a collective costs a sync).
+    AGREE_EVERY = 10
+
+    def requested(self, step: int | None = None) -> bool:
+        """Whether to stop now. Alone: the local flag. Under DDP: every rank must stop at the same
+        step, so they agree through an all-reduce, at epoch ends (step None) and every
+        AGREE_EVERY steps."""
+        if not distributed.world_from_env().distributed:
+            return self.signum is not None
+        if step is not None and step % self.AGREE_EVERY:
+            return False
         return distributed.all_reduce_max(int(self.signum is not None)) > 0
 
 
@@ -633,7 +642,7 @@ class Trainer:
                 if (i + 1) % r.runtime.log_every == 0:
                     self.check_finite(tracker)
                     bar.set_postfix(loss=f"{float(tracker.sums['loss']) / max(tracker.count, 1):.4f}")
-                stopping = stop.requested
+                stopping = stop.requested(self.step)
                 if i + 1 < steps and (stopping or (every and self.step % every == 0)):
                     self.check_finite(tracker)
                     self.save_checkpoint(i + 1, tracker, time.perf_counter() - t0)
@@ -683,7 +692,7 @@ class Trainer:
                     # last.pt instead of retraining from scratch over the finished metrics.
                     self.run.last_checkpoint.unlink(missing_ok=True)
             distributed.barrier()
-            if not done and stop.requested:
+            if not done and stop.requested():
                 self._interrupted(stop)
 
     def _weights(self) -> dict[str, Any]:

@@ -92,11 +92,11 @@ class MemoryLoader:
 
     def __iter__(self) -> Iterator[Batch]:
         indices, views = self._epoch_plan()
+        indices = indices.to(self.device)  # one copy per epoch, none per step
+        views = None if views is None else views.to(self.device)
         for b in range(len(self)):
             sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
-            idx = indices[sl].to(self.device)
-            batch_views = None if views is None else views[sl].to(self.device)
-            yield self.make_batch(idx, batch_views)
+            yield self.make_batch(indices[sl], None if views is None else views[sl])
 
     def make_batch(self, idx: torch.Tensor, views: torch.Tensor | None) -> Batch:
         """The batch of samples `idx` (on the device) seen through `views`."""
