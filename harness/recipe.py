@@ -23,6 +23,9 @@ from harness.schema import between, each, fail, field, from_dict, ge, gt, sugges
 
 Backend = Literal["memory", "torch", "ffcv"]
 
+#: data fields that change how data is loaded, never what a run learns: not part of its identity
+LOADER_ONLY = ("num_workers", "eval_batch_size", "loader_timeout_s")
+
 
 def safe_name(name: str | None) -> str | None:
     """A recipe name becomes a folder name (`<name>-s<seed>-<hash8>`): no path separators, no
@@ -307,7 +310,7 @@ class Recipe:
         d = to_dict(self)
         for key in ("description", "runtime", "checkpoint"):
             d.pop(key)
-        for key in ("num_workers", "eval_batch_size"):  # how data is loaded, not what is learnt
+        for key in LOADER_ONLY:  # how data is loaded, not what is learnt
             d["data"].pop(key)
         return d
 

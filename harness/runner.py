@@ -10,6 +10,7 @@ and ends, on CPU, with exactly the metrics of an uninterrupted run.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -32,7 +33,7 @@ from harness.distributed import World
 from harness.errors import DivergedError, HarnessError, InterruptedRun, RunStateError, TeacherError
 from harness.metrics import MetricAccumulator, read_metrics, write_metrics
 from harness.models import build_model, count_parameters
-from harness.recipe import Recipe, RuntimeConfig
+from harness.recipe import LOADER_ONLY, Recipe, RuntimeConfig
 from harness.rundir import RunDir, write_json, write_text
 from harness.schema import to_dict
 from harness.teacher import RecipeTransform, Teacher, load_teacher, resolve_weights
@@ -151,9 +152,10 @@ def build_scheduler(recipe: Recipe, optimizer: torch.optim.Optimizer, updates_pe
 def setting_of(recipe: Recipe) -> tuple[str, str]:
     """(setting key, data pipeline JSON): runs compare when data, arch and budget match."""
     data = to_dict(recipe.data)
+    # loader settings, the seeds of the views, the batch and where the files are: the same data
+    # pipeline whatever they are (a Tf-KD self recipe may use another batch than its baseline)
     for key in (
-        "num_workers",
-        "eval_batch_size",
+        *LOADER_ONLY,
         "view_seed",
         "batch_size",
         "drop_last",
@@ -174,8 +176,6 @@ def setting_of(recipe: Recipe) -> tuple[str, str]:
         },
         sort_keys=True,
     )
-    import hashlib
-
     return hashlib.sha256(blob.encode()).hexdigest()[:12], pipeline
 
 
