@@ -383,6 +383,13 @@ def evaluate(run_dir: Path, which: str, device: str) -> None:
     help="Which measurements to take.",
 )
 @click.option("--quick", is_flag=True, help="Fewer rounds (a smoke check of the benchmark itself).")
+@click.option(
+    "--rounds",
+    type=click.IntRange(min=1),
+    default=7,
+    show_default=True,
+    help="Interleaved rounds of the step suite (more: steadier medians on a busy machine).",
+)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option(
     "--out",
@@ -391,11 +398,11 @@ def evaluate(run_dir: Path, which: str, device: str) -> None:
     show_default=True,
     help="Folder for the Parquet results.",
 )
-def bench(suite: str, quick: bool, device: str, out: Path) -> None:
+def bench(suite: str, quick: bool, rounds: int, device: str, out: Path) -> None:
     """Measure speed as side-by-side ratios (Parquet in --out, a table on stdout)."""
     from harness.benchmarking import cli as bench_cli
 
-    click.echo(bench_cli.run(suite, quick=quick, device=device, out=out))
+    click.echo(bench_cli.run(suite, quick=quick, rounds=rounds, device=device, out=out))
 
 
 @main.group()

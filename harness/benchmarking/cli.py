@@ -24,11 +24,11 @@ def run_loader(quick: bool, out: Path) -> None:
         raise HarnessError("loader benchmark failed")
 
 
-def run(suite: str, *, quick: bool, device: str, out: Path) -> str:
+def run(suite: str, *, quick: bool, device: str, out: Path, rounds: int = 7) -> str:
     sections = []
     ctx = report.context(device)
     if suite in ("steps", "all"):
-        cfg = steps.StepConfig(device=device, rounds=2 if quick else 7, steps=2 if quick else 4)
+        cfg = steps.StepConfig(device=device, rounds=2 if quick else rounds, steps=2 if quick else 4)
         rows = [{**r, **ctx} for r in steps.run(cfg)]
         path = report.write(rows, out, "steps")
         columns = ["case", "median_s", "img_per_s", "ratio", "baseline", "spread", "detail"]
