@@ -402,7 +402,8 @@ def bench(suite: str, quick: bool, rounds: int, device: str, out: Path) -> None:
     """Measure speed as side-by-side ratios (Parquet in --out, a table on stdout)."""
     from harness.benchmarking import cli as bench_cli
 
-    click.echo(bench_cli.run(suite, quick=quick, rounds=rounds, device=device, out=out))
+    for section in bench_cli.run(suite, quick=quick, rounds=rounds, device=device, out=out):
+        click.echo(section)
 
 
 @main.group()

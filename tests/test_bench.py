@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 
 import pyarrow.parquet as pq
+import pytest
 
 from harness.benchmarking import report, steps
+from harness.benchmarking.cli import load_loader_benchmark
 
 
 def test_step_benchmark_cases_and_ratios(tmp_path):
@@ -34,3 +36,27 @@ def test_step_benchmark_cases_and_ratios(tmp_path):
     path = report.write(rows, tmp_path, "steps")
     assert pq.read_table(path).num_rows == len(rows)
     assert "| kd_cached |" in report.markdown(rows, ["case", "ratio"])
+
+
+@pytest.mark.ffcv
+@pytest.mark.timeout(180)
+def test_loader_benchmark_runs_as_harness_bench_loads_it(tmp_path):
+    """`harness bench --suite loader` imports benchmarks/bench_loader.py from the source tree."""
+    module = load_loader_benchmark()
+    out = tmp_path / "loader.parquet"
+    args = [
+        "--images",
+        "64",
+        "--repeats",
+        "1",
+        "--sizes",
+        "64",
+        "--work-dir",
+        str(tmp_path),
+        "--out",
+        str(out),
+    ]
+    assert module.main(args) == 0
+    table = pq.read_table(out).to_pylist()
+    assert {r["pipeline"] for r in table} >= {"torchvision-v2", "ffcv"}
+    assert all(r["median_img_s"] > 0 for r in table)

@@ -1,9 +1,12 @@
-"""`harness bench`: run the suites, write their Parquet files, return the Markdown report."""
+"""`harness bench`: run the suites, write their Parquet files, yield their Markdown reports."""
 
 from __future__ import annotations
 
 import importlib.util
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 from harness.benchmarking import report, steps
 from harness.errors import HarnessError
@@ -11,32 +14,37 @@ from harness.errors import HarnessError
 LOADER_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_loader.py"
 
 
-def run_loader(quick: bool, out: Path) -> None:
-    """The FFCV-vs-torchvision loader benchmark (benchmarks/bench_loader.py, a source checkout)."""
+def load_loader_benchmark() -> ModuleType:
+    """Import benchmarks/bench_loader.py (it ships with the source tree, not the package)."""
     if not LOADER_SCRIPT.exists():
         raise HarnessError(f"{LOADER_SCRIPT}: loader benchmark not found (it ships with the source tree)")
-    spec = importlib.util.spec_from_file_location("bench_loader", LOADER_SCRIPT)
+    spec = importlib.util.spec_from_file_location("harness_bench_loader", LOADER_SCRIPT)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
     spec.loader.exec_module(module)
+    return module
+
+
+def run_loader(quick: bool, out: Path) -> None:
+    """The FFCV-vs-torchvision loader benchmark; it prints its own table."""
     args = ["--out", str(out / "loader.parquet")] + (["--quick"] if quick else [])
-    if module.main(args) != 0:
+    if load_loader_benchmark().main(args) != 0:
         raise HarnessError("loader benchmark failed")
 
 
-def run(suite: str, *, quick: bool, device: str, out: Path, rounds: int = 7) -> str:
-    sections = []
-    ctx = report.context(device)
+def run(suite: str, *, quick: bool, device: str, out: Path, rounds: int = 7) -> Iterator[str]:
+    """Run the suites in turn, yielding each one's Markdown report as soon as it is measured."""
     if suite in ("steps", "all"):
+        ctx = report.context(device)
         cfg = steps.StepConfig(device=device, rounds=2 if quick else rounds, steps=2 if quick else 4)
         rows = [{**r, **ctx} for r in steps.run(cfg)]
         path = report.write(rows, out, "steps")
         columns = ["case", "median_s", "img_per_s", "ratio", "baseline", "spread", "detail"]
-        sections.append(
+        yield (
             f"## Training steps ({ctx['device']}, {ctx['threads']} threads) -> {path}\n\n"
             + report.markdown(rows, columns)
         )
     if suite in ("loader", "all"):
         out.mkdir(parents=True, exist_ok=True)
         run_loader(quick, out)  # prints its own table
-    return "\n\n".join(sections)
