@@ -95,7 +95,7 @@ def build_memory(
         image_size=int(images.shape[-1]),
         train_size=len(splits["train"][1]),
         val_size=len(splits["val"][1]),
-        eval_split="val" if cfg.dataset == "synthetic" else "test",
+        eval_split=info.eval_split,
         describe=(
             f"{cfg.dataset} (memory): {len(splits['train'][1])} train / "
             f"{len(splits['val'][1])} val, {images.shape[1]}x{images.shape[2]}x{images.shape[3]}"

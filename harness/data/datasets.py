@@ -36,14 +36,21 @@ class DatasetInfo:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     in_memory: bool  # small enough for the `memory` backend
+    eval_split: str  # the split evaluated on: "test" where the set has one, else its "val"
 
 
 INFOS: dict[str, DatasetInfo] = {
-    "fashion_mnist": DatasetInfo("fashion_mnist", 10, 1, 28, (0.2860,), (0.3530,), True),
-    "cifar10": DatasetInfo("cifar10", 10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), True),
-    "cifar100": DatasetInfo("cifar100", 100, 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), True),
-    "imagenet": DatasetInfo("imagenet", 1000, 3, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), False),
-    "synthetic": DatasetInfo("synthetic", 10, 3, 32, (0.5,), (0.25,), True),
+    "fashion_mnist": DatasetInfo("fashion_mnist", 10, 1, 28, (0.2860,), (0.3530,), True, "test"),
+    "cifar10": DatasetInfo(
+        "cifar10", 10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), True, "test"
+    ),
+    "cifar100": DatasetInfo(
+        "cifar100", 100, 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), True, "test"
+    ),
+    "imagenet": DatasetInfo(
+        "imagenet", 1000, 3, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), False, "val"
+    ),
+    "synthetic": DatasetInfo("synthetic", 10, 3, 32, (0.5,), (0.25,), True, "val"),
 }
 
 

@@ -462,7 +462,7 @@ def build(cfg: DataConfig, *, device: torch.device, seed: int, rank: int, world_
         image_size=image_size,
         train_size=len(indices["train"]),
         val_size=len(indices["val"]),
-        eval_split="val" if cfg.dataset in ("imagenet", "synthetic") else "test",
+        eval_split=info.eval_split,
         describe=(
             f"{cfg.dataset} (ffcv {betons['train'].path.name} / {betons['val'].path.name}): "
             f"{len(indices['train'])} train / {len(indices['val'])} val; "
