@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from harness.data.augment import AugmentSpec
 from harness.data.base import Batch, DataBundle, Loader
-from harness.data.datasets import INFOS, load_split, subset_indices
+from harness.data.datasets import INFOS, load_configured_split, subset_indices
 from harness.data.memory import MemoryLoader
 from harness.errors import DataError
 from harness.recipe import DataConfig
@@ -47,16 +47,7 @@ def build_memory(
     info = INFOS[cfg.dataset]
     splits = {}
     for split, size in (("train", cfg.train_subset), ("val", cfg.val_subset)):
-        images, targets = load_split(
-            cfg.dataset,
-            split,
-            root=cfg.root,
-            num_classes=cfg.num_classes,
-            channels=cfg.channels,
-            image_size=cfg.image_size,
-            synthetic_size=cfg.synthetic_size,
-            seed=cfg.subset_seed,
-        )
+        images, targets = load_configured_split(cfg, split)
         keep = subset_indices(len(targets), size, cfg.subset_seed + (split == "val"))
         if keep is not None:
             images, targets = images[keep], targets[keep]

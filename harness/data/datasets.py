@@ -15,11 +15,15 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from harness.errors import DataError
+
+if TYPE_CHECKING:
+    from harness.recipe import DataConfig
 
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_HINT = "install it with: apt-get install dataset-fashion-mnist"
@@ -225,6 +229,20 @@ def load_split(
             seed + (0 if split == "train" else 1),
         )
     raise DataError(f"data.dataset: {dataset!r} cannot be held in memory; use another backend")
+
+
+def load_configured_split(cfg: DataConfig, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """`load_split` for the data set, root and generated-data settings a recipe's `data` names."""
+    return load_split(
+        cfg.dataset,
+        split,
+        root=cfg.root,
+        num_classes=cfg.num_classes,
+        channels=cfg.channels,
+        image_size=cfg.image_size,
+        synthetic_size=cfg.synthetic_size,
+        seed=cfg.subset_seed,
+    )
 
 
 def subset_indices(n: int, size: int | None, seed: int) -> torch.Tensor | None:

@@ -27,7 +27,13 @@ from torchvision.transforms.v2 import functional as TF
 
 from harness.data.augment import epoch_generator
 from harness.data.base import Batch, DataBundle
-from harness.data.datasets import INFOS, ImageFolderIndex, list_image_folder, load_split, subset_indices
+from harness.data.datasets import (
+    INFOS,
+    ImageFolderIndex,
+    list_image_folder,
+    load_configured_split,
+    subset_indices,
+)
 from harness.data.pipeline import RRC_RATIO, DeviceStage, Plan
 from harness.errors import DataError
 from harness.recipe import DataConfig
@@ -268,16 +274,7 @@ def build(cfg: DataConfig, *, device: torch.device, seed: int, rank: int, world_
         stored = None
     else:
         for split in ("train", "val"):
-            images, labels = load_split(
-                cfg.dataset,
-                split,
-                root=cfg.root,
-                num_classes=cfg.num_classes,
-                channels=cfg.channels,
-                image_size=cfg.image_size,
-                synthetic_size=cfg.synthetic_size,
-                seed=cfg.subset_seed,
-            )
+            images, labels = load_configured_split(cfg, split)
             _check_labels(labels.numpy(), num_classes, f"{cfg.dataset} {split}")
             datasets[split] = TensorImages(images, labels, _identity)
         stored = datasets["train"].stored_size
