@@ -9,6 +9,7 @@ import inspect
 import sys
 from pathlib import Path
 
+from harness import metrics
 from harness.metrics import SCHEMA
 from harness.recipe import Recipe
 from harness.schema import describe_fields
@@ -74,6 +75,8 @@ def metrics_reference() -> str:
     for f in SCHEMA:
         doc = (f.metadata or {}).get(b"doc", b"").decode()
         lines.append(f"| `{f.name}` | {f.type} | {_cell(doc)} |")
+    lines += ["", "## Definitions", "", "From the docstring of `harness/metrics.py`:", ""]
+    lines += inspect.cleandoc(metrics.__doc__ or "").splitlines()
     return "\n".join(lines) + "\n"
 
 

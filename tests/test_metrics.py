@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -107,3 +108,49 @@ def test_parquet_writer_is_atomic_and_typed(tmp_path):
         metrics.write_metrics(path, [{"run_id": "r", "epoch": "not an int"}])
     assert metrics.read_metrics(path)[0]["top1"] == 50.0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.parquet"]
+
+
+def _accumulate(logits: torch.Tensor, targets: torch.Tensor) -> dict:
+    acc = MetricAccumulator(logits.shape[1])
+    acc.update(logits, targets)
+    return acc.compute()
+
+
+def test_nll_floor_is_the_same_in_the_accumulator_and_the_function():
+    # p_0 = sigmoid(-40) ~ 4e-18 is floored at 1e-12: NLL -log(1e-12) = 27.63, not 40
+    for logits in (torch.tensor([[0.0, 40.0]]), torch.tensor([[-1e4, 1e4], [0.0, 0.0]])):
+        targets = torch.zeros(len(logits), dtype=torch.long)
+        want = negative_log_likelihood(logits.softmax(dim=1), targets)
+        assert _accumulate(logits, targets)["nll"] == pytest.approx(want, rel=1e-9)
+    floored = _accumulate(torch.tensor([[0.0, 40.0]]), torch.tensor([0]))["nll"]
+    assert floored == pytest.approx(-math.log(1e-12))
+
+
+def test_ties_follow_one_rule_everywhere():
+    # equal logits: the lower class index ranks first, for top-1, top-k and ECE's correctness
+    # (torch's topk puts classes 8, 6, 7, 5, 9 first for ten equal logits on CPU)
+    logits = torch.zeros(10, 10)
+    targets = torch.arange(10)
+    got = _accumulate(logits, targets)
+    for k in (1, 5, 10):
+        assert topk_accuracy(logits, targets, k) == pytest.approx(10.0 * k)
+    assert got["top1"] == pytest.approx(topk_accuracy(logits, targets, 1)) == pytest.approx(10.0)
+    assert got["top5"] == pytest.approx(topk_accuracy(logits, targets, 5)) == pytest.approx(50.0)
+    probs = logits.softmax(dim=1)
+    assert got["ece"] == pytest.approx(expected_calibration_error(probs, targets), abs=1e-6)
+    assert got["ece"] == pytest.approx(0.0, abs=1e-12)  # one bin: confidence 1/10, accuracy 1/10
+    # a tie for second place: [3, 1, 1] with label 2 ranks third; label 1 ranks second
+    row = torch.tensor([[3.0, 1.0, 1.0]])
+    assert topk_accuracy(row, torch.tensor([2]), 2) == 0.0
+    assert topk_accuracy(row, torch.tensor([1]), 2) == 100.0
+
+
+def test_stability_averages_over_the_classes_present():
+    # K = 4, class 3 absent: S = 1 - (0 + 0 + .035) / 3 (the 3 classes present), not / 4
+    probs = torch.cat([PROBS, torch.zeros(4, 1)], dim=1)
+    assert stability(probs, TARGETS) == pytest.approx(1 - 0.035 / 3, rel=1e-6)
+    acc = MetricAccumulator(4)
+    acc.update(probs.clamp_min(1e-30).log(), TARGETS)
+    assert acc.compute()["stability"] == pytest.approx(1 - 0.035 / 3, rel=1e-6)
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "metrics.md").read_text()
+    assert "classes present" in doc and "The paper divides by K" in doc
