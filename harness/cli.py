@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from harness.errors import HarnessError
+from harness.errors import OS_ERROR_EXIT, HarnessError, describe_os_error
 
 DEFAULT_RUNS_DIR = "runs"
 
@@ -22,7 +22,8 @@ def _setup_logging(verbose: bool) -> None:
 
 
 class HarnessGroup(click.Group):
-    """Click group that turns HarnessError into one line on stderr and a non-zero exit."""
+    """Click group that turns HarnessError and OSError (disk full, read-only or misplaced folders)
+    into one line on stderr and a non-zero exit."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -30,6 +31,9 @@ class HarnessGroup(click.Group):
         except HarnessError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except OSError as exc:
+            click.echo(f"error: {describe_os_error(exc)}", err=True)
+            ctx.exit(OS_ERROR_EXIT)
 
 
 runs_dir_option = click.option(

@@ -1,4 +1,8 @@
-"""Errors a user can act on: the CLI prints them as one line and exits non-zero."""
+"""Errors a user can act on: the CLI prints them as one line and exits non-zero.
+
+An `OSError` from the environment (disk full, read-only folder, a file where a folder should be)
+is reported the same way, by `describe_os_error`, with exit status 74 (EX_IOERR).
+"""
 
 import re
 
@@ -42,6 +46,22 @@ class DivergedError(HarnessError):
     """Training produced a non-finite loss."""
 
     exit_code = 3
+
+
+def describe_os_error(exc: OSError) -> str:
+    """An environment fault (disk full, read-only or missing folder, a file where a folder should
+    be) as one line naming the path: `runs/x: No space left on device (errno 28)`."""
+    reason = exc.strerror or type(exc).__name__
+    where = exc.filename if exc.filename is not None else None
+    if exc.filename2 is not None:
+        where = f"{exc.filename} -> {exc.filename2}"
+    code = f" (errno {exc.errno})" if exc.errno else ""
+    line = f"{where}: {reason}{code}" if where is not None else f"{reason}{code}"
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], line)
+
+
+#: exit status of `harness` when the environment refused a read or a write (EX_IOERR)
+OS_ERROR_EXIT = 74
 
 
 class InterruptedRun(HarnessError):

@@ -128,6 +128,21 @@ class RunDir:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
+        self.remove_stale_temporaries()
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete the temporary files (`.<name>.<random>.tmp`) that a killed writer left behind.
+
+        Only the lock holder calls this: no other process of ours writes into the run, so every
+        such file is a leftover of an atomic write that never reached its rename.
+        """
+        removed = []
+        for folder in (self.root, self.checkpoints):
+            for tmp in folder.glob(".*.tmp"):
+                if tmp.is_file():
+                    tmp.unlink(missing_ok=True)
+                    removed.append(tmp)
+        return removed
 
     def release(self) -> None:
         if self._lock_fd is not None:

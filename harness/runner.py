@@ -573,7 +573,7 @@ class Trainer:
         for row in self.rows:
             row["status"] = status
             row["diverged_step"] = diverged_step
-        if self.rows or self.run.metrics.exists():
+        if self.rows:  # no rows read or made: the file on disk (if any) stays as it was
             write_metrics(self.run.metrics, self.rows)
 
     # -------------------------------------------------------------- training
@@ -613,6 +613,8 @@ class Trainer:
         start, tracker, elapsed = 0, LossTracker(self.device), 0.0
         if self.options.resume and self.run.last_checkpoint.exists():
             start, tracker, elapsed = self.restore()
+            if self.world.is_main:  # training restarts now: say so before the epoch ends
+                self.run.write_status("running", epoch=self.epoch, step=self.step)
             self._say(f"resuming at epoch {self.epoch + 1}, step {self.step}")
         every = r.checkpoint.every_steps
         from tqdm import tqdm
@@ -778,20 +780,21 @@ def train(recipe: Recipe, runs_dir: Path | str, options: RunOptions | None = Non
             # A stop signal that surfaced as another error (a teacher run trained inside this
             # one was interrupted and reported as a TeacherError) still means `interrupted`.
             signalled = stop.signum is not None and not isinstance(exc, KeyboardInterrupt)
+            # (a full disk may refuse these writes too: the error that stopped the run is the one
+            # to report)
             if world.is_main and run.root.exists():
                 message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                if signalled:
-                    name = signal.Signals(stop.signum).name
-                    run.write_status("interrupted", epoch=trainer.epoch, step=trainer.step, signal=name)
-                elif isinstance(exc, KeyboardInterrupt):
-                    run.write_status("interrupted", epoch=trainer.epoch, step=trainer.step, signal="SIGINT")
-                else:
-                    run.write_status(
-                        "failed",
-                        epoch=trainer.epoch,
-                        step=trainer.step,
-                        error=f"{type(exc).__name__}: {message}",
-                    )
+                with contextlib.suppress(OSError):
+                    if signalled or isinstance(exc, KeyboardInterrupt):
+                        name = signal.Signals(stop.signum).name if signalled else "SIGINT"
+                        run.write_status("interrupted", epoch=trainer.epoch, step=trainer.step, signal=name)
+                    else:
+                        run.write_status(
+                            "failed",
+                            epoch=trainer.epoch,
+                            step=trainer.step,
+                            error=f"{type(exc).__name__}: {message}",
+                        )
                 with contextlib.suppress(Exception):
                     stopped = signalled or isinstance(exc, KeyboardInterrupt)
                     trainer.write_rows("interrupted" if stopped else "failed")

@@ -63,6 +63,7 @@ from harness.errors import (
     RecipeError,
     RunBusyError,
     RunStateError,
+    describe_os_error,
 )
 from harness.recipe import Recipe, load_recipe, read_yaml_file
 from harness.rundir import RunDir, write_json
@@ -643,6 +644,9 @@ def worker_main(spec_path: str, result_path: str) -> int:
     except KeyboardInterrupt:
         result.update(outcome="interrupted")
         code = InterruptedRun.exit_code
+    except OSError as exc:  # the environment (a full disk, a read-only folder): one line
+        result.update(error=describe_os_error(exc))
+        log.error("error: %s", result["error"])
     except Exception as exc:  # a bug or the environment (CUDA, disk): keep the traceback in the log
         traceback.print_exc()
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
