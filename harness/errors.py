@@ -23,6 +23,9 @@ class HarnessError(Exception):
 class RecipeError(HarnessError):
     """A recipe (or a --set override) that does not validate; the message names the dotted path."""
 
+    #: the dotted path of the offending field, where the check knows it
+    field: str | None = None
+
 
 class DataError(HarnessError):
     """A data set that is missing, unreadable or does not match the recipe."""

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import yaml
 
 from harness.errors import RecipeError
-from harness.schema import between, each, fail, field, from_dict, ge, gt, suggest, to_dict
+from harness.schema import SEED_MAX, between, each, fail, field, from_dict, ge, gt, suggest, to_dict
 
 Backend = Literal["memory", "torch", "ffcv"]
 
@@ -27,15 +27,31 @@ Backend = Literal["memory", "torch", "ffcv"]
 LOADER_ONLY = ("num_workers", "eval_batch_size", "loader_timeout_s")
 
 
+#: longest recipe name in UTF-8 bytes: `<name>-s<seed>-<hash8>.old-<stamp>` (a run set aside)
+#: must stay under the 255 bytes a folder name may take on Linux and macOS file systems
+NAME_MAX_BYTES = 150
+#: characters a name may not hold: path separators, and those Windows and SMB shares refuse
+NAME_FORBIDDEN = '/\\<>:"|?*'
+
+
 def safe_name(name: str | None) -> str | None:
-    """A recipe name becomes a folder name (`<name>-s<seed>-<hash8>`): no path separators, no
-    leading dot, no control characters, at most 150 characters."""
+    """A recipe name becomes a folder name (`<name>-s<seed>-<hash8>`): 1 to 150 bytes of UTF-8,
+    no leading dot, no path separator, none of `<>:"|?*`, no control character."""
     if name is None:
         return None
-    if not name or name.startswith(".") or len(name) > 150:
-        return f"must be 1 to 150 characters, not starting with '.', got {name!r}"
-    if any(c in name for c in "/\\") or any(ord(c) < 32 or ord(c) == 127 for c in name):
-        return f"must not contain path separators or control characters, got {name!r}"
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        return f"must be valid text (UTF-8), got {name!r}"
+    if not name or name.startswith(".") or size > NAME_MAX_BYTES:
+        return (
+            f"must be 1 to {NAME_MAX_BYTES} bytes of UTF-8 (a folder name), not starting with '.', "
+            f"got {size} bytes: {name[:40]!r}{'...' if len(name) > 40 else ''}"
+        )
+    bad = sorted({c for c in name if c in NAME_FORBIDDEN or ord(c) < 32 or 127 <= ord(c) < 160})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad)
+        return f"must not contain path separators, control characters or any of <>:\"|?*, got {shown}"
     return None
 
 
@@ -109,10 +125,13 @@ class DataConfig:
     synthetic_size: int = field(512, check=ge(1), doc="synthetic: training samples")
     train_subset: int | None = field(None, check=ge(1), doc="use a fixed subset of the train split")
     val_subset: int | None = field(None, check=ge(1), doc="use a fixed subset of the val split")
-    subset_seed: int = field(0, doc="seed of the fixed subsets (same for every run)")
+    subset_seed: int = field(
+        0, check=ge(0), int_max=SEED_MAX, doc="seed of the fixed subsets (same for every run)"
+    )
     view_seed: int | None = field(
         None,
         check=ge(0),
+        int_max=SEED_MAX,
         doc="seed of the augmented views (default: the run's seed); fix it to share a teacher cache",
     )
     batch_size: int = field(128, check=ge(1), doc="per-rank training batch size")
@@ -169,7 +188,9 @@ class TeacherConfig:
     """Where the teacher comes from: a weights file, or a harness run (at its end or epoch N)."""
 
     run: str | None = field(None, doc="recipe of the teacher run (relative to this recipe)")
-    seed: int | None = field(None, doc="seed of the teacher run (default: the student's seed)")
+    seed: int | None = field(
+        None, check=ge(0), int_max=SEED_MAX, doc="seed of the teacher run (default: the student's seed)"
+    )
     epoch: int | None = field(None, check=ge(1), doc="use the run's checkpoint at this epoch")
     train_if_missing: bool = field(True, doc="train the teacher run first when it is missing")
     arch: str | None = field(None, doc="timm architecture (with `weights`)")
@@ -274,7 +295,7 @@ class Recipe:
     name: str | None = field(None, check=safe_name, doc="recipe name (default: the file name)")
     method: str | None = field(None, doc="label on the leaderboard (default: strategy name)")
     description: str = field("", doc="free text; say where the hyper-parameters come from")
-    seed: int = field(0, check=ge(0), doc="training seed")
+    seed: int = field(0, check=ge(0), int_max=SEED_MAX, doc="training seed (0 to 2**32 - 1)")
     model: ModelConfig = field(doc="student model")
     data: DataConfig = field(doc="data set and loader")
     strategy: StrategyConfig = field(doc="training strategy")
@@ -382,18 +403,66 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+#: the largest YAML document read (a recipe is a few kB; a sweep file a few more)
+YAML_MAX_BYTES = 1 << 20
+#: the most values a document may hold once its aliases are expanded: a "billion laughs" document
+#: is small, but every later step (merging, hashing, validation) would walk its expansion
+YAML_MAX_NODES = 100_000
+
+
 def parse_yaml(text: str) -> Any:
     """`yaml.safe_load(text)`; any failure is a ValueError with a one-line reason.
 
     PyYAML raises more than `YAMLError` on hostile input: an explicit tag with a value it cannot
     construct (`!!float x`, `!!timestamp`, `2001-13-01`) raises ValueError, KeyError, IndexError or
-    AttributeError from inside the constructor, and deep nesting a RecursionError.
+    AttributeError from inside the constructor, and deep nesting a RecursionError. A document over
+    YAML_MAX_BYTES, or whose aliases expand to more than YAML_MAX_NODES values or refer to
+    themselves, is refused before anything walks it.
     """
+    if len(text.encode("utf-8", "surrogatepass")) > YAML_MAX_BYTES:
+        raise ValueError(f"document larger than {YAML_MAX_BYTES} bytes")
     try:
-        return yaml.safe_load(text)
+        data = yaml.safe_load(text)
+        _check_expansion(data)
+        return data
     except Exception as exc:  # every parser failure means "invalid YAML" (see above)
-        reason = _first_line(exc) if isinstance(exc, yaml.YAMLError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, (yaml.YAMLError, YamlTooLarge)):
+            reason = _first_line(exc)
+        else:
+            reason = f"{type(exc).__name__}: {exc}"
         raise ValueError(" ".join(reason.split())[:300]) from None
+
+
+class YamlTooLarge(ValueError):
+    """A YAML document whose aliases expand past YAML_MAX_NODES or refer to themselves."""
+
+
+def _check_expansion(data: Any) -> None:
+    """Count the values of `data` with every alias expanded, in time linear in the document
+    (shared sub-trees are counted once and multiplied); refuse a self-referring alias."""
+    sizes: dict[int, int] = {}
+    open_ids: set[int] = set()
+
+    def size(value: Any) -> int:
+        if not isinstance(value, (list, dict)):
+            return 1
+        key = id(value)
+        if key in sizes:
+            return sizes[key]
+        if key in open_ids:
+            raise YamlTooLarge("an alias refers to a value that holds it (a cycle)")
+        open_ids.add(key)
+        items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+        total = 1
+        for item in items:
+            total += size(item)
+            if total > YAML_MAX_NODES:
+                raise YamlTooLarge(f"aliases expand to more than {YAML_MAX_NODES} values")
+        open_ids.discard(key)
+        sizes[key] = total
+        return total
+
+    size(data)
 
 
 def read_yaml_file(path: Path, what: str) -> Any:
@@ -447,6 +516,8 @@ def read_recipe_tree(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]
         return data
     if not isinstance(base, str) or not base:
         raise RecipeError(f"{path}: extends: must be the path of another recipe")
+    if "\x00" in base:
+        raise RecipeError(f"{path}: extends: a path cannot contain a NUL byte, got {base!r}")
     base_path = (path.resolve().parent / base).resolve()  # beside the real file, not a symlink
     if base_path in (*chain, path.resolve()):
         raise RecipeError(f"{path}: extends: {base} makes a cycle")
@@ -464,8 +535,13 @@ def from_mapping(data: dict[str, Any], name: str, source: str = "") -> Recipe:
     try:
         recipe = from_dict(Recipe, data)
     except RecipeError as exc:
-        raise RecipeError(f"{source}: {exc}" if source else str(exc)) from None
+        if not source:
+            raise
+        raise RecipeError(f"{source}: {exc}") from None
     if recipe.name is None:
+        problem = safe_name(name)
+        if problem:
+            fail("name", f"not given, and the file name cannot name a run folder: it {problem}")
         recipe.name = name
     return recipe
 
@@ -478,9 +554,23 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         data = apply_overrides(data, list(overrides))
     except RecipeError as exc:
         raise RecipeError(f"{path}: {exc}") from None
-    recipe = from_mapping(data, path.stem, str(path))
+    try:
+        recipe = from_mapping(data, path.stem)
+    except RecipeError as exc:
+        raise RecipeError(f"{_source_of(exc, path, overrides)}: {exc}") from None
     recipe.source = str(path)
     return recipe
+
+
+def _source_of(error: RecipeError, path: Path, overrides: list[str] | tuple[str, ...]) -> str:
+    """Where a bad value came from: the last `--set` that wrote the failing field (or a section
+    holding it), else the recipe file."""
+    if error.field:
+        for text in reversed(overrides):
+            key = text.split("=", 1)[0].strip()
+            if error.field == key or error.field.startswith(f"{key}.") or error.field.startswith(f"{key}["):
+                return f"--set {text}"
+    return str(path)
 
 
 def recipe_dir(recipe: Recipe) -> Path:

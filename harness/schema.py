@@ -9,6 +9,10 @@ default and, where needed, a check. `from_dict` builds one from a mapping and fa
 
 Unknown keys are errors (never silently ignored), types are checked (ints are accepted where
 floats are expected; booleans are never numbers), and each field's `check` runs after coercion.
+Every integer is bounded by what the code can use: |n| <= INT_MAX (2**31 - 1: torch sizes,
+indices and Parquet's int64 all hold it) unless the field says otherwise (`int_max`; seeds go up
+to SEED_MAX = 2**32 - 1, what every generator accepts, NumPy's legacy one included). Text never
+holds a NUL byte (it ends up in paths and folder names).
 A dataclass may define `validate(self, path)` for checks that span several fields.
 """
 
@@ -26,6 +30,11 @@ from harness.errors import RecipeError
 
 T = TypeVar("T")
 Check = Callable[[Any], "str | None"]
+
+#: the largest integer a field holds unless it says otherwise (`field(int_max=...)`)
+INT_MAX = 2**31 - 1
+#: the largest seed: torch, Python and NumPy (legacy `np.random.seed` included) all accept it
+SEED_MAX = 2**32 - 1
 
 
 def close_matches(word: str, candidates: typing.Iterable[str], n: int = 3) -> list[str]:
@@ -53,8 +62,10 @@ def join(path: str, key: str | int) -> str:
 
 
 def fail(path: str, message: str) -> typing.NoReturn:
-    """Raise the one-line recipe error `path: message`."""
-    raise RecipeError(f"{path}: {message}" if path else message)
+    """Raise the one-line recipe error `path: message` (the error keeps `path` as `.field`)."""
+    error = RecipeError(f"{path}: {message}" if path else message)
+    error.field = path
+    raise error
 
 
 # ---------------------------------------------------------------------------- checks
@@ -101,9 +112,16 @@ def each(inner: Check) -> Check:
     return check
 
 
-def field(default: Any = dataclasses.MISSING, *, check: Check | None = None, doc: str = "") -> Any:
-    """A dataclass field with an optional value check and a one-line description."""
-    meta = {"check": check, "doc": doc}
+def field(
+    default: Any = dataclasses.MISSING,
+    *,
+    check: Check | None = None,
+    doc: str = "",
+    int_max: int = INT_MAX,
+) -> Any:
+    """A dataclass field with an optional value check, a one-line description and, for integers,
+    the largest magnitude allowed (INT_MAX unless given)."""
+    meta = {"check": check, "doc": doc, "int_max": int_max}
     if isinstance(default, (list, dict)):
         value = default
         return dataclasses.field(default_factory=lambda: type(value)(value), metadata=meta)
@@ -214,6 +232,8 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
         return number
     if tp is str:
         if isinstance(value, str):
+            if "\x00" in value:
+                fail(path, f"must not contain a NUL byte, got {value!r}")
             return value
         fail(path, f"must be a string, got {_describe(value)}")
     raise TypeError(f"schema type {tp!r} at {path} is not supported")  # a bug in a schema
@@ -259,6 +279,7 @@ def from_dict(cls: type[T], data: Any, path: str = "") -> T:
                 fail(sub, "required")
             continue
         value = coerce(hints[name], data[name], sub)
+        _check_int_range(value, f.metadata.get("int_max", INT_MAX), sub)
         check = f.metadata.get("check")
         if check is not None:
             msg = check(value)
@@ -270,6 +291,17 @@ def from_dict(cls: type[T], data: Any, path: str = "") -> T:
     if callable(validate):
         validate(path)
     return obj
+
+
+def _check_int_range(value: Any, int_max: int, path: str) -> None:
+    """Fail if an integer (or an integer of a list) lies outside [-int_max - 1, int_max]."""
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if isinstance(item, int) and not isinstance(item, bool):
+            if item > int_max:
+                fail(path, f"must be <= {int_max}, got {item}")
+            if item < -int_max - 1:
+                fail(path, f"must be >= {-int_max - 1}, got {item}")
 
 
 def _known(known: Mapping[str, Any]) -> str:

@@ -67,7 +67,7 @@ from harness.errors import (
 )
 from harness.recipe import Recipe, load_recipe, read_yaml_file
 from harness.rundir import RunDir, write_json
-from harness.schema import each, field, from_dict, ge
+from harness.schema import SEED_MAX, each, field, from_dict, ge
 
 log = logging.getLogger("harness")
 
@@ -88,7 +88,10 @@ class SweepEntry:
 
     path: str = field(doc="recipe file or glob, relative to the sweep file's folder")
     seeds: list[int] | None = field(
-        None, check=lambda v: _at_least_one("seed")(v) or each(ge(0))(v), doc="this entry's seeds"
+        None,
+        check=lambda v: _at_least_one("seed")(v) or each(ge(0))(v),
+        int_max=SEED_MAX,
+        doc="this entry's seeds",
     )
     overrides: list[str] = field([], doc="--set overrides of this entry, applied after the global ones")
 
@@ -100,6 +103,7 @@ class SweepFile:
     seeds: list[int] | None = field(
         None,
         check=lambda v: _at_least_one("seed")(v) or each(ge(0))(v),
+        int_max=SEED_MAX,
         doc="default seeds of every entry (default: each recipe's own seed)",
     )
     overrides: list[str] = field([], doc="--set overrides applied to every entry")
