@@ -78,8 +78,10 @@ def main(verbose: bool) -> None:
 @click.option(
     "--smoke",
     is_flag=True,
-    help="Run 2 steps on generated data of the recipe's shape, on the CPU (teachers too); "
-    "in a temporary runs folder unless --runs-dir is given.",
+    help="Check the recipe end to end in seconds: 2 training steps of batch 2 and an evaluation, "
+    "on the CPU (teachers too), on generated data with the recipe's classes and channels at its "
+    "resolution capped at 64 px (16 px when every network is a CIFAR variant); in a temporary "
+    "runs folder unless --runs-dir is given.",
 )
 @click.option(
     "--nproc",
@@ -291,15 +293,27 @@ def nightly(
 
 
 @main.command()
-@click.argument("recipes", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("recipes", nargs=-1, required=True, metavar="RECIPES_OR_GLOBS...")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override fields.")
-def validate(recipes: tuple[Path, ...], overrides: tuple[str, ...]) -> None:
-    """Check RECIPES strictly without running them (one line per problem)."""
+def validate(recipes: tuple[str, ...], overrides: tuple[str, ...]) -> None:
+    """Check RECIPES strictly without running them (one line per problem).
+
+    Globs are expanded as `harness sweep` does (quote them: 'recipes/**/*.yaml' also matches
+    the files directly in recipes/).
+    """
     from harness.recipe import load_recipe
+    from harness.sweep import expand
     from harness.teacher import teacher_recipe
 
     failed = 0
-    for path in recipes:
+    paths: list[Path] = []
+    for pattern in recipes:
+        try:
+            paths += [Path(pattern)] if Path(pattern).exists() else expand(pattern, Path())
+        except HarnessError as exc:
+            click.echo(f"error: {exc}", err=True)
+            failed += 1
+    for path in paths:
         try:
             r = load_recipe(path, overrides)
             if r.teacher is not None and r.teacher.run is not None:
@@ -325,15 +339,25 @@ def validate(recipes: tuple[Path, ...], overrides: tuple[str, ...]) -> None:
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
-    default="leaderboard",
-    show_default=True,
-    help="Folder for leaderboard.md, leaderboard.parquet, leaderboard.csv and index.html.",
+    default=None,
+    help="Folder for leaderboard.md, leaderboard.parquet, leaderboard.csv and index.html "
+    "(default: RUNS_DIR/leaderboard, as `harness sweep`).",
 )
-def leaderboard(runs_dir: Path, out: Path) -> None:
-    """Compare every strategy with its matched label-smoothing and CE baselines over seeds."""
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace output files in --out that `harness leaderboard` did not write (no marker file).",
+)
+def leaderboard(runs_dir: Path, out: Path | None, force: bool) -> None:
+    """Compare every strategy with its matched label-smoothing and CE baselines over seeds.
+
+    Files in --out are replaced only where this command wrote them before (its marker file
+    .harness-leaderboard is there) or with --force.
+    """
     from harness.leaderboard import generate
 
-    click.echo(generate(runs_dir, out).summary())
+    out = out if out is not None else runs_dir / "leaderboard"
+    click.echo(generate(runs_dir, out, force=force).summary())
 
 
 @main.command(name="cache-teacher")

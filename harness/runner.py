@@ -29,6 +29,7 @@ from timm.scheduler import create_scheduler_v2
 
 from harness import checkpoint, distributed, provenance, strategies, teacher_cache
 from harness.data import DataBundle, build_data
+from harness.data.preflight import check_data_files
 from harness.distributed import World
 from harness.errors import DivergedError, HarnessError, InterruptedRun, RunStateError, TeacherError
 from harness.metrics import MetricAccumulator, read_metrics, write_metrics
@@ -749,6 +750,7 @@ def train(recipe: Recipe, runs_dir: Path | str, options: RunOptions | None = Non
             f"{run.root}: run exists with status {status}; pass --resume to continue it "
             "or --restart to set it aside and start over"
         )
+    check_data_files(recipe.data)  # a run that cannot start leaves no folder behind
     if options.restart and run.root.exists() and world.is_main:
         if run.locked_elsewhere():
             raise RunStateError(f"{run.root}: run is locked by another process")

@@ -79,8 +79,8 @@ def read_idx(path: Path) -> np.ndarray:
     return data.reshape(dims)
 
 
-def load_fashion_mnist(root: str | None, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fashion-MNIST from the IDX .gz files (60k train / 10k test, 28x28 grey)."""
+def fashion_mnist_files(root: str | None, split: str) -> list[Path]:
+    """The IDX files (images, labels) of a split, .gz or not; a missing one is a DataError."""
     base = Path(root or FASHION_MNIST_ROOT)
     prefix = "train" if split == "train" else "t10k"
     files = [base / f"{prefix}-images-idx3-ubyte.gz", base / f"{prefix}-labels-idx1-ubyte.gz"]
@@ -88,7 +88,27 @@ def load_fashion_mnist(root: str | None, split: str) -> tuple[torch.Tensor, torc
         if not f.exists() and not f.with_suffix("").exists():
             hint = f"; {FASHION_MNIST_HINT}" if root is None else ""
             raise DataError(f"{f}: Fashion-MNIST file not found{hint}")
-    images, labels = (read_idx(f if f.exists() else f.with_suffix("")) for f in files)
+    return [f if f.exists() else f.with_suffix("") for f in files]
+
+
+def cifar_files(root: str | None, split: str, num_classes: int) -> list[Path]:
+    """The python batches of a CIFAR split; a missing one is a DataError."""
+    if root is None:
+        raise DataError("data.root: CIFAR needs the folder of its python batches")
+    if num_classes == 10:
+        names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+    else:
+        names = ["train"] if split == "train" else ["test"]
+    for path in (Path(root) / name for name in names):
+        if not path.is_file():
+            raise DataError(f"{path}: CIFAR batch not found")
+    return [Path(root) / name for name in names]
+
+
+def load_fashion_mnist(root: str | None, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fashion-MNIST from the IDX .gz files (60k train / 10k test, 28x28 grey)."""
+    base = Path(root or FASHION_MNIST_ROOT)
+    images, labels = (read_idx(f) for f in fashion_mnist_files(root, split))
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise DataError(f"{base}: images {images.shape} and labels {labels.shape} do not pair")
     return torch.from_numpy(images.copy())[:, None], torch.from_numpy(labels.astype(np.int64))

@@ -267,14 +267,16 @@ class BetonInfo:
         return (h, w) if (self.heights == h).all() and (self.widths == w).all() else None
 
 
-def inspect_beton(path: Path, key: str) -> BetonInfo:
+def inspect_beton(path: Path, key: str, dataset: str = "imagenet") -> BetonInfo:
     """Open a .beton's header and metadata; errors name the recipe key `key` or the file."""
     ffcv_api()
     from ffcv.fields import IntField, RGBImageField
     from ffcv.reader import Reader
 
     if not path.is_file():
-        raise DataError(f"{key}: {path} not found (write it with: harness data convert SOURCE {path})")
+        from harness.data.preflight import convert_command
+
+        raise DataError(f"{key}: {path} not found; write it with: {convert_command(dataset, key, path)}")
     try:
         reader = Reader(str(path))
         meta = reader.metadata
@@ -402,8 +404,8 @@ def build(cfg: DataConfig, *, device: torch.device, seed: int, rank: int, world_
     info = INFOS[cfg.dataset]
     num_classes = cfg.num_classes or info.num_classes
     betons = {
-        "train": inspect_beton(Path(cfg.train_path), "data.train_path"),
-        "val": inspect_beton(Path(cfg.val_path), "data.val_path"),
+        "train": inspect_beton(Path(cfg.train_path), "data.train_path", cfg.dataset),
+        "val": inspect_beton(Path(cfg.val_path), "data.val_path", cfg.dataset),
     }
     indices = {}
     for split, beton in betons.items():

@@ -30,6 +30,9 @@ from harness.metrics import atomic_write_bytes
 __all__ = ["OUTPUT_FILES", "LeaderboardError", "LeaderboardResult", "SetApart", "SettingSummary", "generate"]
 
 OUTPUT_FILES = ("leaderboard.md", "leaderboard.parquet", "leaderboard.csv", "index.html")
+#: written beside the outputs: files in a folder holding it were written by `generate`
+MARKER = ".harness-leaderboard"
+MARKER_TEXT = b"This folder's leaderboard files are written by `harness leaderboard`, which replaces them.\n"
 
 
 @dataclass(frozen=True)
@@ -64,12 +67,16 @@ class LeaderboardResult:
         )
 
 
-def generate(runs_dir: Path, out_dir: Path, *, reference_dir: Path | None = None) -> LeaderboardResult:
+def generate(
+    runs_dir: Path, out_dir: Path, *, reference_dir: Path | None = None, force: bool = False
+) -> LeaderboardResult:
     """Read the runs under `runs_dir` and write the leaderboard files into `out_dir`.
 
     Raises `LeaderboardError` (a one-line `HarnessError`) when `runs_dir` is not a folder, the
-    reference data is malformed or `out_dir` cannot be written. Run files are never modified.
+    reference data is malformed or `out_dir` cannot be written, or holds output files that no
+    earlier `generate` wrote (no MARKER file) and `force` is not set. Run files are never modified.
     """
+    check_out_dir(Path(out_dir), force)
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
     runs, apart = load_runs(runs_dir)
     settings, duplicates = build_settings(runs)
@@ -110,13 +117,28 @@ def attach_references(settings: list[Setting], refs: References) -> None:
             )
 
 
+def check_out_dir(out_dir: Path, force: bool) -> None:
+    """Refuse to replace output files that `generate` did not write (no MARKER beside them)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise LeaderboardError(f"--out {out_dir}: exists and is not a folder")
+    if force or (out_dir / MARKER).is_file():
+        return
+    foreign = [name for name in OUTPUT_FILES if (out_dir / name).exists()]
+    if foreign:
+        raise LeaderboardError(
+            f"--out {out_dir}: holds {', '.join(foreign)} that harness leaderboard did not write "
+            f"(no {MARKER} file); choose another --out or pass --force to replace them"
+        )
+
+
 def write_outputs(out_dir: Path, contents: dict[str, bytes]) -> tuple[Path, ...]:
-    """Write each file atomically (temporary file, fsync, rename) into `out_dir`."""
+    """Write each file atomically (temporary file, fsync, rename) into `out_dir`, and MARKER."""
     if out_dir.exists() and not out_dir.is_dir():
         raise LeaderboardError(f"--out {out_dir}: exists and is not a folder")
     written = []
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out_dir / MARKER, lambda fh: fh.write(MARKER_TEXT))
         for name in OUTPUT_FILES:
             data = contents[name]
             atomic_write_bytes(out_dir / name, lambda fh, data=data: fh.write(data))

@@ -1,0 +1,68 @@
+"""Check that a recipe's data files exist before a run folder is made, and say how to make them.
+
+`check_data_files(cfg)` raises a one-line `DataError` for a missing `.beton` file (ffcv backend)
+or a missing `data.root` folder, before `harness run` creates anything. For a `.beton` file the
+message is the whole `harness data convert` command that writes it: the split from the recipe
+key, the format from the data set, and, for ffcv-imagenet's file names
+(`<split>_<max resolution>_<JPEG share>_<quality>.beton`, e.g. `train_500_0.50_90.beton`), the
+options the name encodes (docs/paper_suite.md).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from harness.data.datasets import cifar_files, fashion_mnist_files
+from harness.errors import DataError
+from harness.recipe import DataConfig
+
+#: ffcv-imagenet's naming: <split>_<max resolution>_<compress probability>_<jpeg quality>.beton
+FFCV_IMAGENET_NAME = re.compile(r"^[A-Za-z]+_(?P<res>\d+)_(?P<prob>\d+(?:\.\d+)?)_(?P<quality>\d+)$")
+
+_SOURCES = {
+    "cifar10": "/path/to/cifar-10-batches-py",
+    "cifar100": "/path/to/cifar-100-python",
+    "fashion_mnist": "/usr/share/datasets/fashion-mnist",
+}
+
+
+def convert_command(dataset: str, key: str, path: Path) -> str:
+    """The `harness data convert` command that writes `path` for the recipe field `key`."""
+    train = key.endswith("train_path")
+    if dataset in ("cifar10", "cifar100"):
+        split = "train" if train else "test"
+        return f"harness data convert {_SOURCES[dataset]} {path} --split {split} --write-mode raw"
+    if dataset == "fashion_mnist":
+        split = "train" if train else "test"
+        return f"harness data convert {_SOURCES[dataset]} {path} --format fashion-mnist --split {split}"
+    source = f"/path/to/{dataset}/{'train' if train else 'val'}"
+    command = f"harness data convert {source} {path} --format imagefolder"
+    named = FFCV_IMAGENET_NAME.match(path.stem)
+    if named:
+        command += (
+            f" --max-resolution {named['res']} --write-mode proportion"
+            f" --compress-probability {named['prob']} --jpeg-quality {named['quality']}"
+        )
+    return command
+
+
+def check_data_files(cfg: DataConfig) -> None:
+    """Fail with one line if a file or folder the recipe's data needs is missing."""
+    if cfg.backend != "ffcv":
+        for split in ("train", "test"):
+            if cfg.dataset == "fashion_mnist":
+                fashion_mnist_files(cfg.root, split)
+            elif cfg.dataset in ("cifar10", "cifar100"):
+                cifar_files(cfg.root, split, 10 if cfg.dataset == "cifar10" else 100)
+    if cfg.backend == "ffcv":
+        for key in ("data.train_path", "data.val_path"):
+            value = getattr(cfg, key.split(".")[1])
+            path = Path(value)
+            if not path.is_file():
+                raise DataError(
+                    f"{key}: {path} not found; write it with: {convert_command(cfg.dataset, key, path)} "
+                    "(docs/paper_suite.md)"
+                )
+    if cfg.root is not None and not Path(cfg.root).expanduser().exists():
+        raise DataError(f"data.root: {cfg.root} not found")
