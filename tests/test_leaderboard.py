@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from harness.leaderboard import OUTPUT_FILES, LeaderboardError, generate
+from harness.leaderboard import MARKER, OUTPUT_FILES, LeaderboardError, generate
 from harness.leaderboard.aggregate import build_settings
 from harness.leaderboard.reference import RESULT_COLUMNS, load_references
 from harness.leaderboard.runs import load_runs
@@ -385,7 +385,7 @@ def test_inputs_untouched_and_outputs_byte_identical(tmp_path):
         assert (tmp_path / "a" / name).read_bytes() == first[name], name
         assert (tmp_path / "b" / name).read_bytes() == first[name], name
     assert snapshot(runs) == before  # same files, same bytes, same mtimes
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == sorted(OUTPUT_FILES)  # no temp files left
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == sorted([*OUTPUT_FILES, MARKER])  # no temp
 
 
 def test_hostile_names_are_escaped(tmp_path):
@@ -529,4 +529,4 @@ def test_cli_leaderboard(tmp_path):
     write_run(runs, "ok", "ce", 0, [70.0, 71.0])
     proc = run_cli("leaderboard", "--runs-dir", str(runs), "--out", str(tmp_path / "board"), check=True)
     assert "1 runs in 1 settings, 0 set apart" in proc.stdout
-    assert sorted(p.name for p in (tmp_path / "board").iterdir()) == sorted(OUTPUT_FILES)
+    assert sorted(p.name for p in (tmp_path / "board").iterdir()) == sorted([*OUTPUT_FILES, MARKER])

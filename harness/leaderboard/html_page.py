@@ -6,12 +6,15 @@ pooled over seeds); then the teacher and paper tables, and the runs set apart. A
 runs is HTML-escaped.
 
 The page ends with a short inline script that measures what the browser drew (each plot's size
-and marks, each table's rows) and writes the summary into `<body data-render-check>`: the
-browser test reads it back with `chromium --dump-dom`. It fetches nothing and changes nothing.
+and marks, each table's rows and right edge, the viewport's width) and writes the summary into
+`<body data-render-check>`: the browser test reads it back with `chromium --dump-dom`. It fetches
+nothing and changes nothing. The board is two tables (accuracy; confidence and speed) so that
+each reads whole on a 1366 px laptop screen.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 
@@ -35,7 +38,9 @@ h2 { margin-top: 2.2em; border-bottom: 1px solid #ccc; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.8em 0; }
 th, td { border: 1px solid #ddd; padding: 0.3em 0.55em; text-align: right; white-space: nowrap; }
 th { background: #f4f4f4; }
-td.text, th.text { text-align: left; }
+td.text, th.text { text-align: left; white-space: normal; overflow-wrap: anywhere; max-width: 22em; }
+.pipeline { color: #444; font-size: 0.9em; }
+.pipeline code { background: #f6f6f6; padding: 0 0.2em; }
 .swatch { display: inline-block; width: 0.8em; height: 0.8em; margin-right: 0.4em; vertical-align: baseline; }
 .sig { font-weight: bold; }
 .ns, .nc { color: #777; }
@@ -58,9 +63,12 @@ CHECK_SCRIPT = """
   var tables = each(document.querySelectorAll("table"), function (t) {
     var box = t.getBoundingClientRect();
     var rows = t.tBodies.length ? t.tBodies[0].rows.length : 0;
-    return {id: t.id, rows: rows, width: box.width, height: box.height};
+    return {id: t.id, rows: rows, width: box.width, height: box.height, right: box.right};
   });
-  document.body.setAttribute("data-render-check", JSON.stringify({plots: plots, tables: tables}));
+  var viewport = {width: document.documentElement.clientWidth, height: window.innerHeight,
+                  scroll_width: document.documentElement.scrollWidth};
+  document.body.setAttribute("data-render-check",
+                             JSON.stringify({plots: plots, tables: tables, viewport: viewport}));
 })();
 """
 
@@ -161,27 +169,13 @@ def _gain_cell(s: Setting, row: Row, kind: str) -> str:
 
 
 def _board(sid: str, s: Setting) -> list[str]:
-    header = [
-        "row",
-        "recipe",
-        "teacher",
-        "seeds",
-        "top-1 last",
-        "top-1 best",
-        "Δ vs LS",
-        "Δ vs CE",
-        "entropy",
-        "Δ entropy vs CE",
-        "max-prob",
-        "ECE",
-        "NLL",
-        "stability S",
-        "img/s",
-    ]
-    out = ['<div class="scroll">', f'<table id="{sid}-board" class="board">', _th(header, 3), "<tbody>"]
+    """Two tables of the same rows, each narrow enough for a laptop screen: accuracy, then
+    confidence and speed."""
     d = DECIMALS["top1"]
+    accuracy = ["row", "recipe", "teacher", "seeds", "top-1 last", "top-1 best", "Δ vs LS", "Δ vs CE"]
+    out = ["<h3>Accuracy</h3>", '<div class="scroll">', f'<table id="{sid}-board" class="board">']
+    out += [_th(accuracy, 3), "<tbody>"]
     for i, row in enumerate(s.rows):
-        is_ce = s.is_baseline(row, "ce")
         cells = [
             _label_cell(i, row),
             f'<td class="text">{html(row.recipe_name)}</td>',
@@ -191,6 +185,16 @@ def _board(sid: str, s: Setting) -> list[str]:
             f"<td>{mean_std(row.mean('top1_best'), row.std('top1_best'), d)}</td>",
             _gain_cell(s, row, "ls"),
             _gain_cell(s, row, "ce"),
+        ]
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out += ["</tbody>", "</table>", "</div>"]
+    confidence = ["row", "entropy", "Δ entropy vs CE", "max-prob", "ECE", "NLL", "stability S", "img/s"]
+    out += ["<h3>Confidence and speed</h3>", '<div class="scroll">']
+    out += [f'<table id="{sid}-confidence" class="board">', _th(confidence, 1), "<tbody>"]
+    for i, row in enumerate(s.rows):
+        is_ce = s.is_baseline(row, "ce")
+        cells = [
+            _label_cell(i, row),
             f"<td>{mean_std(row.mean('entropy'), row.std('entropy'), DECIMALS['entropy'])}</td>",
             f"<td>{'baseline' if is_ce else arrow(s.delta_vs_ce(row, 'entropy'), DECIMALS['entropy'])}</td>",
             f"<td>{mean_std(row.mean('max_prob'), row.std('max_prob'), DECIMALS['max_prob'])}</td>",
@@ -201,6 +205,36 @@ def _board(sid: str, s: Setting) -> list[str]:
         ]
         out.append("<tr>" + "".join(cells) + "</tr>")
     return [*out, "</tbody>", "</table>", "</div>"]
+
+
+def pipeline_text(pipeline: str) -> str:
+    """The data pipeline (JSON of the resolved data section) as readable HTML: `key value`
+    pairs, nested keys dotted, nulls left out."""
+    try:
+        data = json.loads(pipeline)
+    except (TypeError, ValueError):
+        return html(pipeline)
+    if not isinstance(data, dict):
+        return html(pipeline)
+    parts = []
+    for key, value in _flatten(data):
+        if value is None:
+            continue
+        shown = {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+        parts.append(f"<code>{html(key)}</code> {html(str(shown))}")
+    return "; ".join(parts) if parts else DASH
+
+
+def _flatten(data: dict, prefix: str = "") -> list[tuple[str, object]]:
+    out: list[tuple[str, object]] = []
+    for key in sorted(data):
+        value = data[key]
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out += _flatten(value, f"{name}.")
+        else:
+            out.append((name, json.dumps(value) if isinstance(value, (dict, list)) else value))
+    return out
 
 
 def _teacher_table(sid: str, s: Setting) -> list[str]:
@@ -300,7 +334,8 @@ def _setting_section(sid: str, s: Setting) -> list[str]:
         f'<section class="setting" id="{sid}">',
         f"<h2>{_setting_title(s)}</h2>",
         f'<p class="meta">Setting {html(s.key)}; metrics on the {html(s.eval_split or "evaluation")} split; '
-        f"{s.n_runs} runs. Data pipeline: {html(s.data_pipeline)}</p>",
+        f"{s.n_runs} runs.</p>",
+        f'<p class="pipeline">Data pipeline: {pipeline_text(s.data_pipeline)}</p>',
     ]
     if ls is None:
         out.append(
