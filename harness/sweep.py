@@ -64,6 +64,7 @@ from harness.errors import (
     RunBusyError,
     RunStateError,
 )
+from harness.executors.resources import SlurmResources
 from harness.recipe import Recipe, load_recipe, read_yaml_file
 from harness.rundir import RunDir, write_json
 from harness.schema import each, field, from_dict, ge
@@ -71,7 +72,7 @@ from harness.schema import each, field, from_dict, ge
 log = logging.getLogger("harness")
 
 #: Outcomes of one run in a sweep.
-OUTCOMES = ("ran", "skipped", "failed", "diverged", "busy", "interrupted", "pending")
+OUTCOMES = ("ran", "skipped", "failed", "diverged", "busy", "interrupted", "pending", "submitted")
 FAILED_OUTCOMES = ("failed", "diverged")
 BUSY_EXIT = RunBusyError.exit_code
 
@@ -103,6 +104,7 @@ class SweepFile:
     )
     overrides: list[str] = field([], doc="--set overrides applied to every entry")
     recipes: list[SweepEntry] = field(check=_at_least_one("recipe"), doc="recipe paths/globs or entries")
+    slurm: SlurmResources | None = field(None, doc="resources of each run's job under `--executor slurm`")
 
 
 def load_sweep_file(path: Path) -> SweepFile:
@@ -376,6 +378,7 @@ class SweepOptions:
     leaderboard: bool = True
     leaderboard_out: Path | None = None  # default: <runs-dir>/leaderboard
     python: str = sys.executable
+    jobs: int = 1  # runs at once (harness/executors/local.py)
 
 
 def run_sweep(
