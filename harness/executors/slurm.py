@@ -119,26 +119,6 @@ def queue() -> dict[str, JobState]:
 
 
 # ------------------------------------------------------------------------------ the job
-def scheduler_facts() -> dict[str, Any]:
-    """The job id, array index, node and allocated devices of this process's Slurm job (or {})."""
-    env = os.environ
-    if "SLURM_JOB_ID" not in env:
-        return {}
-    facts = {
-        "scheduler": "slurm",
-        "job_id": env.get("SLURM_ARRAY_JOB_ID") and f"{env['SLURM_ARRAY_JOB_ID']}_{env.get('SLURM_ARRAY_TASK_ID')}"
-        or env["SLURM_JOB_ID"],
-        "raw_job_id": env["SLURM_JOB_ID"],
-        "array_job_id": env.get("SLURM_ARRAY_JOB_ID"),
-        "array_index": int(env["SLURM_ARRAY_TASK_ID"]) if env.get("SLURM_ARRAY_TASK_ID") else None,
-        "node": env.get("SLURMD_NODENAME") or env.get("SLURM_NODELIST"),
-        "gpus": env.get("SLURM_JOB_GPUS") or env.get("CUDA_VISIBLE_DEVICES"),
-        "cpus": env.get("SLURM_CPUS_PER_TASK") or env.get("SLURM_CPUS_ON_NODE"),
-        "restart_count": int(env.get("SLURM_RESTART_COUNT") or 0),
-    }
-    return facts
-
-
 def _ignore_usr2() -> None:  # pragma: no cover - runs in the child between fork and exec
     """The worker ignores SIGUSR2 (the job's main process handles it and sends SIGTERM)."""
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
@@ -166,7 +146,9 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
 
     def __call__(self) -> dict[str, Any]:
         logging.basicConfig(level=logging.INFO, format="harness: %(message)s", stream=sys.stderr)
-        facts = scheduler_facts()
+        from harness.provenance import scheduler
+
+        facts = scheduler()
         rundir = RunDir(Path(self.spec["runs_dir"]), self.spec["run_id"])
         _update_record(rundir, started=time.time(), node=facts.get("node"), restart_count=facts.get("restart_count"))
         with tempfile.TemporaryDirectory(prefix="harness-job-") as tmp:
@@ -182,7 +164,7 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
             except (OSError, json.JSONDecodeError):
                 result = {"outcome": "failed", "error": f"worker exited with status {code} without a result"}
         _update_record(rundir, outcome=result.get("outcome"), error=result.get("error"), ended=time.time())
-        if result.get("outcome") == "failed":
+        if result.get("outcome") in ("failed", "diverged"):  # the job ends FAILED: afterok students never start
             raise RuntimeError(f"{self.spec['run_id']}: {result.get('error')}")  # the job ends FAILED
         return result
 
