@@ -602,7 +602,12 @@ def _submit_leaderboard(
     ids = ":".join(t.job_id for t in tracked if t.job_id)
     executor = make_executor(runs_dir / "slurm" / sweep_id, light, "harness-leaderboard", dependency=f"afterany:{ids}")
     job = executor.submit(regenerate_leaderboard, runs_dir, out)
-    return {"status": "submitted", "out": str(out), "job_id": str(job.job_id)}
+    return {
+        "status": "submitted",
+        "out": str(out),
+        "job_id": str(job.job_id),
+        "reason": f"job {job.job_id} regenerates {out} once every run's job has ended",
+    }
 
 
 # ------------------------------------------------------------------------------ status
