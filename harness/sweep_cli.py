@@ -66,7 +66,7 @@ def main(
     **extra: Any,
 ) -> None:
     """Run the sweep with the chosen executor (or show its status or plan) and exit with its status."""
-    from harness.sweep import load_sweep_file, parse_seeds, plan_sweep, run_sweep
+    from harness.sweep import parse_seeds, plan_sweep, run_sweep
 
     if extra["show_status"] or (recipes[:1] == ("status",) and len(recipes) <= 2 and not Path("status").exists()):
         from harness.executors.slurm import status_table
@@ -74,6 +74,7 @@ def main(
         folder = Path(recipes[1]) if recipes[:1] == ("status",) and len(recipes) == 2 else runs_dir
         click.echo(status_table(folder))
         ctx.exit(0)
+    resources = _slurm_resources(sweep_file, extra) if extra["executor"] == "slurm" and not extra["show_plan"] else None
     planned = plan_sweep(recipes, sweep_file, parse_seeds(seeds) if seeds else None, overrides)
     if extra["show_plan"]:
         from harness.executors.plan import estimate, parse_window, render_plan
@@ -91,26 +92,36 @@ def main(
     else:
         if extra["jobs"] != 1:
             raise RecipeError("--jobs is for the local executor; under Slurm every run is its own job")
-        from harness.executors.resources import SlurmResources, with_options
         from harness.executors.slurm import SlurmOptions, run_slurm_sweep
 
-        base = (load_sweep_file(sweep_file).slurm if sweep_file else None) or SlurmResources()
-        resources = with_options(
-            base,
-            partition=extra["partition"],
-            account=extra["account"],
-            qos=extra["qos"],
-            time=extra["time_limit"],
-            gpus_per_run=extra["gpus_per_run"],
-            cpus_per_run=extra["cpus_per_run"],
-            mem=extra["mem"],
-            constraint=extra["constraint"],
-            sbatch=extra["sbatch_opts"],
-        )
+        assert resources is not None
         slurm = SlurmOptions(resources=resources, wait=extra["wait"], poll_s=extra["poll_s"])
         summary = run_slurm_sweep(planned, runs_dir, options, slurm)
     click.echo(summary.render())
     ctx.exit(summary.exit_code)
+
+
+def _slurm_resources(sweep_file: Path | None, extra: dict[str, Any]) -> Any:
+    """The file's `slurm:` resources under the command's options, checked; the scheduler answers."""
+    from harness.executors.resources import SlurmResources, with_options
+    from harness.executors.slurm import preflight
+    from harness.sweep import load_sweep_file
+
+    base = (load_sweep_file(sweep_file).slurm if sweep_file else None) or SlurmResources()
+    resources = with_options(
+        base,
+        partition=extra["partition"],
+        account=extra["account"],
+        qos=extra["qos"],
+        time=extra["time_limit"],
+        gpus_per_run=extra["gpus_per_run"],
+        cpus_per_run=extra["cpus_per_run"],
+        mem=extra["mem"],
+        constraint=extra["constraint"],
+        sbatch=extra["sbatch_opts"],
+    )
+    preflight(resources)
+    return resources
 
 
 __all__ = ["executor_options", "main"]
