@@ -248,6 +248,7 @@ def sweep(
     show_default=True,
     help="Images/s: fraction of last night's that may be lost.",
 )
+@sweep_cli.nightly_executor_options
 @click.pass_context
 def nightly(
     ctx: click.Context,
@@ -262,6 +263,7 @@ def nightly(
     k: float,
     floor: float,
     throughput_tolerance: float,
+    **executor: object,
 ) -> None:
     """Run SWEEP_FILE as tonight's benchmark and report regressions against the previous night.
 
@@ -279,7 +281,7 @@ def nightly(
         report_out=report_out,
         seeds=parse_seeds(seeds) if seeds else None,
         overrides=overrides,
-        options=SweepOptions(device=device),
+        options=sweep_cli.nightly_options(SweepOptions(device=device), sweep_file, executor),
         policy=Policy(k=k, floor=floor, throughput_tolerance=throughput_tolerance),
     )
     click.echo(result.report)

@@ -379,6 +379,8 @@ class SweepOptions:
     leaderboard_out: Path | None = None  # default: <runs-dir>/leaderboard
     python: str = sys.executable
     jobs: int = 1  # runs at once (harness/executors/local.py)
+    # another executor: called as executor(runs, runs_dir, options) instead (harness/executors/slurm.py)
+    executor: Any = None
 
 
 def run_sweep(
@@ -386,6 +388,8 @@ def run_sweep(
 ) -> SweepSummary:
     """Run (or skip, or resume) every planned run, then regenerate the leaderboard."""
     options = options or SweepOptions()
+    if options.executor is not None:
+        return options.executor(runs, runs_dir, options)
     runs_dir = Path(runs_dir).resolve()
     if not options.keep_going:
         bad = next((r for r in runs if r.error), None)

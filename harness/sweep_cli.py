@@ -15,18 +15,21 @@ from harness.errors import RecipeError
 
 def executor_options(func: Any) -> Any:
     """The sweep command's executor, scheduling and planning options."""
-    opts = [
-        click.option(
-            "--executor",
-            type=click.Choice(["local", "slurm"]),
-            default="local",
-            show_default=True,
-            help="Train here (local) or submit one Slurm job per run (slurm; resources: the file's `slurm:`).",
-        ),
-        click.option(
-            "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-            help="Local executor: runs at once (one GPU each, or a share of the CPU cores).",
-        ),
+    opts = [*_sweep_only(), *_executor()]
+    for opt in reversed(opts):
+        func = opt(func)
+    return func
+
+
+def nightly_executor_options(func: Any) -> Any:
+    """`harness nightly`'s executor options (the night always waits for its runs)."""
+    for opt in reversed(_executor()):
+        func = opt(func)
+    return func
+
+
+def _sweep_only() -> list[Any]:
+    return [
         click.option(
             "--wait/--no-wait", default=True, show_default=True,
             help="Slurm: follow the jobs to the end, or submit and return (a leaderboard job follows them).",
@@ -39,6 +42,22 @@ def executor_options(func: Any) -> Any:
             "--history", type=click.Path(file_okay=False, path_type=Path), default=None,
             help="--plan: folder of nightly snapshots (default: runs/nightly/history).",
         ),
+    ]  # fmt: skip
+
+
+def _executor() -> list[Any]:
+    return [
+        click.option(
+            "--executor",
+            type=click.Choice(["local", "slurm"]),
+            default="local",
+            show_default=True,
+            help="Train here (local) or submit one Slurm job per run (slurm; resources: the file's `slurm:`).",
+        ),
+        click.option(
+            "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+            help="Local executor: runs at once (one GPU each, or a share of the CPU cores).",
+        ),
         click.option("--partition", default=None, help="Slurm partition (over the file's slurm.partition)."),
         click.option("--account", default=None, help="Slurm account."),
         click.option("--qos", default=None, help="Slurm quality of service."),
@@ -50,9 +69,20 @@ def executor_options(func: Any) -> Any:
         click.option("--sbatch", "sbatch_opts", multiple=True, metavar="--KEY=VALUE", help="Other sbatch option."),
         click.option("--poll", "poll_s", type=click.FloatRange(min=0.2), default=10.0, hidden=True),
     ]  # fmt: skip
-    for opt in reversed(opts):
-        func = opt(func)
-    return func
+
+
+def nightly_options(options: Any, sweep_file: Path, extra: dict[str, Any]) -> Any:
+    """`harness nightly`'s SweepOptions with the chosen executor (Slurm: follow every job to its end)."""
+    if extra["executor"] == "local":
+        options.jobs = extra["jobs"]
+        return options
+    if extra["jobs"] != 1:
+        raise RecipeError("--jobs is for the local executor; under Slurm every run is its own job")
+    from harness.executors.slurm import SlurmOptions, run_slurm_sweep
+
+    slurm = SlurmOptions(resources=_slurm_resources(sweep_file, extra), wait=True, poll_s=extra["poll_s"])
+    options.executor = lambda runs, runs_dir, opts: run_slurm_sweep(runs, runs_dir, opts, slurm)
+    return options
 
 
 def main(
