@@ -116,10 +116,10 @@ def test_four_runs_through_slurm_match_two_local_workers(slurm, four, tmp_path):
 
 @pytest.fixture(scope="module")
 def long_run(tmp_path_factory):
-    """A 3-epoch recipe (long enough to be interrupted mid-run) and its uninterrupted metrics."""
+    """A 4-epoch recipe (long enough to be interrupted mid-run) and its uninterrupted metrics."""
     root = tmp_path_factory.mktemp("slurm_long")
     path = write_recipe(
-        root / "long.yaml", tiny_recipe(data={"train_subset": 2048}, schedule={"epochs": 3, "name": "cosine"})
+        root / "long.yaml", tiny_recipe(data={"train_subset": 2048}, schedule={"epochs": 4, "name": "cosine"})
     )
     proc = run_cli("sweep", str(path), "--runs-dir", str(root / "ref"), "--no-leaderboard")
     assert proc.returncode == 0, proc.stderr
@@ -127,31 +127,43 @@ def long_run(tmp_path_factory):
     return path, run_id, exact(root / "ref" / run_id)
 
 
-def test_requeued_job_resumes_exactly(slurm, long_run, tmp_path):
-    path, run_id, reference = long_run
-    runs = tmp_path / "runs"
-    args = ("sweep", str(path), "--runs-dir", str(runs), "--executor", "slurm", "--no-leaderboard", *POLL)
-    proc = run_cli(*args, "--no-wait")
-    assert proc.returncode == 0 and "submitted" in proc.stdout, proc.stderr
-    run = runs / run_id
-    wait_status(run, lambda s: s.get("status") == "running" and s.get("epoch", 0) >= 1)
-    job = job_of(run)
-    subprocess.run(["scontrol", "requeue", job], check=True)
-    # a requeued job waits out Slurm's requeue delay (BeginTime); let it start again now
+def release(job: str) -> None:
+    """A requeued job waits out Slurm's requeue delay (BeginTime): let it start again now."""
     deadline = time.time() + 60
     while time.time() < deadline:
         state = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T %r"], capture_output=True, text=True).stdout
         if state.startswith("PENDING"):
             subprocess.run(["scontrol", "update", f"jobid={job}", "StartTime=now"], capture_output=True)
             if "BeginTime" not in subprocess.run(["squeue", "-h", "-j", job, "-o", "%r"], capture_output=True, text=True).stdout:
-                break
+                return
         time.sleep(0.2)
+
+
+def test_preempted_and_requeued_job_resumes_exactly(slurm, long_run, tmp_path):
+    path, run_id, reference = long_run
+    runs = tmp_path / "runs"
+    args = ("sweep", str(path), "--runs-dir", str(runs), "--executor", "slurm", "--no-leaderboard", *POLL)
+    proc = run_cli(*args, "--no-wait")
+    assert proc.returncode == 0 and "submitted" in proc.stdout, proc.stderr
+    run = runs / run_id
+    job = job_of(run)
+    # the signal Slurm sends before a time limit or a pre-emption (--signal=USR2@N): checkpoint, requeue
+    wait_status(run, lambda s: s.get("status") == "running" and s.get("epoch", 0) >= 1)
+    subprocess.run(["scancel", "--signal=USR2", job], check=True)
+    first = wait_status(run, lambda s: s.get("status") == "interrupted")
+    release(job)
+    # then Slurm's own requeue (SIGTERM to the job's processes), later in the run
+    wait_status(run, lambda s: s.get("status") == "running" and s.get("epoch", 0) >= 2)
+    subprocess.run(["scontrol", "requeue", job], check=True)
+    second = wait_status(run, lambda s: s.get("status") == "interrupted")
+    assert 0 < first["step"] < second["step"] < reference[-1][EXACT.index("step")]
+    release(job)
     proc = run_cli(*args)  # adopts the requeued job instead of submitting another, and follows it
     assert proc.returncode == 0, proc.stderr
     assert f"already has job {job}" in proc.stderr and outcomes(runs)[run_id] == "ran"
     assert exact(run) == reference
-    assert "resuming at epoch" in (run / "log.txt").read_text()
-    assert json.loads((run / "provenance.json").read_text())["scheduler"]["restart_count"] >= 1
+    assert (run / "log.txt").read_text().count("resuming at epoch") == 2
+    assert json.loads((run / "provenance.json").read_text())["scheduler"]["restart_count"] == 2
 
 
 def test_scancelled_job_is_failed_then_resumed_by_the_next_sweep(slurm, long_run, tmp_path):

@@ -158,7 +158,10 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
                 [self.python, "-m", "harness.sweep", "worker", str(spec_path), str(result_path)],
                 preexec_fn=_ignore_usr2,
             )
-            code = self._child.wait()
+            # poll rather than wait(): `checkpoint` runs as a signal handler in this thread, and
+            # Popen.wait would hold the lock its own poll needs
+            while (code := self._child.poll()) is None:
+                time.sleep(0.5)
             try:
                 result = json.loads(result_path.read_text())
             except (OSError, json.JSONDecodeError):
@@ -175,8 +178,9 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
         child = self._child
         if child is not None and child.poll() is None:
             child.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.wait(timeout=max(30, int(self.spec.get("signal_before_s", 120)) - 15))
+            deadline = time.time() + max(30, int(self.spec.get("signal_before_s", 120)) - 15)
+            while child.poll() is None and time.time() < deadline:
+                time.sleep(0.2)
         return submitit.helpers.DelayedSubmission(RunJob(self.spec, self.python))
 
 
