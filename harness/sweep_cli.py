@@ -31,18 +31,28 @@ def nightly_executor_options(func: Any) -> Any:
 def _sweep_only() -> list[Any]:
     return [
         click.option(
-            "--wait/--no-wait", default=True, show_default=True,
+            "--wait/--no-wait",
+            default=True,
+            show_default=True,
             help="Slurm: follow the jobs to the end, or submit and return (a leaderboard job follows them).",
         ),
-        click.option("--status", "show_status", is_flag=True, help="Show every run's state in RUNS_DIR and exit."),
-        click.option("--plan", "show_plan", is_flag=True, help="Print each run's estimated device-hours and exit."),
-        click.option("--devices", type=click.IntRange(min=1), default=None, help="--plan: devices of the night."),
+        click.option(
+            "--status", "show_status", is_flag=True, help="Show every run's state in RUNS_DIR and exit."
+        ),
+        click.option(
+            "--plan", "show_plan", is_flag=True, help="Print each run's estimated device-hours and exit."
+        ),
+        click.option(
+            "--devices", type=click.IntRange(min=1), default=None, help="--plan: devices of the night."
+        ),
         click.option("--window", default=None, metavar="10h", help="--plan: time window, e.g. 10h or 90m."),
         click.option(
-            "--history", type=click.Path(file_okay=False, path_type=Path), default=None,
+            "--history",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=None,
             help="--plan: folder of nightly snapshots (default: runs/nightly/history).",
         ),
-    ]  # fmt: skip
+    ]
 
 
 def _executor() -> list[Any]:
@@ -52,23 +62,30 @@ def _executor() -> list[Any]:
             type=click.Choice(["local", "slurm"]),
             default="local",
             show_default=True,
-            help="Train here (local) or submit one Slurm job per run (slurm; resources: the file's `slurm:`).",
+            help="Train here (local) or submit one Slurm job per run (slurm; resources: the file's slurm:).",
         ),
         click.option(
-            "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+            "--jobs",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
             help="Local executor: runs at once (one GPU each, or a share of the CPU cores).",
         ),
         click.option("--partition", default=None, help="Slurm partition (over the file's slurm.partition)."),
         click.option("--account", default=None, help="Slurm account."),
         click.option("--qos", default=None, help="Slurm quality of service."),
-        click.option("--time", "time_limit", default=None, metavar="HH:MM:SS", help="Time limit of each run's job."),
+        click.option(
+            "--time", "time_limit", default=None, metavar="HH:MM:SS", help="Time limit of each run's job."
+        ),
         click.option("--gpus-per-run", type=int, default=None, help="GPUs of each run's job."),
         click.option("--cpus-per-run", type=int, default=None, help="CPU cores of each run's job."),
         click.option("--mem", default=None, help="Memory of each run's job, e.g. 64G."),
         click.option("--constraint", default=None, help="Slurm node constraint."),
-        click.option("--sbatch", "sbatch_opts", multiple=True, metavar="--KEY=VALUE", help="Other sbatch option."),
+        click.option(
+            "--sbatch", "sbatch_opts", multiple=True, metavar="--KEY=VALUE", help="Other sbatch option."
+        ),
         click.option("--poll", "poll_s", type=click.FloatRange(min=0.2), default=10.0, hidden=True),
-    ]  # fmt: skip
+    ]
 
 
 def nightly_options(options: Any, sweep_file: Path, extra: dict[str, Any]) -> Any:
@@ -98,13 +115,19 @@ def main(
     """Run the sweep with the chosen executor (or show its status or plan) and exit with its status."""
     from harness.sweep import parse_seeds, plan_sweep, run_sweep
 
-    if extra["show_status"] or (recipes[:1] == ("status",) and len(recipes) <= 2 and not Path("status").exists()):
+    if extra["show_status"] or (
+        recipes[:1] == ("status",) and len(recipes) <= 2 and not Path("status").exists()
+    ):
         from harness.executors.slurm import status_table
 
         folder = Path(recipes[1]) if recipes[:1] == ("status",) and len(recipes) == 2 else runs_dir
         click.echo(status_table(folder))
         ctx.exit(0)
-    resources = _slurm_resources(sweep_file, extra) if extra["executor"] == "slurm" and not extra["show_plan"] else None
+    resources = (
+        _slurm_resources(sweep_file, extra)
+        if extra["executor"] == "slurm" and not extra["show_plan"]
+        else None
+    )
     planned = plan_sweep(recipes, sweep_file, parse_seeds(seeds) if seeds else None, overrides)
     if extra["show_plan"]:
         from harness.executors.plan import estimate, parse_window, render_plan

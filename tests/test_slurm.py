@@ -5,6 +5,7 @@ Every test that needs the cluster skips, with the reason, only when it cannot st
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -78,7 +79,10 @@ def job_of(run: Path) -> str:
 def four(tmp_path) -> list[str]:
     """Two tiny 1-epoch recipes; x seeds 0,1 = 4 runs."""
     for lr in (0.05, 0.1):
-        write_recipe(tmp_path / "r" / f"ce_{lr}.yaml", tiny_recipe(optim={"name": "sgd", "lr": lr}, schedule={"epochs": 1}))
+        write_recipe(
+            tmp_path / "r" / f"ce_{lr}.yaml",
+            tiny_recipe(optim={"name": "sgd", "lr": lr}, schedule={"epochs": 1}),
+        )
     return [str(tmp_path / "r" / "*.yaml"), "--seeds", "0,1"]
 
 
@@ -91,10 +95,13 @@ def test_four_runs_through_slurm_match_two_local_workers(slurm, four, tmp_path):
     provs = [json.loads((f / "provenance.json").read_text()) for f in folders]
     assert len(provs) == 4 and {p["scheduler"]["slot"] for p in provs} == {"0", "1"}
     spans = sorted(
-        (time.mktime(time.strptime(p["started"], "%Y-%m-%dT%H:%M:%S%z")), json.loads((f / "status.json").read_text())["updated"])
+        (
+            time.mktime(time.strptime(p["started"], "%Y-%m-%dT%H:%M:%S%z")),
+            json.loads((f / "status.json").read_text())["updated"],
+        )
         for p, f in zip(provs, folders, strict=True)
     )
-    assert any(b[0] <= a[1] for a, b in zip(spans, spans[1:], strict=False)), spans  # two runs at once
+    assert any(b[0] <= a[1] for a, b in itertools.pairwise(spans)), spans  # two runs at once
     cpus = {tuple(p["scheduler"]["cpus"]) for p in provs}
     if (os.cpu_count() or 1) >= 2:
         assert len(cpus) == 2 and not set.intersection(*map(set, cpus)), cpus
@@ -131,10 +138,17 @@ def release(job: str) -> None:
     """A requeued job waits out Slurm's requeue delay (BeginTime): let it start again now."""
     deadline = time.time() + 60
     while time.time() < deadline:
-        state = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T %r"], capture_output=True, text=True).stdout
+        state = subprocess.run(
+            ["squeue", "-h", "-j", job, "-o", "%T %r"], capture_output=True, text=True
+        ).stdout
         if state.startswith("PENDING"):
             subprocess.run(["scontrol", "update", f"jobid={job}", "StartTime=now"], capture_output=True)
-            if "BeginTime" not in subprocess.run(["squeue", "-h", "-j", job, "-o", "%r"], capture_output=True, text=True).stdout:
+            if (
+                "BeginTime"
+                not in subprocess.run(
+                    ["squeue", "-h", "-j", job, "-o", "%r"], capture_output=True, text=True
+                ).stdout
+            ):
                 return
         time.sleep(0.2)
 
@@ -169,13 +183,23 @@ def test_preempted_and_requeued_job_resumes_exactly(slurm, long_run, tmp_path):
 def test_scancelled_job_is_failed_then_resumed_by_the_next_sweep(slurm, long_run, tmp_path):
     path, run_id, reference = long_run
     runs = tmp_path / "runs"
-    args = [sys.executable, "-m", "harness", "sweep", str(path), "--runs-dir", str(runs), "--executor", "slurm"]
+    args = [
+        sys.executable,
+        "-m",
+        "harness",
+        "sweep",
+        str(path),
+        "--runs-dir",
+        str(runs),
+        "--executor",
+        "slurm",
+    ]
     args += ["--no-leaderboard", *POLL]
     sweep = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     run = runs / run_id
     wait_status(run, lambda s: s.get("status") == "running" and s.get("epoch", 0) >= 1)
     subprocess.run(["scancel", job_of(run)], check=True)
-    out, err = sweep.communicate(timeout=120)
+    _, err = sweep.communicate(timeout=120)
     assert sweep.returncode == 1, err
     record = summary(runs)["runs"][0]
     assert record["outcome"] == "failed" and "cancelled" in record["error"] and "resumes" in record["error"]
@@ -188,15 +212,18 @@ KD = {"name": "kd", "params": {"alpha": 0.9, "temperature": 4.0}}
 
 
 def test_students_wait_for_their_teacher_and_fail_with_it(slurm, tmp_path):
-    good = write_recipe(tmp_path / "r" / "teacher.yaml", tiny_recipe(schedule={"epochs": 1}))
+    write_recipe(tmp_path / "r" / "teacher.yaml", tiny_recipe(schedule={"epochs": 1}))
     # a teacher that diverges at its second epoch (lr x 1e8)
-    bad = write_recipe(
+    write_recipe(
         tmp_path / "r" / "bad_teacher.yaml",
         tiny_recipe(schedule={"epochs": 2, "name": "step", "decay_epochs": 1, "decay_rate": 1e8}),
     )
     sweep_file = tmp_path / "r" / "sweep.yaml"
     for name, teacher in (("student", "teacher.yaml"), ("bad_student", "bad_teacher.yaml")):
-        write_recipe(tmp_path / "r" / f"{name}.yaml", tiny_recipe(strategy=KD, teacher={"run": teacher}, schedule={"epochs": 1}))
+        write_recipe(
+            tmp_path / "r" / f"{name}.yaml",
+            tiny_recipe(strategy=KD, teacher={"run": teacher}, schedule={"epochs": 1}),
+        )
     sweep_file.write_text(
         "slurm: {cpus_per_run: 1, time: '10:00'}\n"
         "recipes: [student.yaml, teacher.yaml, bad_student.yaml, bad_teacher.yaml]\n"
@@ -224,7 +251,11 @@ def test_a_slurm_sweep_and_a_local_sweep_on_one_folder_train_each_run_once(slurm
     two = [four[0].replace("*", "ce_0.1"), "--seeds", "0,1"]
     base = [sys.executable, "-m", "harness", "sweep", *two, "--runs-dir", str(runs), "--no-leaderboard"]
     cluster = subprocess.Popen(
-        [*base, "--executor", "slurm", *POLL], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*base, "--executor", "slurm", *POLL],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.time() + 60
     while not list(runs.glob("*/slurm.json")) and time.time() < deadline:
@@ -248,14 +279,18 @@ def test_bad_slurm_input_is_one_line_and_submits_nothing(slurm, four, tmp_path):
         ([], {"PATH": "/nonexistent"}, "sbatch not found on PATH"),
     ]
     bad_conf = tmp_path / "down.conf"
-    bad_conf.write_text(Path(slurm).read_text().replace("SlurmctldPort=", "MessageTimeout=1\nSlurmctldPort=1"))
+    bad_conf.write_text(
+        Path(slurm).read_text().replace("SlurmctldPort=", "MessageTimeout=1\nSlurmctldPort=1")
+    )
     cases.append(([], {"SLURM_CONF": str(bad_conf)}, "the Slurm controller does not answer"))
     sweep_file = tmp_path / "r" / "typed.yaml"
     sweep_file.write_text("slurm: {gpus_per_run: two}\nrecipes: ['*.yaml']\n")
     for extra, env, message in cases:
         if "PATH" in env:
             env = {"PATH": os.path.dirname(sys.executable)}  # python, but no Slurm client
-        proc = run_cli("sweep", *four, "--runs-dir", str(runs), "--executor", "slurm", *extra, env=env, timeout=120)
+        proc = run_cli(
+            "sweep", *four, "--runs-dir", str(runs), "--executor", "slurm", *extra, env=env, timeout=120
+        )
         assert proc.returncode == 2, (extra, proc.stderr)
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], (extra, proc.stderr)

@@ -40,8 +40,14 @@ def slot_envs(jobs: int, device: str | None) -> list[dict[str, str]]:
     if gpus:
         if jobs > len(gpus):
             log.warning("sweep: --jobs %d on %d GPUs: some GPUs train two runs at once", jobs, len(gpus))
-        return [{"CUDA_VISIBLE_DEVICES": gpus[k % len(gpus)], "HARNESS_WORKER_SLOT": str(k)} for k in range(jobs)]
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+        return [
+            {"CUDA_VISIBLE_DEVICES": gpus[k % len(gpus)], "HARNESS_WORKER_SLOT": str(k)} for k in range(jobs)
+        ]
+    cores = (
+        sorted(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else list(range(os.cpu_count() or 1))
+    )
     envs = []
     for k in range(jobs):
         share = cores[k * len(cores) // jobs : (k + 1) * len(cores) // jobs] or [cores[k % len(cores)]]

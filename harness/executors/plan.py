@@ -109,7 +109,11 @@ def estimate(runs: list[PlannedRun], history: Path, rates_file: Path = RATES_FIL
                 rate = 1 / (1 / rate + 1 / (3 * rates[(data.dataset, teacher)][0]))
                 source += f" + teacher {teacher}"
         else:
-            plans.append(RunPlan(run.run_id, epochs, images, None, f"no rate for {recipe.model.arch} on {data.dataset}"))
+            plans.append(
+                RunPlan(
+                    run.run_id, epochs, images, None, f"no rate for {recipe.model.arch} on {data.dataset}"
+                )
+            )
             continue
         plans.append(RunPlan(run.run_id, epochs, images, rate, source))
     return plans
@@ -146,13 +150,18 @@ def render_plan(plans: list[RunPlan], devices: int | None, window_h: float | Non
     known = [p.hours for p in plans if p.hours is not None]
     unknown = len(plans) - len(known)
     total = sum(known)
-    lines.append(f"total: {total:.1f} device-hours over {len(plans)} runs" + (f" ({unknown} unknown)" if unknown else ""))
+    lines.append(
+        f"total: {total:.1f} device-hours over {len(plans)} runs"
+        + (f" ({unknown} unknown)" if unknown else "")
+    )
     fits: bool | None = None
     if devices is not None and window_h is not None:
         span = pack(known, devices)
         if unknown:
-            lines.append(f"{devices} devices x {window_h:g} h: cannot tell, {unknown} runs have no rate "
-                         f"(known runs alone take {span:.1f} h)")  # fmt: skip
+            lines.append(
+                f"{devices} devices x {window_h:g} h: cannot tell, {unknown} runs have no rate "
+                f"(known runs alone take {span:.1f} h)"
+            )
         else:
             fits = span <= window_h
             verdict = "fits" if fits else "does NOT fit"

@@ -60,9 +60,20 @@ log = logging.getLogger("harness")
 
 #: Scheduler states in which a job may still train its run.
 ACTIVE = {
-    "PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
-    "RESIZING", "SIGNALING", "STAGE_OUT", "SUSPENDED", "STOPPED", "PREEMPTED",
-}  # fmt: skip
+    "PENDING",
+    "CONFIGURING",
+    "RUNNING",
+    "COMPLETING",
+    "REQUEUED",
+    "REQUEUE_HOLD",
+    "REQUEUE_FED",
+    "RESIZING",
+    "SIGNALING",
+    "STAGE_OUT",
+    "SUSPENDED",
+    "STOPPED",
+    "PREEMPTED",
+}
 RECORD = "slurm.json"
 
 
@@ -90,9 +101,13 @@ def _slurm(*args: str, timeout: float = 30) -> str:
     try:
         proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise SchedulerError(f"{args[0]}: the Slurm controller did not answer within {timeout:.0f} s") from None
+        raise SchedulerError(
+            f"{args[0]}: the Slurm controller did not answer within {timeout:.0f} s"
+        ) from None
     if proc.returncode != 0:
-        first = (proc.stderr.strip() or proc.stdout.strip() or f"exit status {proc.returncode}").splitlines()[0]
+        first = (proc.stderr.strip() or proc.stdout.strip() or f"exit status {proc.returncode}").splitlines()[
+            0
+        ]
         raise SchedulerError(f"{args[0]}: the Slurm controller does not answer: {first}")
     return proc.stdout
 
@@ -104,7 +119,9 @@ def preflight(resources: SlurmResources) -> None:
     partitions = [p.strip().rstrip("*") for p in _slurm("sinfo", "-h", "-o", "%P").split()]
     if resources.partition is not None and resources.partition not in partitions:
         have = ", ".join(sorted(set(partitions))) or "none"
-        raise SchedulerError(f"slurm.partition: unknown partition {resources.partition!r} (this cluster has: {have})")
+        raise SchedulerError(
+            f"slurm.partition: unknown partition {resources.partition!r} (this cluster has: {have})"
+        )
 
 
 def queue() -> dict[str, JobState]:
@@ -150,7 +167,9 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
 
         facts = scheduler()
         rundir = RunDir(Path(self.spec["runs_dir"]), self.spec["run_id"])
-        _update_record(rundir, started=time.time(), node=facts.get("node"), restart_count=facts.get("restart_count"))
+        _update_record(
+            rundir, started=time.time(), node=facts.get("node"), restart_count=facts.get("restart_count")
+        )
         with tempfile.TemporaryDirectory(prefix="harness-job-") as tmp:
             spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
             spec_path.write_text(json.dumps(self.spec))
@@ -167,7 +186,10 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
             except (OSError, json.JSONDecodeError):
                 result = {"outcome": "failed", "error": f"worker exited with status {code} without a result"}
         _update_record(rundir, outcome=result.get("outcome"), error=result.get("error"), ended=time.time())
-        if result.get("outcome") in ("failed", "diverged"):  # the job ends FAILED: afterok students never start
+        if result.get("outcome") in (
+            "failed",
+            "diverged",
+        ):  # the job ends FAILED: afterok students never start
             raise RuntimeError(f"{self.spec['run_id']}: {result.get('error')}")  # the job ends FAILED
         return result
 
@@ -267,7 +289,9 @@ def make_executor(folder: Path, resources: SlurmResources, name: str, **extra: A
     return executor
 
 
-def _spec(run: PlannedRun, runs_dir: Path, options: SweepOptions, resources: SlurmResources) -> dict[str, Any]:
+def _spec(
+    run: PlannedRun, runs_dir: Path, options: SweepOptions, resources: SlurmResources
+) -> dict[str, Any]:
     return {
         "recipe": str(run.recipe_path),
         "overrides": list(run.overrides),
@@ -304,15 +328,22 @@ class Tracked:
 
 
 def _submit(
-    group: list[Tracked], runs_dir: Path, options: SweepOptions, resources: SlurmResources,
-    sweep_id: str, folder: Path, dependency: str | None = None,
-) -> None:  # fmt: skip
+    group: list[Tracked],
+    runs_dir: Path,
+    options: SweepOptions,
+    resources: SlurmResources,
+    sweep_id: str,
+    folder: Path,
+    dependency: str | None = None,
+) -> None:
     """Submit the runs of `group` (an array when several), recording each before and after."""
     extra = {"dependency": dependency, "kill_on_invalid_dep": "yes"} if dependency else {}
     executor = make_executor(folder, resources, "harness-sweep", **extra)
     with held_signals():
         for t in group:
-            write_json(RunDir(runs_dir, t.run.run_id).root / RECORD, {"state": "submitting", "sweep_id": sweep_id})
+            write_json(
+                RunDir(runs_dir, t.run.run_id).root / RECORD, {"state": "submitting", "sweep_id": sweep_id}
+            )
         functions = [RunJob(_spec(t.run, runs_dir, options, resources), options.python) for t in group]
         if len(functions) == 1:
             jobs = [executor.submit(functions[0])]
@@ -341,9 +372,13 @@ def _submit(
 
 
 def submit_runs(
-    runs: list[PlannedRun], runs_dir: Path, options: SweepOptions, resources: SlurmResources,
-    summary: SweepSummary, stop: _Stop,
-) -> list[Tracked]:  # fmt: skip
+    runs: list[PlannedRun],
+    runs_dir: Path,
+    options: SweepOptions,
+    resources: SlurmResources,
+    summary: SweepSummary,
+    stop: _Stop,
+) -> list[Tracked]:
     """Decide what each run needs (skip, adopt a queued job, submit) and submit in dependency order."""
     folder = runs_dir / "slurm" / summary.sweep_id
     folder.mkdir(parents=True, exist_ok=True)
@@ -473,7 +508,11 @@ def finish(t: Tracked, runs_dir: Path, job: JobState | None, tracked: dict[str, 
     if teacher is not None and teacher.record.outcome in ("failed", "diverged"):
         t.record.error = f"teacher run {teacher.run.run_id} {teacher.record.outcome}"
         return
-    how = f"{job.state.lower()}" + (f" ({job.reason})" if job and job.reason not in ("None", "") else "") if job else "gone"
+    how = (
+        f"{job.state.lower()}" + (f" ({job.reason})" if job and job.reason not in ("None", "") else "")
+        if job
+        else "gone"
+    )
     t.record.error = (
         f"job {t.job_id} ended {how} before the run completed (status {state or 'none'}); "
         "the next sweep resumes it"
@@ -498,7 +537,11 @@ def follow(tracked: list[Tracked], runs_dir: Path, summary: SweepSummary, stop: 
             if t.done:
                 continue
             job = states.get(t.job_id or "")
-            if t.teacher and by_id[t.teacher].done and by_id[t.teacher].record.outcome in ("failed", "diverged"):
+            if (
+                t.teacher
+                and by_id[t.teacher].done
+                and by_id[t.teacher].record.outcome in ("failed", "diverged")
+            ):
                 if job is not None and job.active:  # Slurm cancels it too (kill_on_invalid_dep)
                     with contextlib.suppress(SchedulerError):
                         _slurm("scancel", str(t.job_id))
@@ -571,7 +614,8 @@ def run_slurm_sweep(
     summary = SweepSummary(sweep_id=sweep_id, runs_dir=str(runs_dir), command=sys.argv, started=time.time())
     summary.path = runs_dir / "sweeps" / f"sweep-{sweep_id}.json"
     summary.runs = [
-        RunRecord(r.run_id, str(r.recipe_path), r.seed, list(r.overrides), r.group, error=r.error) for r in runs
+        RunRecord(r.run_id, str(r.recipe_path), r.seed, list(r.overrides), r.group, error=r.error)
+        for r in runs
     ]
     summary.save()
     out = Path(options.leaderboard_out) if options.leaderboard_out else runs_dir / "leaderboard"
@@ -584,11 +628,17 @@ def run_slurm_sweep(
             if options.leaderboard and tracked:
                 summary.leaderboard = _submit_leaderboard(tracked, runs_dir, out, slurm.resources, sweep_id)
         elif tracked:
-            print(render_table(tracked, runs_dir, queue(), max(len(t.run.run_id) for t in tracked)), file=sys.stderr)
+            print(
+                render_table(tracked, runs_dir, queue(), max(len(t.run.run_id) for t in tracked)),
+                file=sys.stderr,
+            )
             follow(tracked, runs_dir, summary, stop, slurm.poll_s)
             if stop.signum:
                 summary.interrupted = signal.Signals(stop.signum).name
-                log.info("sweep: stopped following; the jobs go on (`harness sweep --status --runs-dir %s`)", runs_dir)
+                log.info(
+                    "sweep: stopped following; the jobs go on (`harness sweep --status --runs-dir %s`)",
+                    runs_dir,
+                )
     if options.leaderboard and not summary.interrupted and (slurm.wait or not tracked):
         summary.leaderboard = regenerate_leaderboard(runs_dir, out)
     summary.finished = time.time()
@@ -602,9 +652,13 @@ def _submit_leaderboard(
     """--no-wait: a small job that regenerates the leaderboard once every run's job has ended."""
     from dataclasses import replace
 
-    light = replace(resources, gpus_per_run=0, cpus_per_run=1, time="1:00:00", mem=None, constraint=None, sbatch=[])
+    light = replace(
+        resources, gpus_per_run=0, cpus_per_run=1, time="1:00:00", mem=None, constraint=None, sbatch=[]
+    )
     ids = ":".join(t.job_id for t in tracked if t.job_id)
-    executor = make_executor(runs_dir / "slurm" / sweep_id, light, "harness-leaderboard", dependency=f"afterany:{ids}")
+    executor = make_executor(
+        runs_dir / "slurm" / sweep_id, light, "harness-leaderboard", dependency=f"afterany:{ids}"
+    )
     job = executor.submit(regenerate_leaderboard, runs_dir, out)
     return {
         "status": "submitted",
@@ -643,12 +697,25 @@ def status_table(runs_dir: Path) -> str:
         where = job.node if job and job.node else ""
         if rundir.locked_elsewhere():
             sched = sched or "locked (training)"
-        rows.append((folder.name, st.get("status") or "new", str(st.get("epoch") or ""), job_id, sched, where,
-                     st.get("error") or ""))  # fmt: skip
+        rows.append(
+            (
+                folder.name,
+                st.get("status") or "new",
+                str(st.get("epoch") or ""),
+                job_id,
+                sched,
+                where,
+                st.get("error") or "",
+            )
+        )
     width = max((len(r[0]) for r in rows), default=3)
-    lines = [f"{'run':<{width}}  {'status':<11} {'epoch':>5}  {'job':<10} {'scheduler':<11} {'node':<8} error"]
+    lines = [
+        f"{'run':<{width}}  {'status':<11} {'epoch':>5}  {'job':<10} {'scheduler':<11} {'node':<8} error"
+    ]
     for r in rows:
-        lines.append(f"{r[0]:<{width}}  {r[1]:<11} {r[2]:>5}  {r[3]:<10} {r[4]:<11} {r[5]:<8} {r[6]}".rstrip())
+        lines.append(
+            f"{r[0]:<{width}}  {r[1]:<11} {r[2]:>5}  {r[3]:<10} {r[4]:<11} {r[5]:<8} {r[6]}".rstrip()
+        )
     if note:
         lines.append(note)
     return "\n".join(lines)
