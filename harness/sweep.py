@@ -262,7 +262,10 @@ class SweepSummary:
     path: Path | None = None
 
     def counts(self) -> dict[str, int]:
-        return {o: sum(r.outcome == o for r in self.runs) for o in OUTCOMES}
+        counts = {o: sum(r.outcome == o for r in self.runs) for o in OUTCOMES}
+        if not counts["submitted"]:  # only Slurm sweeps that do not wait have submitted runs
+            del counts["submitted"]
+        return counts
 
     @property
     def exit_code(self) -> int:

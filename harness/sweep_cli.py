@@ -79,6 +79,9 @@ def _executor() -> list[Any]:
         ),
         click.option("--gpus-per-run", type=int, default=None, help="GPUs of each run's job."),
         click.option("--cpus-per-run", type=int, default=None, help="CPU cores of each run's job."),
+        click.option(
+            "--nproc-per-run", type=int, default=None, help="DDP processes of each run (torchrun in its job)."
+        ),
         click.option("--mem", default=None, help="Memory of each run's job, e.g. 64G."),
         click.option("--constraint", default=None, help="Slurm node constraint."),
         click.option(
@@ -169,6 +172,7 @@ def _slurm_resources(sweep_file: Path | None, extra: dict[str, Any]) -> Any:
         time=extra["time_limit"],
         gpus_per_run=extra["gpus_per_run"],
         cpus_per_run=extra["cpus_per_run"],
+        nproc_per_run=extra["nproc_per_run"],
         mem=extra["mem"],
         constraint=extra["constraint"],
         sbatch=extra["sbatch_opts"],

@@ -7,6 +7,7 @@
       time: "10:00:00"          # time limit of each run's job: MM, HH:MM:SS or D-HH:MM:SS
       gpus_per_run: 1           # GPUs of each run (sbatch --gpus-per-node)
       cpus_per_run: 8           # CPU cores of each run (sbatch --cpus-per-task)
+      nproc_per_run: 1          # DDP processes of each run (torchrun, as `harness run --nproc`)
       mem: 64G                  # memory of each run (sbatch --mem)
       constraint: a100          # sbatch --constraint
       signal_before_s: 120      # SIGUSR2 this long before the time limit: checkpoint, requeue
@@ -76,6 +77,9 @@ class SlurmResources:
     time: str = field("12:00:00", check=_check_time, doc="time limit of each run's job")
     gpus_per_run: int = field(0, check=ge(0), doc="GPUs of each run (sbatch --gpus-per-node)")
     cpus_per_run: int = field(1, check=ge(1), doc="CPU cores of each run (sbatch --cpus-per-task)")
+    nproc_per_run: int = field(
+        1, check=ge(1), doc="DDP processes of each run: more than 1 starts it through torchrun (--nproc)"
+    )
     mem: str | None = field(None, check=_check_mem, doc="memory of each run (sbatch --mem), e.g. 64G")
     constraint: str | None = field(None, doc="sbatch --constraint")
     signal_before_s: int = field(

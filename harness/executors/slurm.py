@@ -173,10 +173,15 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
         with tempfile.TemporaryDirectory(prefix="harness-job-") as tmp:
             spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
             spec_path.write_text(json.dumps(self.spec))
-            self._child = subprocess.Popen(
-                [self.python, "-m", "harness.sweep", "worker", str(spec_path), str(result_path)],
-                preexec_fn=_ignore_usr2,
-            )
+            nproc = int(self.spec.get("nproc", 1))
+            if nproc > 1:  # several processes: `harness run --resume --nproc N` (torchrun), as by hand
+                command = [self.python, "-m", "harness", "run", self.spec["recipe"], "--resume"]
+                command += ["--runs-dir", self.spec["runs_dir"], "--nproc", str(nproc), "--no-progress"]
+                command += [a for o in self.spec["overrides"] for a in ("--set", o)]
+                command += ["--device", self.spec["device"]] if self.spec.get("device") else []
+            else:
+                command = [self.python, "-m", "harness.sweep", "worker", str(spec_path), str(result_path)]
+            self._child = subprocess.Popen(command, preexec_fn=_ignore_usr2)
             # poll rather than wait(): `checkpoint` runs as a signal handler in this thread, and
             # Popen.wait would hold the lock its own poll needs
             while (code := self._child.poll()) is None:
@@ -184,7 +189,11 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
             try:
                 result = json.loads(result_path.read_text())
             except (OSError, json.JSONDecodeError):
-                result = {"outcome": "failed", "error": f"worker exited with status {code} without a result"}
+                result = _outcome_of(code, rundir) if nproc > 1 else {}
+                result = result or {
+                    "outcome": "failed",
+                    "error": f"worker exited with status {code} without a result",
+                }
         _update_record(rundir, outcome=result.get("outcome"), error=result.get("error"), ended=time.time())
         if result.get("outcome") in (
             "failed",
@@ -204,6 +213,21 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
             while child.poll() is None and time.time() < deadline:
                 time.sleep(0.2)
         return submitit.helpers.DelayedSubmission(RunJob(self.spec, self.python))
+
+
+def _outcome_of(code: int, rundir: RunDir) -> dict[str, Any]:
+    """The outcome of a `harness run` (torchrun) job step, from its exit status and the run folder."""
+    from harness.errors import DivergedError, InterruptedRun, RunBusyError
+
+    status = rundir.read_status() if rundir.status_file.exists() else {}
+    if code == 0:
+        return {"outcome": "ran"}
+    outcome = {
+        DivergedError.exit_code: "diverged",
+        InterruptedRun.exit_code: "interrupted",
+        RunBusyError.exit_code: "busy",
+    }.get(code, "failed")
+    return {"outcome": outcome, "error": status.get("error") or f"harness run exited with status {code}"}
 
 
 def _update_record(rundir: RunDir, **fields: Any) -> None:
@@ -299,6 +323,7 @@ def _spec(
         "runs_dir": str(runs_dir),
         "device": options.device,
         "signal_before_s": resources.signal_before_s,
+        "nproc": resources.nproc_per_run,
     }
 
 
