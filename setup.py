@@ -27,6 +27,7 @@ setup(
         "pyyaml>=6",
         "numpy>=1.24",
         "tqdm>=4.60",
+        "submitit>=1.5",
     ],
     extras_require={
         "ffcv": ["ffcv==1.0.2"],

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from harness import sweep_cli
 from harness.errors import OS_ERROR_EXIT, HarnessError, describe_os_error
 
 DEFAULT_RUNS_DIR = "runs"
@@ -173,6 +174,7 @@ def _summary(rows: list[dict]) -> str:
     show_default=True,
     help="Go on past a failed or diverged run, or stop at the first (and refuse invalid recipes).",
 )
+@sweep_cli.executor_options
 @click.pass_context
 def sweep(
     ctx: click.Context,
@@ -185,24 +187,24 @@ def sweep(
     leaderboard_out: Path | None,
     no_leaderboard: bool,
     keep_going: bool,
+    **executor: object,
 ) -> None:
     """Run many recipes x seeds: skip completed runs, resume unfinished ones, go on past failures.
 
     RECIPES_OR_GLOBS are recipe files or globs (quote them: 'recipes/**/*.yaml'). Each run trains
     in its own process; SIGTERM/SIGINT checkpoints the current run and stops the sweep (exit 130).
     Exit status 1 if any run failed or diverged. A JSON summary goes to RUNS_DIR/sweeps/.
+    `--executor slurm` submits one Slurm job per run; `harness sweep status RUNS_DIR` (or
+    `--status`) shows every run's state; `--plan` estimates the device-hours (docs/sweeps.md).
     """
-    from harness.sweep import SweepOptions, parse_seeds, plan_sweep, run_sweep
+    from harness.sweep import SweepOptions
 
     if leaderboard_out is not None and no_leaderboard:
         raise click.UsageError("--leaderboard-out and --no-leaderboard exclude each other")
-    planned = plan_sweep(recipes, sweep_file, parse_seeds(seeds) if seeds else None, overrides)
     options = SweepOptions(
         device=device, keep_going=keep_going, leaderboard=not no_leaderboard, leaderboard_out=leaderboard_out
     )
-    summary = run_sweep(planned, runs_dir, options)
-    click.echo(summary.render())
-    ctx.exit(summary.exit_code)
+    sweep_cli.main(ctx, recipes, sweep_file, seeds, overrides, runs_dir, options, **executor)
 
 
 @main.command()
@@ -252,6 +254,7 @@ def sweep(
     show_default=True,
     help="Images/s: fraction of last night's that may be lost.",
 )
+@sweep_cli.nightly_executor_options
 @click.pass_context
 def nightly(
     ctx: click.Context,
@@ -266,6 +269,7 @@ def nightly(
     k: float,
     floor: float,
     throughput_tolerance: float,
+    **executor: object,
 ) -> None:
     """Run SWEEP_FILE as tonight's benchmark and report regressions against the previous night.
 
@@ -283,7 +287,7 @@ def nightly(
         report_out=report_out,
         seeds=parse_seeds(seeds) if seeds else None,
         overrides=overrides,
-        options=SweepOptions(device=device),
+        options=sweep_cli.nightly_options(SweepOptions(device=device), sweep_file, executor),
         policy=Policy(k=k, floor=floor, throughput_tolerance=throughput_tolerance),
     )
     click.echo(result.report)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import socket
 import subprocess
@@ -58,6 +59,33 @@ def versions() -> dict[str, str]:
     }
 
 
+def scheduler() -> dict[str, Any]:
+    """Where the run was placed: the Slurm job id, array index, node and allocated devices, or the
+    sweep's worker slot (`--jobs N`: its GPU or its CPU cores); {} for a plain `harness run`."""
+    env = os.environ
+    facts: dict[str, Any] = {}
+    if "SLURM_JOB_ID" in env:
+        array_job, index = env.get("SLURM_ARRAY_JOB_ID"), env.get("SLURM_ARRAY_TASK_ID")
+        facts = {
+            "name": "slurm",
+            "job_id": f"{array_job}_{index}" if array_job and index else env["SLURM_JOB_ID"],
+            "raw_job_id": env["SLURM_JOB_ID"],
+            "array_job_id": array_job,
+            "array_index": int(index) if index else None,
+            "node": env.get("SLURMD_NODENAME") or env.get("SLURM_NODELIST"),
+            "gpus": env.get("SLURM_JOB_GPUS"),
+            "cpus_per_task": env.get("SLURM_CPUS_PER_TASK"),
+            "restart_count": int(env.get("SLURM_RESTART_COUNT") or 0),
+        }
+    elif "HARNESS_WORKER_CPUS" in env or "HARNESS_WORKER_SLOT" in env:
+        facts = {"name": "local", "slot": env.get("HARNESS_WORKER_SLOT")}
+    if facts:
+        facts["cuda_visible_devices"] = env.get("CUDA_VISIBLE_DEVICES")
+        if hasattr(os, "sched_getaffinity"):
+            facts["cpus"] = sorted(os.sched_getaffinity(0))
+    return facts
+
+
 def collect(device: torch.device, recipe_hash: str, world_size: int) -> dict[str, Any]:
     """The provenance record saved as provenance.json."""
     return {
@@ -72,4 +100,5 @@ def collect(device: torch.device, recipe_hash: str, world_size: int) -> dict[str
         "recipe_hash": recipe_hash,
         "command": sys.argv,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "scheduler": scheduler(),
     }

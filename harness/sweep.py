@@ -65,6 +65,7 @@ from harness.errors import (
     RunStateError,
     describe_os_error,
 )
+from harness.executors.resources import SlurmResources
 from harness.recipe import Recipe, load_recipe, read_yaml_file
 from harness.rundir import RunDir, write_json
 from harness.schema import SEED_MAX, each, field, from_dict, ge
@@ -72,7 +73,7 @@ from harness.schema import SEED_MAX, each, field, from_dict, ge
 log = logging.getLogger("harness")
 
 #: Outcomes of one run in a sweep.
-OUTCOMES = ("ran", "skipped", "failed", "diverged", "busy", "interrupted", "pending")
+OUTCOMES = ("ran", "skipped", "failed", "diverged", "busy", "interrupted", "pending", "submitted")
 FAILED_OUTCOMES = ("failed", "diverged")
 BUSY_EXIT = RunBusyError.exit_code
 
@@ -108,6 +109,7 @@ class SweepFile:
     )
     overrides: list[str] = field([], doc="--set overrides applied to every entry")
     recipes: list[SweepEntry] = field(check=_at_least_one("recipe"), doc="recipe paths/globs or entries")
+    slurm: SlurmResources | None = field(None, doc="resources of each run's job under `--executor slurm`")
 
 
 def load_sweep_file(path: Path) -> SweepFile:
@@ -265,7 +267,10 @@ class SweepSummary:
     path: Path | None = None
 
     def counts(self) -> dict[str, int]:
-        return {o: sum(r.outcome == o for r in self.runs) for o in OUTCOMES}
+        counts = {o: sum(r.outcome == o for r in self.runs) for o in OUTCOMES}
+        if not counts["submitted"]:  # only Slurm sweeps that do not wait have submitted runs
+            del counts["submitted"]
+        return counts
 
     @property
     def exit_code(self) -> int:
@@ -328,7 +333,7 @@ class SignalForwarder:
 
     def __init__(self) -> None:
         self.signum: int | None = None
-        self.child: subprocess.Popen | None = None
+        self.children: set[subprocess.Popen] = set()  # one per worker slot (--jobs N)
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> SignalForwarder:
@@ -340,12 +345,12 @@ class SignalForwarder:
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signum is None:
             self.signum = signum
-        child = self.child
-        if child is not None and child.poll() is None:
-            # SIGTERM, not SIGINT: a terminal's Ctrl-C already reached the worker (same process
-            # group), and a second SIGINT would make it stop at once, without a checkpoint.
-            with contextlib.suppress(ProcessLookupError):
-                child.send_signal(signal.SIGTERM)
+        for child in list(self.children):
+            if child.poll() is None:
+                # SIGTERM, not SIGINT: a terminal's Ctrl-C already reached the worker (same process
+                # group), and a second SIGINT would make it stop at once, without a checkpoint.
+                with contextlib.suppress(ProcessLookupError):
+                    child.send_signal(signal.SIGTERM)
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
@@ -381,6 +386,9 @@ class SweepOptions:
     leaderboard: bool = True
     leaderboard_out: Path | None = None  # default: <runs-dir>/leaderboard
     python: str = sys.executable
+    jobs: int = 1  # runs at once (harness/executors/local.py)
+    # another executor: called as executor(runs, runs_dir, options) instead (harness/executors/slurm.py)
+    executor: Any = None
 
 
 def run_sweep(
@@ -388,6 +396,8 @@ def run_sweep(
 ) -> SweepSummary:
     """Run (or skip, or resume) every planned run, then regenerate the leaderboard."""
     options = options or SweepOptions()
+    if options.executor is not None:
+        return options.executor(runs, runs_dir, options)
     runs_dir = Path(runs_dir).resolve()
     if not options.keep_going:
         bad = next((r for r in runs if r.error), None)
@@ -404,7 +414,12 @@ def run_sweep(
     summary.save()
     stop_early = False
     with SignalForwarder() as stop, tempfile.TemporaryDirectory(prefix="harness-sweep-") as tmp:
-        for i, (run, record) in enumerate(zip(runs, summary.runs, strict=True)):
+        if options.jobs > 1:
+            from harness.executors.local import run_in_slots
+
+            run_in_slots(runs, summary, runs_dir, options, stop, Path(tmp))
+        one_by_one = enumerate(zip(runs, summary.runs, strict=True)) if options.jobs == 1 else iter(())
+        for i, (run, record) in one_by_one:
             if stop.signum is not None or stop_early:
                 break
             log.info("sweep [%d/%d] %s (%s)", i + 1, len(runs), record.run_id, run.recipe_path)
@@ -432,6 +447,7 @@ def _run_one(
     options: SweepOptions,
     stop: SignalForwarder,
     scratch: Path,
+    slot_env: dict[str, str] | None = None,
 ) -> None:
     """Decide what to do with one run and do it, filling in `record`."""
     if run.recipe is None:
@@ -464,10 +480,17 @@ def _run_one(
         if not ours or rundir.locked_elsewhere():
             record.outcome, record.status = "busy", status
             return
+        from harness.executors.slurm import scheduled_elsewhere
+
+        job = scheduled_elsewhere(rundir)
+        if job is not None:  # a Slurm sweep has a job queued or running for it
+            record.outcome, record.status = "busy", status
+            record.error = f"Slurm job {job} queued or running"
+            return
         if stop.signum is not None:  # asked to stop while we looked: do not start the worker
             return
         record.resumed = rundir.last_checkpoint.exists()
-        _spawn(run, record, runs_dir, options, stop, scratch)
+        _spawn(run, record, runs_dir, options, stop, scratch, slot_env)
 
 
 @contextlib.contextmanager
@@ -502,6 +525,7 @@ def _spawn(
     options: SweepOptions,
     stop: SignalForwarder,
     scratch: Path,
+    slot_env: dict[str, str] | None = None,
 ) -> None:
     """Train the run in a worker process and record how it ended."""
     scratch.mkdir(parents=True, exist_ok=True)
@@ -520,19 +544,20 @@ def _spawn(
     env = dict(os.environ)
     package_root = str(Path(__file__).resolve().parent.parent)  # the worker imports this harness
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    env.update(slot_env or {})
     started = time.perf_counter()
     child = subprocess.Popen(
         [options.python, "-m", "harness.sweep", "worker", str(spec), str(result_path)],
         env=env,
         preexec_fn=_die_with_parent,
     )
-    stop.child = child
+    stop.children.add(child)
     try:
         if stop.signum is not None:  # a signal came while the worker was starting
             child.send_signal(signal.SIGTERM)
         code = child.wait()
     finally:
-        stop.child = None
+        stop.children.discard(child)
     record.seconds = time.perf_counter() - started
     record.exit_code = code
     result = _read_result(result_path)
@@ -611,6 +636,10 @@ def regenerate_leaderboard(runs_dir: Path, out_dir: Path) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ the worker
 def worker_main(spec_path: str, result_path: str) -> int:
     """Train one planned run (resuming it) and write its outcome as JSON; returns the exit status."""
+    cpus = os.environ.get("HARNESS_WORKER_CPUS")  # --jobs N on CPU: this worker's share of the cores
+    if cpus and hasattr(os, "sched_setaffinity"):
+        with contextlib.suppress(OSError, ValueError):
+            os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
     from harness.runner import RunOptions, train
 
     logging.basicConfig(level=logging.INFO, format="harness: %(message)s", stream=sys.stderr)

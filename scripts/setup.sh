@@ -3,12 +3,13 @@
 # .venv, the package with its test and ffcv extras. Idempotent: a second run installs nothing.
 #   scripts/setup.sh            set up only
 #   scripts/setup.sh --default  set up, then run the default job on the embedded Fashion-MNIST
-#   scripts/setup.sh --test     set up, plus what the tests use (a headless browser)
+#   scripts/setup.sh --test     set up, plus what the tests use (a headless browser, Slurm)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(dataset-fashion-mnist pkg-config libturbojpeg0-dev libopencv-dev)
-[ "${1:-}" = "--test" ] && APT_PACKAGES+=(chromium)
+# the tests also use a headless browser and a private one-node Slurm (scripts/slurm-local.sh)
+[ "${1:-}" = "--test" ] && APT_PACKAGES+=(chromium slurmctld slurmd slurm-client munge)
 PYTHON=${PYTHON:-python3}
 
 missing=()
