@@ -407,12 +407,12 @@ class Trainer:
         cfg, loader = self.recipe.teacher, self.data.train
         assert cfg is not None
         if not hasattr(loader, "epoch_views"):
-            raise TeacherError("teacher.cache: needs data.backend memory (its views are replayable)")
+            raise TeacherError("teacher.cache: needs data.backend memory or ffcv (replayable views)")
         meta = teacher_cache.expected_meta(
             teacher_arch=teacher.arch,
             teacher_source=teacher.source,
             weights=weights,
-            data_identity=json.loads(self.pipeline),
+            data_identity={**json.loads(self.pipeline), **(getattr(loader, "identity", dict)())},
             view_seed=loader.view_seed,
             num_samples=self.data.train_size,
             num_classes=self.data.num_classes,

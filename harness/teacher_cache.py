@@ -3,14 +3,16 @@
 Caching teacher outputs by sample index alone (as torchdistill does) is wrong under random
 augmentation: later epochs would get the logits of another view (Beyer et al. 2022: the teacher
 must see the student's exact view). Here every epoch's views are replayable from
-(view_seed, epoch) (`MemoryLoader.epoch_views`), so the cache records, for each epoch, every
+(view_seed, epoch) (`MemoryLoader.epoch_views`, and the ffcv backend's seeded crops:
+`FfcvLoader.epoch_views`), so the cache records, for each epoch, every
 sample's view parameters and the teacher's output on that view; a student run with the same
 view seed replays the same views and reads the soft targets instead of running the teacher.
 Many students and seeds share one cache (fix `data.view_seed`).
 
 Layout of a cache folder:
     meta.json              what it was made for (teacher weights hash, data, views, storage)
-    epoch_<e>.arrow        Arrow IPC, one row per sample in index order: index, view (4 floats),
+    epoch_<e>.arrow        Arrow IPC, one row per sample in index order: index, view (4 floats;
+                           ffcv: 6, `harness.data.ffcv_views`),
                            then `logits` (K float32) or `topk_values` (k float16),
                            `topk_indices` (k int32) and `logsumexp` (float32)
 
@@ -26,7 +28,7 @@ import json
 import logging
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,6 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from harness.data.augment import VIEW_DIM
 from harness.data.base import Batch
 from harness.errors import TeacherError
 from harness.metrics import atomic_write_bytes
@@ -175,13 +176,37 @@ def build(
     for epoch in range(epochs):
         views = loader.epoch_views(epoch)
         out = []
-        for start in range(0, n, batch_size):
-            idx = torch.arange(start, min(start + batch_size, n), device=loader.device)
-            batch = loader.make_batch(idx, views[start : start + batch_size].to(loader.device))
+        for start, batch in enumerate_batches(loader, epoch, views, n, batch_size):
+            if batch.views is not None and not torch.equal(
+                batch.views.cpu(), views[start : start + len(batch)]
+            ):
+                raise TeacherError(f"{folder}: the loader's views differ from its replayed views")
             out.append(forward(batch.images).float())
         write_table(folder / f"epoch_{epoch + 1}.arrow", epoch_table(views, torch.cat(out), topk))
         log.info("teacher cache %s: epoch %d/%d written", folder.name, epoch + 1, epochs)
     write_json(folder / "meta.json", {**meta, "epochs": epochs, "teacher_metrics": teacher_metrics})
+
+
+def enumerate_batches(
+    loader: Any, epoch: int, views: torch.Tensor, n: int, batch_size: int
+) -> Iterator[tuple[int, Batch]]:
+    """(first position, batch) over every sample of the split in position order, at `epoch`'s
+    views: the loader's own ordered pass (ffcv decodes the views itself), else `make_batch`."""
+    ordered = getattr(loader, "ordered_batches", None)
+    if ordered is not None:
+        start = 0
+        for batch in ordered(epoch, batch_size):
+            assert batch.indices is not None
+            if not torch.equal(batch.indices.cpu(), torch.arange(start, start + len(batch))):
+                raise TeacherError("teacher cache: the ordered pass is not in position order")
+            yield start, batch
+            start += len(batch)
+        if start != n:
+            raise TeacherError(f"teacher cache: the ordered pass gave {start} samples, not {n}")
+        return
+    for start in range(0, n, batch_size):
+        idx = torch.arange(start, min(start + batch_size, n), device=loader.device)
+        yield start, loader.make_batch(idx, views[start : start + batch_size].to(loader.device))
 
 
 def remove(folder: Path) -> None:
@@ -204,7 +229,10 @@ def read_epoch(path: Path, num_classes: int) -> tuple[torch.Tensor, torch.Tensor
     def matrix(name: str, width: int) -> np.ndarray:
         return table.column(name).combine_chunks().values.to_numpy(zero_copy_only=False).reshape(n, width)
 
-    views = torch.from_numpy(matrix("view", VIEW_DIM).copy())
+    try:
+        views = torch.from_numpy(matrix("view", table.column("view").type.list_size).copy())
+    except (KeyError, AttributeError, ValueError, pa.ArrowInvalid) as exc:
+        raise TeacherError(f"{path}: unreadable teacher cache file ({exc})") from None
     if "logits" in table.column_names:
         return views, torch.from_numpy(matrix("logits", num_classes).copy())
     k = table.column("topk_values").type.list_size
