@@ -377,7 +377,7 @@ def evaluate(run_dir: Path, which: str, device: str) -> None:
 @main.command()
 @click.option(
     "--suite",
-    type=click.Choice(["steps", "loader", "all"]),
+    type=click.Choice(["steps", "ffcv_kd", "loader", "all"]),
     default="all",
     show_default=True,
     help="Which measurements to take.",
