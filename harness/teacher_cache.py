@@ -217,29 +217,60 @@ def remove(folder: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ reading
+class EpochFile:
+    """One epoch file, memory-mapped: its views, and the logits of the rows a batch asks for.
+
+    Only the views are read at once (24 bytes a sample); logits stay in the mapped file and a
+    batch copies its own rows (a top-k row is filled back to K then), so an ImageNet-1k epoch of
+    full logits (5.2 GB) never has to fit in memory, let alone on the device.
+    """
+
+    def __init__(self, path: Path, num_classes: int) -> None:
+        self.path, self.num_classes = path, num_classes
+        try:
+            self._source = pa.memory_map(str(path))
+            table = pa.ipc.open_file(self._source).read_all()
+            self.n = table.num_rows
+            self.views = torch.from_numpy(self._matrix(table, "view").copy())
+            if "logits" in table.column_names:
+                self.k = None
+                self._logits = self._matrix(table, "logits")
+                width = self._logits.shape[1]
+            else:
+                self._values = self._matrix(table, "topk_values")
+                self._indices = self._matrix(table, "topk_indices")
+                self._lse = table.column("logsumexp").to_numpy()
+                self.k = width = self._values.shape[1]
+        except (OSError, KeyError, AttributeError, ValueError, pa.ArrowInvalid) as exc:
+            raise TeacherError(
+                f"{path}: unreadable teacher cache file ({' '.join(str(exc).split())})"
+            ) from None
+        if (self.k is None and width != num_classes) or (self.k is not None and self.k > num_classes):
+            raise TeacherError(
+                f"{path}: unreadable teacher cache file (rows of {width} logits, K = {num_classes})"
+            )
+
+    def _matrix(self, table: pa.Table, name: str) -> np.ndarray:
+        """A fixed-size-list column as an (N, width) array (a view of the mapped file where it can)."""
+        column = table.column(name)
+        chunk = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+        width = column.type.list_size
+        return chunk.values.to_numpy(zero_copy_only=False).reshape(self.n, width)
+
+    def logits(self, rows: np.ndarray) -> torch.Tensor:
+        """Full logits (len(rows), K) of `rows` (positions in the split)."""
+        if self.k is None:
+            return torch.from_numpy(np.ascontiguousarray(self._logits[rows]))
+        values = torch.from_numpy(self._values[rows].astype(np.float32))
+        indices = torch.from_numpy(self._indices[rows].astype(np.int64))
+        lse = torch.from_numpy(self._lse[rows].astype(np.float32))
+        return fill_topk(values, indices, lse, self.num_classes)
+
+
 def read_epoch(path: Path, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(views (N, 4), full logits (N, K)) of one epoch file; top-k rows are filled back to K."""
-    try:
-        with pa.memory_map(str(path)) as source:
-            table = pa.ipc.open_file(source).read_all()
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise TeacherError(f"{path}: unreadable teacher cache file ({exc})") from None
-    n = table.num_rows
-
-    def matrix(name: str, width: int) -> np.ndarray:
-        return table.column(name).combine_chunks().values.to_numpy(zero_copy_only=False).reshape(n, width)
-
-    try:
-        views = torch.from_numpy(matrix("view", table.column("view").type.list_size).copy())
-    except (KeyError, AttributeError, ValueError, pa.ArrowInvalid) as exc:
-        raise TeacherError(f"{path}: unreadable teacher cache file ({exc})") from None
-    if "logits" in table.column_names:
-        return views, torch.from_numpy(matrix("logits", num_classes).copy())
-    k = table.column("topk_values").type.list_size
-    values = torch.from_numpy(matrix("topk_values", k).astype(np.float32))
-    indices = torch.from_numpy(matrix("topk_indices", k).astype(np.int64))
-    lse = torch.from_numpy(table.column("logsumexp").to_numpy().astype(np.float32))
-    return views, fill_topk(values, indices, lse, num_classes)
+    """(views (N, V), full logits (N, K)) of one epoch file; top-k rows are filled back to K."""
+    epoch = EpochFile(path, num_classes)
+    return epoch.views, epoch.logits(np.arange(epoch.n))
 
 
 def fill_topk(
@@ -266,21 +297,22 @@ class CachedTeacher(Teacher):
     views_of: Callable[[int], torch.Tensor] | None = None
     device: torch.device | None = None
     _epoch: int = -1
-    _logits: torch.Tensor | None = None
+    _file: EpochFile | None = None
 
     def load_epoch(self, epoch: int) -> None:
-        """Read `epoch` (0-based) and check its views are the ones the loader replays."""
+        """Open `epoch` (0-based) and check its views are the ones the loader replays."""
         assert self.folder is not None and self.views_of is not None
-        views, logits = read_epoch(self.folder / f"epoch_{epoch + 1}.arrow", self.num_classes)
-        if not torch.equal(views, self.views_of(epoch).float().cpu()):
+        opened = EpochFile(self.folder / f"epoch_{epoch + 1}.arrow", self.num_classes)
+        if not torch.equal(opened.views, self.views_of(epoch).float().cpu()):
             raise TeacherError(
                 f"{self.folder}: stale teacher cache: epoch {epoch + 1}'s stored views differ from "
                 "the views this run replays (augmentation or data changed); rebuild it"
             )
-        self._logits, self._epoch = logits.to(self.device), epoch
+        self._file, self._epoch = opened, epoch
 
     def logits_for(self, images: torch.Tensor, batch: Batch, epoch: int) -> torch.Tensor:
         if epoch != self._epoch:
             self.load_epoch(epoch)
-        assert self._logits is not None and batch.indices is not None
-        return self._logits[batch.indices]
+        assert self._file is not None and batch.indices is not None
+        rows = self._file.logits(batch.indices.cpu().numpy())
+        return rows.to(self.device, non_blocking=True)
