@@ -17,6 +17,7 @@ which docs/data.md states the size and read rate of an ImageNet-1k epoch.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -80,13 +81,15 @@ def write_folder(root: Path, cfg: FfcvKdConfig) -> Path:
     return root
 
 
-def make_betons(base: Path, cfg: FfcvKdConfig) -> Path:
+def make_betons(base: Path, cfg: FfcvKdConfig, workers: int = 1) -> Path:
     from dataclasses import replace
 
     from harness.data.convert import ConvertOptions, convert
 
     write_folder(base / "src", cfg)
-    options = ConvertOptions(write_mode="jpg", jpeg_quality=90, workers=1, progress=False, page_size=1 << 21)
+    options = ConvertOptions(
+        write_mode="jpg", jpeg_quality=90, workers=workers, progress=False, page_size=1 << 21
+    )
     convert(base / "src", base / "train.beton", replace(options, split="train"))
     return base / "train.beton"
 
@@ -136,7 +139,7 @@ def run(cfg: FfcvKdConfig) -> list[dict[str, Any]]:
     epochs = 2 + ((cfg.rounds + 1) * cfg.steps) // steps_per_epoch  # views cached for every step
     with tempfile.TemporaryDirectory(prefix="harness-bench-ffcv-") as tmp:
         base = Path(tmp)
-        beton = make_betons(base, cfg)
+        beton = make_betons(base, cfg, workers=cfg.workers or os.cpu_count() or 1)
         weights = base / "teacher.pt"
         torch.save(build_model(cfg.teacher_arch, cfg.classes, 3).state_dict(), weights)
         teacher = {"arch": cfg.teacher_arch, "weights": str(weights)}
