@@ -223,4 +223,5 @@ def load_teacher(
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    return Teacher(model=model, arch=arch, source=source, origin=origin)
+    # a pretrained tag names the weights (the source); the architecture is what precedes it
+    return Teacher(model=model, arch=arch.split(".")[0], source=source, origin=origin)
