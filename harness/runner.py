@@ -427,17 +427,18 @@ class Trainer:
         if not (folder / "meta.json").exists():
             if cfg.cache_path and folder.exists() and any(folder.iterdir()):
                 raise TeacherError(f"teacher.cache_path: {folder} is not a complete teacher cache")
-            if self.world.is_main:
-                self._say(f"building teacher cache {folder} ({self.recipe.schedule.epochs} epochs)")
-                teacher_cache.build(
-                    folder,
-                    meta,
-                    teacher,
-                    loader,
-                    self.recipe.schedule.epochs,
-                    self.teacher_metrics,
-                    forward=self.teacher_forward,
-                )
+            self._say(f"building teacher cache {folder} ({self.recipe.schedule.epochs} epochs)")
+            teacher_cache.build(
+                folder,
+                meta,
+                teacher,
+                loader,
+                self.recipe.schedule.epochs,
+                self.teacher_metrics,
+                forward=self.teacher_forward,
+                rank=self.world.rank,
+                world_size=self.world.world_size,
+            )
             distributed.barrier()
         found = teacher_cache.read_meta(folder)
         teacher_cache.check_meta(folder, found, meta, self.recipe.schedule.epochs)

@@ -166,8 +166,15 @@ def build(
     epochs: int,
     teacher_metrics: dict[str, Any],
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> None:
-    """Run the teacher on every sample's view of every epoch, in batches of `meta['batch_size']`."""
+    """Run the teacher on every sample's view of every epoch, in batches of `meta['batch_size']`.
+
+    Under DDP every rank calls this: rank r forwards the batches r, r + w, ... of each epoch and
+    leaves them in a part file; rank 0 writes the epoch in position order (one forward per view
+    in all).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "meta.json").unlink(missing_ok=True)  # incomplete until meta.json is written last
     forward = forward or teacher
@@ -175,36 +182,68 @@ def build(
     topk = meta["storage"].get("k")
     for epoch in range(epochs):
         views = loader.epoch_views(epoch)
-        out = []
-        for start, batch in enumerate_batches(loader, epoch, views, n, batch_size):
+        parts: dict[int, torch.Tensor] = {}
+        for start, batch in enumerate_batches(loader, epoch, views, n, batch_size, rank, world_size):
             if batch.views is not None and not torch.equal(
                 batch.views.cpu(), views[start : start + len(batch)]
             ):
                 raise TeacherError(f"{folder}: the loader's views differ from its replayed views")
-            out.append(forward(batch.images).float())
-        write_table(folder / f"epoch_{epoch + 1}.arrow", epoch_table(views, torch.cat(out), topk))
-        log.info("teacher cache %s: epoch %d/%d written", folder.name, epoch + 1, epochs)
-    write_json(folder / "meta.json", {**meta, "epochs": epochs, "teacher_metrics": teacher_metrics})
+            parts[start] = forward(batch.images).float().cpu()
+        if world_size > 1:
+            parts = gather_parts(folder / f".epoch_{epoch + 1}", parts, rank, world_size)
+        if rank == 0:
+            logits = torch.cat([parts[k] for k in sorted(parts)])
+            if logits.shape[0] != n:
+                raise TeacherError(f"{folder}: epoch {epoch + 1} covers {logits.shape[0]} samples, not {n}")
+            write_table(folder / f"epoch_{epoch + 1}.arrow", epoch_table(views, logits, topk))
+            log.info("teacher cache %s: epoch %d/%d written", folder.name, epoch + 1, epochs)
+    if rank == 0:
+        write_json(folder / "meta.json", {**meta, "epochs": epochs, "teacher_metrics": teacher_metrics})
+
+
+def gather_parts(stem: Path, parts: dict[int, torch.Tensor], rank: int, world_size: int) -> dict:
+    """Every rank's {first position: logits} on rank 0, through files beside the cache."""
+    from harness import distributed
+
+    mine = stem.with_name(f"{stem.name}.part{rank}.pt")
+    torch.save(parts, mine)
+    distributed.barrier()
+    merged: dict[int, torch.Tensor] = {}
+    if rank == 0:
+        for r in range(world_size):
+            path = stem.with_name(f"{stem.name}.part{r}.pt")
+            merged.update(torch.load(path, weights_only=True))
+            path.unlink()
+    distributed.barrier()
+    return merged
 
 
 def enumerate_batches(
-    loader: Any, epoch: int, views: torch.Tensor, n: int, batch_size: int
+    loader: Any,
+    epoch: int,
+    views: torch.Tensor,
+    n: int,
+    batch_size: int,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> Iterator[tuple[int, Batch]]:
-    """(first position, batch) over every sample of the split in position order, at `epoch`'s
-    views: the loader's own ordered pass (ffcv decodes the views itself), else `make_batch`."""
+    """(first position, batch) over this rank's batches (r, r + w, ...) of the split in position
+    order, at `epoch`'s views: the loader's own ordered pass (ffcv decodes the views itself),
+    else `make_batch`."""
     ordered = getattr(loader, "ordered_batches", None)
     if ordered is not None:
-        start = 0
-        for batch in ordered(epoch, batch_size):
+        for batch in ordered(epoch, batch_size, rank, world_size):
             assert batch.indices is not None
-            if not torch.equal(batch.indices.cpu(), torch.arange(start, start + len(batch))):
+            start = int(batch.indices[0])
+            if start % batch_size or not torch.equal(
+                batch.indices.cpu(), torch.arange(start, start + len(batch))
+            ):
                 raise TeacherError("teacher cache: the ordered pass is not in position order")
             yield start, batch
-            start += len(batch)
-        if start != n:
-            raise TeacherError(f"teacher cache: the ordered pass gave {start} samples, not {n}")
         return
-    for start in range(0, n, batch_size):
+    for k, start in enumerate(range(0, n, batch_size)):
+        if k % world_size != rank:
+            continue
         idx = torch.arange(start, min(start + batch_size, n), device=loader.device)
         yield start, loader.make_batch(idx, views[start : start + batch_size].to(loader.device))
 

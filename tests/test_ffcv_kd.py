@@ -8,8 +8,11 @@ runs folder through module fixtures, and train in this process where they can.
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -23,7 +26,7 @@ from harness.metrics import read_metrics
 from harness.models import build_model
 from harness.recipe import load_recipe
 from harness.runner import RunOptions, train
-from tests.conftest import run_cli, tiny_recipe, write_recipe
+from tests.conftest import REPO, run_cli, tiny_recipe, write_recipe
 from tests.datagen import write_image_folder
 from tests.test_resume import start_run, strike_when
 
@@ -179,3 +182,22 @@ def test_stale_and_corrupted_ffcv_caches_fail_alone(inet):
         np.frombuffer((folder / "epoch_2.arrow").read_bytes()[:8], np.uint8),
         np.frombuffer(blob[:8], np.uint8),
     )  # the shared cache is untouched
+
+
+@ffcv_test(600)
+def test_cache_teacher_under_torchrun_splits_the_batches(inet):
+    if "cache" not in inet:
+        pytest.skip("needs test_cached_ffcv_kd_equals_live_kd")
+    folder = inet["base"] / "dp-cache"
+    path = inet["recipe"]("dp", cache=True, cache_path=str(folder))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd += ["-m", "harness", "cache-teacher", str(path), "--runs-dir", str(inet["base"] / "runs_dp")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=540, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in folder.iterdir()) == ["epoch_1.arrow", "epoch_2.arrow", "meta.json"]
+    for epoch in (1, 2):  # each rank forwarded half the batches; rank 0 wrote them in order
+        views, logits = teacher_cache.read_epoch(folder / f"epoch_{epoch}.arrow", 4)
+        ref_views, ref_logits = teacher_cache.read_epoch(inet["cache"] / f"epoch_{epoch}.arrow", 4)
+        assert torch.equal(views, ref_views)
+        torch.testing.assert_close(logits, ref_logits, rtol=1e-4, atol=1e-4)  # 1 thread against 2

@@ -371,6 +371,7 @@ class FfcvLoader:
         self.spec = view_spec(plan) if train else None
         self.views_state = ViewState(self.view_seed) if train and image_ops is None else None
         self._ordered: FfcvLoader | None = None
+        self._ordered_key: tuple[int, int, int] | None = None
         ops, self.decoder = image_pipeline(plan, train, info.one_size, views=self.views_state)
         if image_ops is not None:  # a caller's own pipeline (tests, benchmarks); still checked
             ops, self.decoder = check_pipeline(image_ops), image_ops[0]
@@ -468,22 +469,33 @@ class FfcvLoader:
             "views": None if self.spec is None else self.spec.identity(),
         }
 
-    def ordered_batches(self, epoch: int, batch_size: int) -> Iterator[Batch]:
-        """Every sample of the split in position order, seen through its view at `epoch`, in
-        batches of `batch_size`: a teacher cache's pass."""
-        if self._ordered is None:
+    def ordered_batches(
+        self, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1
+    ) -> Iterator[Batch]:
+        """The split in position order, seen through its views at `epoch`, in batches of
+        `batch_size`; rank r of w decodes the batches r, r + w, ... only: a teacher cache's pass."""
+        key = (batch_size, rank, world_size)
+        if self._ordered is None or self._ordered_key != key:
+            if self._ordered is not None:
+                self._ordered.close()
+            starts = range(rank * batch_size, len(self.split_indices), world_size * batch_size)
+            if not starts:
+                return
+            mine = np.concatenate([self.split_indices[s : s + batch_size] for s in starts])
             self._ordered = FfcvLoader(
                 self.info,
                 plan=self.plan,
                 train=True,
                 batch_size=batch_size,
-                indices=self.split_indices,
+                indices=mine,
                 stage=self.stage,
                 seed=self.seed,
                 view_seed=self.view_seed,
                 sequential=True,
                 **self._options,
             )
+            self._ordered._position = self._position  # positions in the whole split
+            self._ordered_key = key
         self._ordered.set_epoch(epoch)
         yield from self._ordered
 
