@@ -88,7 +88,7 @@ def main(verbose: bool) -> None:
     "--nproc",
     type=click.IntRange(min=1),
     default=1,
-    help="Train on N local processes: hands the same command to torchrun (DDP).",
+    help="Train on N local processes: hands the same command to torchrun (DDP; 1: one DDP rank).",
 )
 def run(
     recipe: Path,
@@ -113,7 +113,10 @@ def run(
     if resume and restart:
         raise click.UsageError("--resume and --restart exclude each other")
     loaded = load_recipe(recipe, overrides)  # a bad recipe fails here, before any process starts
-    if nproc > 1 and not distributed.world_from_env().distributed:
+    asked = (
+        click.get_current_context().get_parameter_source("nproc") == click.core.ParameterSource.COMMANDLINE
+    )
+    if (nproc > 1 or asked) and not distributed.world_from_env().distributed:  # --nproc 1: one DDP rank
         distributed.hand_to_torchrun(nproc, sys.argv[1:])
     if smoke:
         from harness.smoke import run_smoke
@@ -409,7 +412,7 @@ def evaluate(run_dir: Path, which: str, device: str) -> None:
 @main.command()
 @click.option(
     "--suite",
-    type=click.Choice(["steps", "loader", "all"]),
+    type=click.Choice(["steps", "ffcv_kd", "loader", "all"]),
     default="all",
     show_default=True,
     help="Which measurements to take.",

@@ -6,6 +6,7 @@ group (NCCL on GPUs, gloo on CPU). Only rank 0 writes files.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ class World:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    launched: bool = False  # started by torchrun (a process group even for one rank)
 
     @property
     def is_main(self) -> bool:
@@ -29,7 +31,7 @@ class World:
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        return self.world_size > 1 or self.launched
 
 
 def world_from_env() -> World:
@@ -38,6 +40,7 @@ def world_from_env() -> World:
         rank=int(os.environ.get("RANK", 0)),
         world_size=int(os.environ.get("WORLD_SIZE", 1)),
         local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+        launched="TORCHELASTIC_RUN_ID" in os.environ,
     )
 
 
@@ -49,6 +52,10 @@ def init(world: World, device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     dist.init_process_group(backend=backend, rank=world.rank, world_size=world.world_size)
+    if world.is_main:
+        logging.getLogger("harness").info(
+            "process group: backend %s, %d rank(s)", dist.get_backend(), world.world_size
+        )
 
 
 def strip_option(argv: list[str], name: str) -> list[str]:

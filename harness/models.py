@@ -1,7 +1,8 @@
 """Model construction through timm (plus the CIFAR variants harness registers with timm).
 
-Weights are never fetched from a hub: every model is built with `pretrained=False`; teachers get
-their weights from local files only (see `harness.teacher`).
+Models start from random weights unless a recipe asks for timm's pretrained ones
+(`model.pretrained`, `model.pretrained_file`: `harness.pretrained`); teachers get theirs from a
+file, a harness run or timm (see `harness.teacher`).
 
 CIFAR variants
 --------------
@@ -67,6 +68,27 @@ def build_model(
     except (TypeError, ValueError, AssertionError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RecipeError(f"model.kwargs: timm cannot build {arch} with {kwargs or {}} ({first})") from None
+
+
+def build_student(recipe: Any, num_classes: int, in_chans: int) -> tuple[torch.nn.Module, dict | None]:
+    """The recipe's student and the origin of its pretrained weights (None when it starts from
+    random weights)."""
+    from harness import pretrained
+    from harness.recipe import recipe_dir
+
+    cfg = recipe.model
+    if not cfg.pretrained and cfg.pretrained_file is None:
+        return build_model(cfg.arch, num_classes, in_chans, cfg.kwargs), None
+    tag = pretrained.resolve_tag(cfg.arch, cfg.pretrained or True, "model.pretrained")
+    file = (
+        None
+        if cfg.pretrained_file is None
+        else pretrained.local_file(cfg.pretrained_file, recipe_dir(recipe))
+    )
+    model = pretrained.create(
+        tag, num_classes=num_classes, in_chans=in_chans, kwargs=cfg.kwargs, file=file, path="model.pretrained"
+    )
+    return model, pretrained.origin(tag, file)
 
 
 def count_parameters(model: torch.nn.Module) -> int:

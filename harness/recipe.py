@@ -62,9 +62,14 @@ class ModelConfig:
     arch: str = field(doc="timm model name, e.g. resnet18")
     kwargs: dict[str, Any] = field({}, doc="extra keyword arguments for timm.create_model")
     sync_bn: bool = field(False, doc="convert BatchNorm to SyncBatchNorm under DDP")
+    pretrained: bool | str = field(
+        False, doc="start from timm's pretrained weights: true (default tag) or a tag, e.g. a1_in1k"
+    )
+    pretrained_file: str | None = field(None, doc="those weights from a local file (timm's overlay)")
 
     def validate(self, path: str) -> None:
         check_arch(self.arch, f"{path}.arch" if path else "arch")
+        check_pretrained(self, f"{path}.pretrained" if path else "pretrained")
         for reserved in ("num_classes", "in_chans", "pretrained", "pretrained_cfg_overlay"):
             if reserved in self.kwargs:
                 fail(f"{path}.kwargs.{reserved}", "set by harness from the data (remove it)")
@@ -195,15 +200,25 @@ class TeacherConfig:
     train_if_missing: bool = field(True, doc="train the teacher run first when it is missing")
     arch: str | None = field(None, doc="timm architecture (with `weights`)")
     kwargs: dict[str, Any] = field({}, doc="timm.create_model kwargs (with `weights`)")
-    weights: str | None = field(None, doc="local state_dict file (never a hub download)")
-    cache: bool = field(False, doc="read soft targets from a per-view teacher cache (memory backend)")
+    weights: str | None = field(None, doc="local state_dict file of `arch`")
+    pretrained: bool | str = field(False, doc="timm's pretrained `arch`: true (default tag) or a tag")
+    pretrained_file: str | None = field(None, doc="pretrained `arch` weights from a local file")
+    cache: bool = field(False, doc="read soft targets from a per-view teacher cache (memory, ffcv)")
     cache_topk: int | None = field(None, check=ge(1), doc="cache the top-k logits only (default: all K)")
     cache_path: str | None = field(None, doc="cache folder (default: <runs-dir>/teacher-cache/...)")
 
     def validate(self, path: str) -> None:
-        if (self.run is None) == (self.weights is None):
-            fail(path, "give exactly one of `run` (a teacher recipe) or `weights` (a file)")
-        if self.weights is not None:
+        timm_weights = bool(self.pretrained) or self.pretrained_file is not None
+        if sum((self.run is not None, self.weights is not None, timm_weights)) != 1:
+            fail(path, "give exactly one of `run` (a teacher recipe), `weights` (a file) or `pretrained`")
+        if timm_weights:
+            if self.arch is None:
+                fail(f"{path}.arch", "required with `pretrained`")
+            check_arch(self.arch, f"{path}.arch")
+            check_pretrained(self, f"{path}.pretrained")
+            if self.epoch is not None:
+                fail(f"{path}.epoch", "only for a teacher `run`")
+        elif self.weights is not None:
             if self.arch is None:
                 fail(f"{path}.arch", "required with `weights`")
             check_arch(self.arch, f"{path}.arch")
@@ -315,8 +330,8 @@ class Recipe:
             fail("teacher", f"required: strategy {self.strategy.name!r} distils from a teacher")
         if not needs and self.teacher is not None:
             fail("teacher", f"strategy {self.strategy.name!r} uses no teacher; remove it")
-        if self.teacher is not None and self.teacher.cache and self.data.backend != "memory":
-            fail("teacher.cache", "needs data.backend memory (its views are replayable); use a live teacher")
+        if self.teacher is not None and self.teacher.cache and self.data.backend == "torch":
+            fail("teacher.cache", "needs data.backend memory or ffcv (replayable views); use a live teacher")
         for e in self.checkpoint.save_epochs:
             if e > self.schedule.epochs:
                 fail("checkpoint.save_epochs", f"epoch {e} > schedule.epochs ({self.schedule.epochs})")
@@ -333,6 +348,10 @@ class Recipe:
             d.pop(key)
         for key in LOADER_ONLY:  # how data is loaded, not what is learnt
             d["data"].pop(key)
+        from harness.pretrained import identity_section
+
+        for key in ("model", "teacher"):  # pretrained weights: their tag and file hash
+            identity_section(d.get(key), recipe_dir(self))
         return d
 
     def hash(self) -> str:
@@ -368,6 +387,19 @@ def check_arch(arch: str, path: str) -> None:
         return
     hint = suggest(arch, timm.list_models())
     fail(path, f"unknown timm architecture {arch!r}{hint}")
+
+
+def check_pretrained(cfg: ModelConfig | TeacherConfig, path: str) -> None:
+    """A pretrained tag timm knows for `cfg.arch` (close matches if not)."""
+    if not cfg.pretrained and cfg.pretrained_file is None:
+        return
+    from harness.pretrained import resolve_tag
+
+    assert cfg.arch is not None
+    try:
+        resolve_tag(cfg.arch, cfg.pretrained or True, path)
+    except RecipeError as exc:
+        fail(path, str(exc).split(": ", 1)[1])
 
 
 # ------------------------------------------------------------------------------ loading

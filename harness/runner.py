@@ -27,13 +27,13 @@ import torch
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 
-from harness import checkpoint, distributed, provenance, strategies, teacher_cache
+from harness import checkpoint, distributed, pretrained, provenance, strategies, teacher_cache
 from harness.data import DataBundle, build_data
 from harness.data.preflight import check_data_files
 from harness.distributed import World
 from harness.errors import DivergedError, HarnessError, InterruptedRun, RunStateError, TeacherError
 from harness.metrics import MetricAccumulator, read_metrics, write_metrics
-from harness.models import build_model, count_parameters
+from harness.models import build_student, count_parameters
 from harness.recipe import LOADER_ONLY, Recipe, RuntimeConfig
 from harness.rundir import RunDir, write_json, write_text
 from harness.schema import to_dict
@@ -345,7 +345,7 @@ class Trainer:
             world_size=self.world.world_size,
         )
         torch.manual_seed(r.seed)  # identical initial weights on every rank
-        model = build_model(r.model.arch, self.data.num_classes, self.data.channels, r.model.kwargs)
+        model, origin = build_student(r, self.data.num_classes, self.data.channels)
         model.to(self.device)
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -374,6 +374,7 @@ class Trainer:
                 device=self.device,
                 channels_last=self.channels_last,
             )
+        self._record_pretrained({"model": origin, "teacher": getattr(self.teacher, "origin", None)})
         self.global_batch = r.data.batch_size * self.world.world_size
         self.lr = r.optim.lr * (self.global_batch / r.optim.lr_base_batch if r.optim.lr_base_batch else 1.0)
         self.optimizer = build_optimizer(r, self.train_model, self.lr)
@@ -385,6 +386,14 @@ class Trainer:
         # Training randomness (dropout, drop-path) starts here, apart per rank, whatever the
         # teacher's own training or evaluation did to the global generator.
         torch.manual_seed(r.seed + 1000 * self.world.rank)
+
+    def _record_pretrained(self, origins: dict[str, dict | None]) -> None:
+        """Where pretrained weights came from, into the log and provenance.json."""
+        origins = {k: v for k, v in origins.items() if v}
+        for key, value in origins.items():
+            self._say(f"{key} weights: timm pretrained {pretrained.describe(value)}")
+        if origins and self.world.is_main and self.run.provenance.exists():
+            pretrained.record(self.run.provenance, origins)
 
     def teacher_forward(self, images: torch.Tensor) -> torch.Tensor:
         """The teacher exactly as a training step calls it (memory format, autocast)."""
@@ -399,12 +408,12 @@ class Trainer:
         cfg, loader = self.recipe.teacher, self.data.train
         assert cfg is not None
         if not hasattr(loader, "epoch_views"):
-            raise TeacherError("teacher.cache: needs data.backend memory (its views are replayable)")
+            raise TeacherError("teacher.cache: needs data.backend memory or ffcv (replayable views)")
         meta = teacher_cache.expected_meta(
             teacher_arch=teacher.arch,
             teacher_source=teacher.source,
             weights=weights,
-            data_identity=json.loads(self.pipeline),
+            data_identity={**json.loads(self.pipeline), **(getattr(loader, "identity", dict)())},
             view_seed=loader.view_seed,
             num_samples=self.data.train_size,
             num_classes=self.data.num_classes,
@@ -419,17 +428,18 @@ class Trainer:
         if not (folder / "meta.json").exists():
             if cfg.cache_path and folder.exists() and any(folder.iterdir()):
                 raise TeacherError(f"teacher.cache_path: {folder} is not a complete teacher cache")
-            if self.world.is_main:
-                self._say(f"building teacher cache {folder} ({self.recipe.schedule.epochs} epochs)")
-                teacher_cache.build(
-                    folder,
-                    meta,
-                    teacher,
-                    loader,
-                    self.recipe.schedule.epochs,
-                    self.teacher_metrics,
-                    forward=self.teacher_forward,
-                )
+            self._say(f"building teacher cache {folder} ({self.recipe.schedule.epochs} epochs)")
+            teacher_cache.build(
+                folder,
+                meta,
+                teacher,
+                loader,
+                self.recipe.schedule.epochs,
+                self.teacher_metrics,
+                forward=self.teacher_forward,
+                rank=self.world.rank,
+                world_size=self.world.world_size,
+            )
             distributed.barrier()
         found = teacher_cache.read_meta(folder)
         teacher_cache.check_meta(folder, found, meta, self.recipe.schedule.epochs)

@@ -1,7 +1,10 @@
 """Teachers: a frozen model whose logits on the student's exact augmented view feed the loss.
 
 A recipe's `teacher` names either
-* `weights`: a local state_dict file for a timm `arch` (never a hub download), or
+* `weights`: a local state_dict file for a timm `arch`,
+* `pretrained` (and/or `pretrained_file`): timm's pretrained `arch` (`harness.pretrained`), from
+  the Hugging Face cache or a local file, loaded through timm with its classifier kept (it must
+  predict the data's classes), or
 * `run`: another recipe, whose run in the same runs folder supplies the weights: its final
   weights, or with `epoch: N` its checkpoint at epoch N (a defective teacher). When that run is
   missing, harness trains it first (`train_if_missing`) and says so. This gives Tf-KD self
@@ -19,7 +22,7 @@ from typing import Any
 
 import torch
 
-from harness import checkpoint
+from harness import checkpoint, pretrained
 from harness.errors import HarnessError, RecipeError, TeacherError
 from harness.models import build_model
 from harness.recipe import Recipe, load_recipe, recipe_dir
@@ -38,6 +41,7 @@ class Teacher:
     model: torch.nn.Module
     arch: str
     source: str
+    origin: dict | None = None  # timm pretrained weights: tag, file, sha256
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -84,6 +88,10 @@ def resolve_weights(
     """(arch, timm kwargs, weights file, source description) of the recipe's teacher."""
     cfg = recipe.teacher
     assert cfg is not None
+    if cfg.pretrained or cfg.pretrained_file is not None:
+        assert cfg.arch is not None
+        tag, file = pretrained_weights(recipe)
+        return tag, dict(cfg.kwargs), file, tag
     if cfg.weights is not None:
         path = Path(cfg.weights)
         if not path.is_absolute() and not path.exists():
@@ -117,6 +125,26 @@ def resolve_weights(
             "and rerun it with --restart"
         )
     return t_recipe.model.arch, t_recipe.model.kwargs, path, f"{t_recipe.run_id}@epoch{cfg.epoch}"
+
+
+def pretrained_weights(recipe: Recipe) -> tuple[str, Path]:
+    """(timm tag, weights file) of a pretrained teacher: its local file, or the file in the
+    Hugging Face cache (timm fetches it there first where the hub is reachable)."""
+    cfg = recipe.teacher
+    assert cfg is not None and cfg.arch is not None
+    tag = pretrained.resolve_tag(cfg.arch, cfg.pretrained or True, "teacher.pretrained")
+    if cfg.pretrained_file is not None:
+        file = pretrained.local_file(cfg.pretrained_file, recipe_dir(recipe))
+        if not file.is_file():
+            raise TeacherError(f"teacher.pretrained_file: {cfg.pretrained_file}: file not found")
+        return tag, file
+    found = pretrained.hub_file(tag)
+    if found is None:  # into the cache, timm's normal way (one line when offline)
+        pretrained.create(tag, num_classes=1000, in_chans=3, kwargs={}, file=None, path="teacher.pretrained")
+        found = pretrained.hub_file(tag)
+    if found is None:
+        raise TeacherError(f"teacher.pretrained: {tag}: no weights file in the Hugging Face cache")
+    return tag, found
 
 
 def check_shapes(
@@ -161,19 +189,39 @@ def load_teacher(
     device: torch.device,
     channels_last: bool = False,
 ) -> Teacher:
-    """Build `arch`, load `weights` strictly, freeze it; a class-count mismatch is a clear error."""
-    state = checkpoint.model_state(weights)
-    model = build_model(arch, num_classes, in_chans, kwargs)
-    check_shapes(model, state, weights, arch, num_classes, in_chans)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise TeacherError(f"{weights}: weights do not match teacher arch {arch} ({first})") from None
+    """Build `arch`, load `weights` strictly, freeze it; a class-count mismatch is a clear error.
+
+    A pretrained tag (`resnet50.a1_in1k`) loads its file through timm's overlay, classifier kept.
+    """
+    origin = None
+    if "." in arch:
+        try:
+            model = pretrained.create(
+                arch,
+                num_classes=num_classes,
+                in_chans=in_chans,
+                kwargs=kwargs,
+                file=weights,
+                path="teacher.pretrained",
+                keep_classifier=True,
+            )
+        except RecipeError as exc:
+            raise TeacherError(str(exc)) from None
+        origin = pretrained.origin(arch, weights)
+    else:
+        state = checkpoint.model_state(weights)
+        model = build_model(arch, num_classes, in_chans, kwargs)
+        check_shapes(model, state, weights, arch, num_classes, in_chans)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise TeacherError(f"{weights}: weights do not match teacher arch {arch} ({first})") from None
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    return Teacher(model=model, arch=arch, source=source)
+    # a pretrained tag names the weights (the source); the architecture is what precedes it
+    return Teacher(model=model, arch=arch.split(".")[0], source=source, origin=origin)

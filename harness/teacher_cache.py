@@ -3,14 +3,16 @@
 Caching teacher outputs by sample index alone (as torchdistill does) is wrong under random
 augmentation: later epochs would get the logits of another view (Beyer et al. 2022: the teacher
 must see the student's exact view). Here every epoch's views are replayable from
-(view_seed, epoch) (`MemoryLoader.epoch_views`), so the cache records, for each epoch, every
+(view_seed, epoch) (`MemoryLoader.epoch_views`, and the ffcv backend's seeded crops:
+`FfcvLoader.epoch_views`), so the cache records, for each epoch, every
 sample's view parameters and the teacher's output on that view; a student run with the same
 view seed replays the same views and reads the soft targets instead of running the teacher.
 Many students and seeds share one cache (fix `data.view_seed`).
 
 Layout of a cache folder:
     meta.json              what it was made for (teacher weights hash, data, views, storage)
-    epoch_<e>.arrow        Arrow IPC, one row per sample in index order: index, view (4 floats),
+    epoch_<e>.arrow        Arrow IPC, one row per sample in index order: index, view (4 floats;
+                           ffcv: 6, `harness.data.ffcv_views`),
                            then `logits` (K float32) or `topk_values` (k float16),
                            `topk_indices` (k int32) and `logsumexp` (float32)
 
@@ -26,7 +28,7 @@ import json
 import logging
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,6 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from harness.data.augment import VIEW_DIM
 from harness.data.base import Batch
 from harness.errors import TeacherError
 from harness.metrics import atomic_write_bytes
@@ -165,8 +166,15 @@ def build(
     epochs: int,
     teacher_metrics: dict[str, Any],
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> None:
-    """Run the teacher on every sample's view of every epoch, in batches of `meta['batch_size']`."""
+    """Run the teacher on every sample's view of every epoch, in batches of `meta['batch_size']`.
+
+    Under DDP every rank calls this: rank r forwards the batches r, r + w, ... of each epoch and
+    leaves them in a part file; rank 0 writes the epoch in position order (one forward per view
+    in all).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "meta.json").unlink(missing_ok=True)  # incomplete until meta.json is written last
     forward = forward or teacher
@@ -174,14 +182,70 @@ def build(
     topk = meta["storage"].get("k")
     for epoch in range(epochs):
         views = loader.epoch_views(epoch)
-        out = []
-        for start in range(0, n, batch_size):
-            idx = torch.arange(start, min(start + batch_size, n), device=loader.device)
-            batch = loader.make_batch(idx, views[start : start + batch_size].to(loader.device))
-            out.append(forward(batch.images).float())
-        write_table(folder / f"epoch_{epoch + 1}.arrow", epoch_table(views, torch.cat(out), topk))
-        log.info("teacher cache %s: epoch %d/%d written", folder.name, epoch + 1, epochs)
-    write_json(folder / "meta.json", {**meta, "epochs": epochs, "teacher_metrics": teacher_metrics})
+        parts: dict[int, torch.Tensor] = {}
+        for start, batch in enumerate_batches(loader, epoch, views, n, batch_size, rank, world_size):
+            if batch.views is not None and not torch.equal(
+                batch.views.cpu(), views[start : start + len(batch)]
+            ):
+                raise TeacherError(f"{folder}: the loader's views differ from its replayed views")
+            parts[start] = forward(batch.images).float().cpu()
+        if world_size > 1:
+            parts = gather_parts(folder / f".epoch_{epoch + 1}", parts, rank, world_size)
+        if rank == 0:
+            logits = torch.cat([parts[k] for k in sorted(parts)])
+            if logits.shape[0] != n:
+                raise TeacherError(f"{folder}: epoch {epoch + 1} covers {logits.shape[0]} samples, not {n}")
+            write_table(folder / f"epoch_{epoch + 1}.arrow", epoch_table(views, logits, topk))
+            log.info("teacher cache %s: epoch %d/%d written", folder.name, epoch + 1, epochs)
+    if rank == 0:
+        write_json(folder / "meta.json", {**meta, "epochs": epochs, "teacher_metrics": teacher_metrics})
+
+
+def gather_parts(stem: Path, parts: dict[int, torch.Tensor], rank: int, world_size: int) -> dict:
+    """Every rank's {first position: logits} on rank 0, through files beside the cache."""
+    from harness import distributed
+
+    mine = stem.with_name(f"{stem.name}.part{rank}.pt")
+    torch.save(parts, mine)
+    distributed.barrier()
+    merged: dict[int, torch.Tensor] = {}
+    if rank == 0:
+        for r in range(world_size):
+            path = stem.with_name(f"{stem.name}.part{r}.pt")
+            merged.update(torch.load(path, weights_only=True))
+            path.unlink()
+    distributed.barrier()
+    return merged
+
+
+def enumerate_batches(
+    loader: Any,
+    epoch: int,
+    views: torch.Tensor,
+    n: int,
+    batch_size: int,
+    rank: int = 0,
+    world_size: int = 1,
+) -> Iterator[tuple[int, Batch]]:
+    """(first position, batch) over this rank's batches (r, r + w, ...) of the split in position
+    order, at `epoch`'s views: the loader's own ordered pass (ffcv decodes the views itself),
+    else `make_batch`."""
+    ordered = getattr(loader, "ordered_batches", None)
+    if ordered is not None:
+        for batch in ordered(epoch, batch_size, rank, world_size):
+            assert batch.indices is not None
+            start = int(batch.indices[0])
+            if start % batch_size or not torch.equal(
+                batch.indices.cpu(), torch.arange(start, start + len(batch))
+            ):
+                raise TeacherError("teacher cache: the ordered pass is not in position order")
+            yield start, batch
+        return
+    for k, start in enumerate(range(0, n, batch_size)):
+        if k % world_size != rank:
+            continue
+        idx = torch.arange(start, min(start + batch_size, n), device=loader.device)
+        yield start, loader.make_batch(idx, views[start : start + batch_size].to(loader.device))
 
 
 def remove(folder: Path) -> None:
@@ -192,26 +256,60 @@ def remove(folder: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ reading
+class EpochFile:
+    """One epoch file, memory-mapped: its views, and the logits of the rows a batch asks for.
+
+    Only the views are read at once (24 bytes a sample); logits stay in the mapped file and a
+    batch copies its own rows (a top-k row is filled back to K then), so an ImageNet-1k epoch of
+    full logits (5.2 GB) never has to fit in memory, let alone on the device.
+    """
+
+    def __init__(self, path: Path, num_classes: int) -> None:
+        self.path, self.num_classes = path, num_classes
+        try:
+            self._source = pa.memory_map(str(path))
+            table = pa.ipc.open_file(self._source).read_all()
+            self.n = table.num_rows
+            self.views = torch.from_numpy(self._matrix(table, "view").copy())
+            if "logits" in table.column_names:
+                self.k = None
+                self._logits = self._matrix(table, "logits")
+                width = self._logits.shape[1]
+            else:
+                self._values = self._matrix(table, "topk_values")
+                self._indices = self._matrix(table, "topk_indices")
+                self._lse = table.column("logsumexp").to_numpy()
+                self.k = width = self._values.shape[1]
+        except (OSError, KeyError, AttributeError, ValueError, pa.ArrowInvalid) as exc:
+            raise TeacherError(
+                f"{path}: unreadable teacher cache file ({' '.join(str(exc).split())})"
+            ) from None
+        if (self.k is None and width != num_classes) or (self.k is not None and self.k > num_classes):
+            raise TeacherError(
+                f"{path}: unreadable teacher cache file (rows of {width} logits, K = {num_classes})"
+            )
+
+    def _matrix(self, table: pa.Table, name: str) -> np.ndarray:
+        """A fixed-size-list column as an (N, width) array (a view of the mapped file where it can)."""
+        column = table.column(name)
+        chunk = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+        width = column.type.list_size
+        return chunk.values.to_numpy(zero_copy_only=False).reshape(self.n, width)
+
+    def logits(self, rows: np.ndarray) -> torch.Tensor:
+        """Full logits (len(rows), K) of `rows` (positions in the split)."""
+        if self.k is None:
+            return torch.from_numpy(np.ascontiguousarray(self._logits[rows]))
+        values = torch.from_numpy(self._values[rows].astype(np.float32))
+        indices = torch.from_numpy(self._indices[rows].astype(np.int64))
+        lse = torch.from_numpy(self._lse[rows].astype(np.float32))
+        return fill_topk(values, indices, lse, self.num_classes)
+
+
 def read_epoch(path: Path, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(views (N, 4), full logits (N, K)) of one epoch file; top-k rows are filled back to K."""
-    try:
-        with pa.memory_map(str(path)) as source:
-            table = pa.ipc.open_file(source).read_all()
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise TeacherError(f"{path}: unreadable teacher cache file ({exc})") from None
-    n = table.num_rows
-
-    def matrix(name: str, width: int) -> np.ndarray:
-        return table.column(name).combine_chunks().values.to_numpy(zero_copy_only=False).reshape(n, width)
-
-    views = torch.from_numpy(matrix("view", VIEW_DIM).copy())
-    if "logits" in table.column_names:
-        return views, torch.from_numpy(matrix("logits", num_classes).copy())
-    k = table.column("topk_values").type.list_size
-    values = torch.from_numpy(matrix("topk_values", k).astype(np.float32))
-    indices = torch.from_numpy(matrix("topk_indices", k).astype(np.int64))
-    lse = torch.from_numpy(table.column("logsumexp").to_numpy().astype(np.float32))
-    return views, fill_topk(values, indices, lse, num_classes)
+    """(views (N, V), full logits (N, K)) of one epoch file; top-k rows are filled back to K."""
+    epoch = EpochFile(path, num_classes)
+    return epoch.views, epoch.logits(np.arange(epoch.n))
 
 
 def fill_topk(
@@ -238,21 +336,22 @@ class CachedTeacher(Teacher):
     views_of: Callable[[int], torch.Tensor] | None = None
     device: torch.device | None = None
     _epoch: int = -1
-    _logits: torch.Tensor | None = None
+    _file: EpochFile | None = None
 
     def load_epoch(self, epoch: int) -> None:
-        """Read `epoch` (0-based) and check its views are the ones the loader replays."""
+        """Open `epoch` (0-based) and check its views are the ones the loader replays."""
         assert self.folder is not None and self.views_of is not None
-        views, logits = read_epoch(self.folder / f"epoch_{epoch + 1}.arrow", self.num_classes)
-        if not torch.equal(views, self.views_of(epoch).float().cpu()):
+        opened = EpochFile(self.folder / f"epoch_{epoch + 1}.arrow", self.num_classes)
+        if not torch.equal(opened.views, self.views_of(epoch).float().cpu()):
             raise TeacherError(
                 f"{self.folder}: stale teacher cache: epoch {epoch + 1}'s stored views differ from "
                 "the views this run replays (augmentation or data changed); rebuild it"
             )
-        self._logits, self._epoch = logits.to(self.device), epoch
+        self._file, self._epoch = opened, epoch
 
     def logits_for(self, images: torch.Tensor, batch: Batch, epoch: int) -> torch.Tensor:
         if epoch != self._epoch:
             self.load_epoch(epoch)
-        assert self._logits is not None and batch.indices is not None
-        return self._logits[batch.indices]
+        assert self._file is not None and batch.indices is not None
+        rows = self._file.logits(batch.indices.cpu().numpy())
+        return rows.to(self.device, non_blocking=True)

@@ -167,7 +167,7 @@ def test_stale_or_mismatched_cache_is_refused(tmp_path, runs_dir, weights):
         )
 
 
-def test_cache_needs_the_memory_backend(tmp_path, weights):
+def test_cache_needs_replayable_views(tmp_path, weights):
     path = write_recipe(
         tmp_path / "x.yaml",
         {
@@ -176,4 +176,4 @@ def test_cache_needs_the_memory_backend(tmp_path, weights):
         },
     )
     proc = run_cli("validate", str(path))
-    assert proc.returncode == 2 and "teacher.cache: needs data.backend memory" in proc.stderr
+    assert proc.returncode == 2 and "teacher.cache: needs data.backend memory or ffcv" in proc.stderr

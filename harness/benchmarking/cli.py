@@ -45,6 +45,25 @@ def run(suite: str, *, quick: bool, device: str, out: Path, rounds: int = 7) -> 
             f"## Training steps ({ctx['device']}, {ctx['threads']} threads) -> {path}\n\n"
             + report.markdown(rows, columns)
         )
+    if suite in ("ffcv_kd", "all"):
+        from harness.benchmarking import ffcv_kd
+
+        ctx = report.context(device)
+        kd_cfg = ffcv_kd.FfcvKdConfig(device=device, rounds=2 if quick else rounds, steps=2 if quick else 4)
+        if quick:
+            kd_cfg.images, kd_cfg.batch_size, kd_cfg.arch, kd_cfg.teacher_arch = (
+                64,
+                16,
+                "test_resnet",
+                "resnet18",
+            )
+        rows = [{**r, **ctx} for r in [*ffcv_kd.run(kd_cfg), *ffcv_kd.cache_scale(2000 if quick else 20_000)]]
+        path = report.write(rows, out, "ffcv_kd")
+        columns = ["case", "median_s", "img_per_s", "ratio", "baseline", "spread", "detail"]
+        yield (
+            f"## ffcv KD: cached / live / CE ({ctx['device']}, {ctx['threads']} threads) -> {path}\n\n"
+            + report.markdown(rows, columns)
+        )
     if suite in ("loader", "all"):
         out.mkdir(parents=True, exist_ok=True)
         run_loader(quick, out)  # prints its own table

@@ -125,11 +125,12 @@ def _cache_ffcv_compiles() -> None:
         if key is not None and key in _compiled:
             return _compiled[key][0]
         compiled = plain(cls, code)  # lazy: nothing is compiled before caching is on
-        if isinstance(compiled, Dispatcher):
+        # `no_disk_cache`: code that reads process memory through a captured address
+        if isinstance(compiled, Dispatcher) and not getattr(code, "no_disk_cache", False):
             with contextlib.suppress(RuntimeError):  # generated code has no file to key a cache on
                 compiled.enable_caching()
-            if signature is not None:
-                compiled.compile(signature)
+        if isinstance(compiled, Dispatcher) and signature is not None:
+            compiled.compile(signature)
         if key is not None:
             _compiled[key] = (compiled, tuple(cell.cell_contents for cell in code.__closure__))
         return compiled

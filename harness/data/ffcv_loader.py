@@ -1,12 +1,16 @@
 """The `ffcv` backend: train and evaluate from FFCV `.beton` files (`harness data convert`).
 
-Pipelines follow `harness.data.pipeline.Plan`: ImageNet decodes with ffcv's random-resized-crop
-decoder (centre-crop decoder at `val_crop_ratio` for evaluation, progressive resolution by epoch
-as in ffcv-imagenet), CIFAR and Fashion-MNIST decode at the stored size and take ffcv's random
-translate (the padded random crop). Every ffcv operation works on uint8 pixels; the batch
-leaves ffcv as a uint8 channels-last tensor and `DeviceStage` flips (seeded by seed and epoch)
-and normalises it on the device: on the CPU ffcv's own flip costs about a quarter of the
-loader's time (benchmarks/bench_loader.py, `ffcv-cpuflip`).
+Pipelines follow `harness.data.pipeline.Plan`. Training decodes with `SeededCropDecoder`
+(`harness.data.ffcv_views`): ImageNet with a random-resized crop (or the centre crop),
+progressive resolution by epoch as in ffcv-imagenet, CIFAR and Fashion-MNIST at the stored
+size with the padded random crop; every sample's crop, flip and angle come from
+(view_seed, epoch, sample index), so two runs with the same seeds see the same images, a resumed
+run is exact, and each batch records its views (`Batch.views`) for a teacher cache. Evaluation
+decodes with ffcv's centre-crop decoder at `val_crop_ratio` (ImageNet) or as stored. Every ffcv
+operation works on uint8 pixels; the batch leaves ffcv as a uint8 channels-last tensor and
+`DeviceStage` flips and rotates (from the views) and normalises it on the device: on the CPU
+ffcv's own flip costs about a quarter of the loader's time (benchmarks/bench_loader.py,
+`ffcv-cpuflip`).
 
 ffcv 1.0.2's traps, and what this module does about each:
 
@@ -26,8 +30,8 @@ ffcv 1.0.2's traps, and what this module does about each:
 Order and sharding: each training epoch is a permutation seeded by (seed, epoch); rank r of w
 takes the r-th of w equal slices (`n // w` samples, as the memory backend does), so every rank
 runs the same number of steps. Evaluation reads `indices[rank::world_size]` in order (each
-sample counted once). The order and the flips are reproducible; the crops are not: ffcv draws
-them from numba's unseeded generator.
+sample counted once). `Batch.indices` are positions in the split (after `train_subset` /
+`val_subset`), as the memory backend's.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from harness.data.augment import epoch_generator
 from harness.data.base import Batch, DataBundle
 from harness.data.datasets import INFOS, subset_indices
 from harness.data.ffcv_env import require_ffcv
+from harness.data.ffcv_views import CENTRE, RRC, TRANSLATE, ViewSpec, ViewState, seeded_decoder
 from harness.data.pipeline import RRC_RATIO, DeviceStage, Plan
 from harness.errors import DataError
 from harness.recipe import DataConfig
@@ -223,12 +228,45 @@ def check_pipeline(ops: list) -> list:
     return ops
 
 
+def view_spec(plan: Plan) -> ViewSpec:
+    """How the training views of `plan` are drawn."""
+    if plan.random_resized_crop:
+        mode = RRC
+    elif plan.kind == "imagenet":
+        mode = CENTRE
+    else:
+        mode = TRANSLATE
+    return ViewSpec(
+        mode,
+        scale_min=plan.scale_min,
+        ratio=RRC_RATIO,
+        padding=plan.crop_padding,
+        centre_ratio=plan.val_crop_ratio,
+        hflip=plan.hflip,
+        rotation_degrees=plan.rotation_degrees,
+    )
+
+
 def image_pipeline(
-    plan: Plan, train: bool, stored: tuple[int, int] | None, cpu_flip: bool = False
+    plan: Plan,
+    train: bool,
+    stored: tuple[int, int] | None,
+    cpu_flip: bool = False,
+    views: ViewState | None = None,
 ) -> tuple[list, Any]:
     """(ffcv operations, the decoder) for the images of one split; flips happen on the device
-    unless `cpu_flip` (ffcv's numba flip, for comparison)."""
+    unless `cpu_flip` (ffcv's numba flip, for comparison). Training with `views` decodes with
+    the seeded crop decoder (reproducible views); without, with ffcv's unseeded ones."""
     api = ffcv_api()
+    if train and views is not None:
+        size = None
+        if plan.decodes_to_size:
+            size = plan.train_size or (stored[0] if stored else INFOS[plan.dataset].image_size)
+        decoder = seeded_decoder(None if size is None else (size, size), view_spec(plan), views)
+        ops = [decoder]
+        if plan.hflip and cpu_flip:
+            ops.append(api.RandomHorizontalFlip())
+        return check_pipeline([*ops, api.ToTensor()]), decoder
     if plan.kind == "imagenet" and not train:
         decoder = api.CenterCropRGBImageDecoder((plan.val_size, plan.val_size), ratio=plan.val_crop_ratio)
     elif train and plan.random_resized_crop:
@@ -315,18 +353,34 @@ class FfcvLoader:
         drop_last: bool = False,
         timeout_s: float = 600.0,
         image_ops: list | None = None,
+        view_seed: int | None = None,
+        sequential: bool = False,
     ) -> None:
         api = ffcv_api()
+        self.info = info
         self.path = info.path
         self.plan = plan
         self.train = train
         self.stage = stage
         self.seed = seed
+        self.view_seed = seed if view_seed is None else view_seed
         self.epoch = 0
-        ops, self.decoder = image_pipeline(plan, train, info.one_size)
+        self.batch_size = batch_size
+        self._options = {"num_workers": num_workers, "timeout_s": timeout_s}
+        self.split_indices = np.asarray(indices, dtype=np.int64)  # .beton positions of the split
+        self._position = np.full(info.samples, -1, dtype=np.int64)  # .beton position -> split position
+        self._position[self.split_indices] = np.arange(len(self.split_indices))
+        self.spec = view_spec(plan) if train else None
+        self.views_state = ViewState(self.view_seed) if train and image_ops is None else None
+        self._ordered: FfcvLoader | None = None
+        self._ordered_key: tuple[int, int, int] | None = None
+        ops, self.decoder = image_pipeline(plan, train, info.one_size, views=self.views_state)
         if image_ops is not None:  # a caller's own pipeline (tests, benchmarks); still checked
             ops, self.decoder = check_pipeline(image_ops), image_ops[0]
-        if train:
+        if sequential:  # every sample of the split in order (a teacher cache's pass)
+            order = api.OrderOption.SEQUENTIAL
+            self._samples = len(indices)
+        elif train:
             order = api.ShardedShuffle(seed, rank, world_size)
             self._samples = len(indices) // world_size
         else:
@@ -367,6 +421,8 @@ class FfcvLoader:
         """(uint8 images (N, C, H, W) channels-last, labels (N, 1), indices (N, 1)) as ffcv makes
         them: views of buffers ffcv reuses a few batches later (copy what you keep)."""
         self._loader.next_epoch = self.epoch  # the order of this epoch
+        if self.views_state is not None:
+            self.views_state.set_epoch(self.epoch)  # read by the compiled decoder
         if self.train and self.plan.progressive is not None:
             res = self.plan.train_resolution(self.epoch)
             self.decoder.output_size = (res, res)
@@ -380,8 +436,75 @@ class FfcvLoader:
     def __iter__(self) -> Iterator[Batch]:
         g = epoch_generator(self.seed, self.epoch, stream=1)  # device-side flips and rotations
         for images, labels, index in self.host_batches():
-            x = self.stage.images(self.stage.upload(images), g)
-            yield Batch(images=x, targets=self.stage.labels(labels), indices=self.stage.labels(index))
+            where = index.reshape(-1).numpy()
+            positions = torch.from_numpy(self._position[where])
+            if self.views_state is None:
+                x = self.stage.images(self.stage.upload(images), g)
+                views = None
+            else:
+                host = self.spec.views(self.view_seed, self.epoch, where, self.info.heights, self.info.widths)
+                views = torch.from_numpy(host)
+                x = self.stage.images(
+                    self.stage.upload(images), g, flips=views[:, 4] > 0.5, angles=views[:, 5]
+                )
+                views = views.to(self.stage.device)
+            yield Batch(
+                images=x,
+                targets=self.stage.labels(labels),
+                indices=self.stage.labels(positions),
+                views=views,
+            )
+
+    # -------------------------------------------------------------- replayable views
+    def epoch_views(self, epoch: int) -> torch.Tensor:
+        """(N, 6) views of every sample of the split at `epoch`, by position in the split
+        (`harness.data.ffcv_views`): they depend on (view_seed, epoch) alone."""
+        assert self.spec is not None, "evaluation has no random views"
+        host = self.spec.views(self.view_seed, epoch, self.split_indices, self.info.heights, self.info.widths)
+        return torch.from_numpy(host)
+
+    def identity(self) -> dict[str, Any]:
+        """What a teacher cache of this split's views must match besides the recipe's pipeline."""
+        stat = self.path.stat()
+        return {
+            "beton": {"name": self.path.name, "bytes": stat.st_size, "samples": int(self.info.samples)},
+            "views": None if self.spec is None else self.spec.identity(),
+        }
+
+    def ordered_batches(
+        self, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1
+    ) -> Iterator[Batch]:
+        """The split in position order, seen through its views at `epoch`, in batches of
+        `batch_size`; rank r of w decodes the batches r, r + w, ... only: a teacher cache's pass."""
+        key = (batch_size, rank, world_size)
+        if self._ordered is None or self._ordered_key != key:
+            if self._ordered is not None:
+                self._ordered.close()
+            starts = range(rank * batch_size, len(self.split_indices), world_size * batch_size)
+            if not starts:
+                return
+            mine = np.concatenate([self.split_indices[s : s + batch_size] for s in starts])
+            self._ordered = FfcvLoader(
+                self.info,
+                plan=self.plan,
+                train=True,
+                batch_size=batch_size,
+                indices=mine,
+                stage=self.stage,
+                seed=self.seed,
+                view_seed=self.view_seed,
+                sequential=True,
+                **self._options,
+            )
+            self._ordered._position = self._position  # positions in the whole split
+            self._ordered_key = key
+        self._ordered.set_epoch(epoch)
+        yield from self._ordered
+
+    def close(self) -> None:
+        if self._ordered is not None:
+            self._ordered.close()
+            self._ordered = None
 
 
 # ------------------------------------------------------------------------------ build
@@ -442,6 +565,7 @@ def build(cfg: DataConfig, *, device: torch.device, seed: int, rank: int, world_
         stage=train_stage,
         drop_last=cfg.drop_last,
         timeout_s=cfg.loader_timeout_s,
+        view_seed=cfg.view_seed,
         **common,
     )
     val = FfcvLoader(

@@ -190,16 +190,24 @@ class DeviceStage:
         return out.to(torch.int64, copy=out.data_ptr() == host.data_ptr())
 
     # ---------------------------------------------------------------- uint8 -> float
-    def images(self, u8: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def images(
+        self,
+        u8: torch.Tensor,
+        generator: torch.Generator | None = None,
+        flips: torch.Tensor | None = None,
+        angles: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Normalised floats from uint8 `u8` (N, C, H, W) on the device; a new tensor.
 
-        Random flips and rotations draw from `generator` (CPU), one flip then one angle per image.
+        Random flips and rotations draw from `generator` (CPU), one flip then one angle per image,
+        unless given (`flips` (N,) bool, `angles` (N,) degrees: a replayable view's).
         """
         g = generator if generator is not None else torch.Generator().manual_seed(0)
         if u8.shape[1] != self.channels:
             u8 = u8[:, : self.channels]  # grey images stored as RGB: the channels are equal
         if self.hflip:
-            flip = (torch.rand(u8.shape[0], generator=g) < 0.5).to(u8.device)
+            flip = flips if flips is not None else torch.rand(u8.shape[0], generator=g) < 0.5
+            flip = flip.to(u8.device)
             u8 = torch.where(flip.view(-1, 1, 1, 1), u8.flip(-1), u8)  # a uint8 copy (loader buffer intact)
         resize = self.size is not None and tuple(u8.shape[-2:]) != (self.size, self.size)
         if not resize and not self.rotation_degrees:
@@ -208,8 +216,9 @@ class DeviceStage:
         if resize:
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True)
         if self.rotation_degrees:
-            angles = (torch.rand(x.shape[0], generator=g) * 2 - 1) * self.rotation_degrees
-            x = rotate(x, angles.to(x.device))
+            if angles is None:
+                angles = (torch.rand(x.shape[0], generator=g) * 2 - 1) * self.rotation_degrees
+            x = rotate(x, angles.to(x.device, x.dtype))
         return x.sub_(self.mean.view(1, -1, 1, 1)).div_(self.std.view(1, -1, 1, 1))
 
     def normalize(self, u8: torch.Tensor) -> torch.Tensor:
