@@ -14,14 +14,14 @@ and T = 1 it is the pure soft-target KD of Shen et al. 2021.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from harness.errors import TeacherError
 from harness.schema import between, field, ge, gt
 from harness.strategies.functional import KLReduction, cross_entropy, kl_divergence
-from harness.strategies.registry import LossDict, Strategy, register
+from harness.strategies.registry import LossDict, StepInputs, Strategy, register
 
 
 @dataclass(kw_only=True)
@@ -61,20 +61,14 @@ class KnowledgeDistillation(Strategy):
     name = "kd"
     Params = KDParams
     needs_teacher = True
+    example: ClassVar[dict[str, Any]] = {"alpha": 0.9, "temperature": 4.0}
 
-    def __call__(
-        self,
-        student_logits: torch.Tensor,
-        targets: torch.Tensor,
-        teacher_logits: torch.Tensor | None = None,
-    ) -> LossDict:
-        if teacher_logits is None:
-            raise TeacherError("strategy 'kd' needs teacher logits; the recipe names no teacher")
+    def forward(self, step: StepInputs) -> LossDict:
         p = self.params
         return kd_loss(
-            student_logits,
-            targets,
-            teacher_logits,
+            step.student_logits,
+            step.targets,
+            step.teacher(self.name),
             p.alpha,
             p.temperature,
             p.multiplier,
