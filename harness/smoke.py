@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from harness.data.datasets import INFOS
 from harness.cifar_kd_models import CIFAR_KD_ARCHS
+from harness.data.datasets import INFOS
 from harness.models import CIFAR_ARCHS
 from harness.recipe import Recipe, from_mapping
 from harness.runner import RunOptions, RunResult, train
