@@ -436,7 +436,9 @@ ARCHS: dict[str, tuple[Any, dict[str, Any]]] = {
     "shufflenetv1_cifar": (shufflenet_v1, {}),
 }
 CIFAR_KD_ARCHS = tuple(ARCHS)
-"""The registered names, in the order of the table above."""
+"""The registered names."""
+STRIDE8_ARCHS = tuple(name for name in ARCHS if name != "mobilenetv2_half_cifar")
+"""The networks of overall stride 8 or less (MobileNetV2's is 16: its stride-2 stem)."""
 
 
 def _pool_size(name: str) -> int:

@@ -10,12 +10,20 @@ registration order) the stage features were equal to RepDistiller's `is_feat=Tru
 
 from __future__ import annotations
 
+import glob
+from pathlib import Path
+
 import pytest
 import timm
 import torch
+import yaml
 
 from harness.cifar_kd_models import CIFAR_KD_ARCHS
+from harness.leaderboard.reference import load_references
 from harness.models import build_model, count_parameters
+from harness.recipe import load_recipe
+from harness.teacher import teacher_recipe
+from tests.conftest import REPO
 
 REPDISTILLER_PARAMS = {  # timm name: (RepDistiller name, parameters at 100 classes)
     "resnet20_cifar": ("resnet20", 278_324),
@@ -91,3 +99,76 @@ def test_names_do_not_shadow_timm_models():
     with pytest.raises(ValueError, match="no pretrained weights"):
         timm.create_model("vgg8_cifar", pretrained=True)
     assert timm.models.model_entrypoint("vgg13").__module__ == "timm.models.vgg"  # timm's own, untouched
+
+
+# ------------------------------------------------------------------------------ recipes/cifar100_kd
+SUITE = REPO / "recipes" / "cifar100_kd"
+SUITE_RECIPES = sorted(SUITE.glob("*.yaml"))
+SWEEP = REPO / "sweeps" / "cifar100_kd_gpu.yaml"
+
+
+def _comments(path):
+    return [line[1:].strip() for line in path.read_text().splitlines() if line.startswith("#")]
+
+
+PAIRS = {
+    "resnet8x4": "resnet32x4",
+    "wrn_16_2": "wrn_40_2",
+    "resnet20": "resnet56",
+    "vgg8": "vgg13",
+    "mobilenetv2_half": "resnet50_cifar",
+}
+
+
+def test_the_pairs_are_there():
+    names = {p.stem for p in SUITE_RECIPES}
+    for student, teacher in PAIRS.items():
+        assert {
+            f"{student}_ce",
+            f"{student}_label_smoothing",
+            f"{student}_kd_{teacher}",
+            f"{teacher}_ce",
+        } <= names
+
+
+@pytest.mark.parametrize("path", SUITE_RECIPES, ids=lambda p: p.stem)
+def test_recipe_names_its_source_and_its_published_figure(path):
+    comments = _comments(path)
+    assert any(c.startswith("Source: ") for c in comments) and any(c.startswith("Target: ") for c in comments)
+    recipe = load_recipe(path)
+    assert recipe.data.dataset == "cifar100" and recipe.model.arch in REPDISTILLER_PARAMS
+    assert (recipe.schedule.epochs, recipe.schedule.milestones, recipe.data.batch_size) == (
+        240,
+        [150, 180, 210],
+        64,
+    )
+    teacher = teacher_recipe(recipe) if recipe.teacher is not None else None
+    found = load_references().matches(
+        "cifar100",
+        recipe.model.arch,
+        recipe.method,
+        teacher.model.arch if teacher else None,
+        teacher.method if teacher else None,
+        recipe.strategy.params,
+    )
+    if recipe.method == "label_smoothing":
+        assert not found  # no reference trains these students with LS
+    else:  # the leaderboard finds the paper's figure, and the recipe's Target line quotes it
+        assert found, f"{path.name}: no figure in leaderboard/reference/results.csv matches"
+        target = next(c for c in comments if c.startswith("Target: "))
+        assert f"{found[0].value:.2f}%" in target
+
+
+def test_gpu_sweep_lists_every_recipe_once_teachers_first():
+    spec = yaml.safe_load(SWEEP.read_text())
+    listed = []
+    for item in spec["recipes"]:
+        pattern = item if isinstance(item, str) else item["path"]
+        listed += sorted(Path(p).resolve() for p in glob.glob(str(SWEEP.parent / pattern)))
+    assert sorted(listed) == sorted(p.resolve() for p in SUITE_RECIPES) and len(set(listed)) == len(listed)
+    position = {p: i for i, p in enumerate(listed)}
+    for path in listed:
+        recipe = load_recipe(path)
+        if recipe.teacher is not None:
+            assert position[Path(teacher_recipe(recipe).source).resolve()] < position[path]
+            assert recipe.teacher.seed == 0
