@@ -31,11 +31,13 @@ from harness import checkpoint, distributed, provenance, strategies, teacher_cac
 from harness.data import DataBundle, build_data
 from harness.distributed import World
 from harness.errors import DivergedError, HarnessError, InterruptedRun, RunStateError, TeacherError
+from harness.features import WithFeatures, feature_shapes, resolve_stages, split_output
 from harness.metrics import MetricAccumulator, read_metrics, write_metrics
 from harness.models import build_model, count_parameters
 from harness.recipe import LOADER_ONLY, Recipe, RuntimeConfig
 from harness.rundir import RunDir, write_json, write_text
 from harness.schema import to_dict
+from harness.strategies import StepInputs
 from harness.teacher import RecipeTransform, Teacher, load_teacher, resolve_weights
 
 log = logging.getLogger("harness")
@@ -351,13 +353,17 @@ class Trainer:
         if self.world.distributed and r.model.sync_bn:
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model
-        self.train_model: torch.nn.Module = model
-        if self.world.distributed:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        self.strategy = strategies.build_from(r.strategy.name, r.strategy.params)
+        self.features = self.strategy.features
+        # The student's declared features come from its one forward pass (timm's
+        # forward_intermediates): DDP and compile wrap that forward.
+        net: torch.nn.Module = model
+        if self.features.student:
+            resolve_stages(model, self.features.student, r.model.arch, "strategy.params", "student")
+            net = WithFeatures(model, self.features.student)
+        self.train_model: torch.nn.Module = self._wrap(net)
         if r.runtime.compile:
             self.train_model = torch.compile(self.train_model)
-        self.strategy = strategies.build_from(r.strategy.name, r.strategy.params)
         self.teacher: Teacher | None = None
         if self.strategy.needs_teacher:
             arch, kwargs, weights, source = resolve_weights(
@@ -375,7 +381,10 @@ class Trainer:
             )
         self.global_batch = r.data.batch_size * self.world.world_size
         self.lr = r.optim.lr * (self.global_batch / r.optim.lr_base_batch if r.optim.lr_base_batch else 1.0)
-        self.optimizer = build_optimizer(r, self.train_model, self.lr)
+        self.setup_strategy()
+        self.optimizer = build_optimizer(r, self.model, self.lr)
+        for group in self.strategy.param_groups(self.lr, r.optim.weight_decay):
+            self.optimizer.add_param_group(group)
         self.scheduler = build_scheduler(r, self.optimizer, len(self.data.train))
         self.setting_key, self.pipeline = setting_of(r)
         self.teacher_metrics = self._teacher_metrics()
@@ -384,6 +393,40 @@ class Trainer:
         # Training randomness (dropout, drop-path) starts here, apart per rank, whatever the
         # teacher's own training or evaluation did to the global generator.
         torch.manual_seed(r.seed + 1000 * self.world.rank)
+
+    def _wrap(self, module: torch.nn.Module, **ddp: Any) -> torch.nn.Module:
+        """`module` for training: under DDP wrapped so its gradients are averaged across ranks."""
+        if not self.world.distributed:
+            return module
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids, **ddp)
+
+    def setup_strategy(self) -> None:
+        """Give the strategy its shapes (one eval-mode pass where it wants features), let it build
+        its modules and state, move them to the device and wrap its trainable part for DDP."""
+        r, d = self.recipe, self.data
+        sample = torch.zeros(2, d.channels, d.image_size, d.image_size, device=self.device)
+        teacher_shapes = {}
+        if self.features.teacher:
+            assert self.teacher is not None
+            t = self.teacher
+            resolve_stages(t.model, self.features.teacher, t.arch, "strategy.params", "teacher")
+            teacher_shapes = feature_shapes(self.teacher.model, self.features.teacher, sample)
+        info = strategies.SetupInfo(
+            num_classes=d.num_classes,
+            train_size=d.train_size,
+            epochs=r.schedule.epochs,
+            steps_per_epoch=len(d.train),
+            student_shapes=feature_shapes(self.model, self.features.student, sample),
+            teacher_shapes=teacher_shapes,
+        )
+        self.strategy.setup(info)
+        self.strategy.to(self.device)
+        trainable = any(p.requires_grad for p in self.strategy.parameters())
+        # broadcast_buffers off: a strategy's buffers are its own state, reduced where it says
+        self.train_strategy: torch.nn.Module = (
+            self._wrap(self.strategy, broadcast_buffers=False) if trainable else self.strategy
+        )
 
     def teacher_forward(self, images: torch.Tensor) -> torch.Tensor:
         """The teacher exactly as a training step calls it (memory format, autocast)."""
@@ -488,9 +531,11 @@ class Trainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "tracker": tracker.state(),
             "rng": checkpoint.rng_state(),
+            "strategy": self.strategy.state_dict(),
         }
 
     def save_checkpoint(self, step_in_epoch: int, tracker: LossTracker, elapsed: float) -> None:
+        self.strategy.merge_partial_sums(distributed.all_reduce_sum, keep=self.world.is_main)
         if self.world.is_main:
             checkpoint.save(self.run.last_checkpoint, self.state(step_in_epoch, tracker, elapsed))
         distributed.barrier()
@@ -505,6 +550,10 @@ class Trainer:
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         checkpoint.set_rng_state(state["rng"])
+        if "strategy" in state:
+            self.strategy.load_state_dict(state["strategy"])
+            if not self.world.is_main:  # the saved partial sums are all ranks' totals, kept on rank 0
+                self.strategy.merge_partial_sums(lambda tensors: None, keep=False)
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         tracker = LossTracker(self.device)
         tracker.load(state["tracker"])
@@ -584,14 +633,34 @@ class Trainer:
             if i >= start:
                 yield i, batch
 
-    def train_step(self, batch: Any, tracker: LossTracker) -> None:
+    def step_inputs(self, batch: Any, x: torch.Tensor, i: int, steps: int) -> StepInputs:
+        """The student's forward (logits and declared features in one pass), the teacher's
+        outputs and where training stands, for batch `i` of `steps` in this epoch."""
+        logits, feats = split_output(self.train_model(x))
+        t_logits, t_feats = None, {}
+        if self.teacher is not None:
+            t_logits, t_feats = self.teacher.outputs_for(x, batch, self.epoch, self.features.teacher)
+        epochs = self.recipe.schedule.epochs
+        return StepInputs(
+            student_logits=logits,
+            targets=batch.targets,
+            teacher_logits=t_logits,
+            indices=batch.indices,
+            epoch=self.epoch,
+            epochs=epochs,
+            step=self.step,
+            progress=(self.epoch + i / max(steps, 1)) / epochs,
+            num_classes=self.data.num_classes,
+            student_features=feats,
+            teacher_features=t_feats,
+        )
+
+    def train_step(self, batch: Any, tracker: LossTracker, i: int = 0, steps: int = 1) -> None:
         x = batch.images
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.amp):
-            logits = self.train_model(x)
-            teacher_logits = None if self.teacher is None else self.teacher.logits_for(x, batch, self.epoch)
-            parts = self.strategy(logits, batch.targets, teacher_logits)
+            parts = self.train_strategy(self.step_inputs(batch, x, i, steps))
         self.optimizer.zero_grad(set_to_none=True)
         parts["loss"].backward()
         self.optimizer.step()
@@ -626,6 +695,7 @@ class Trainer:
 
         while self.epoch < r.schedule.epochs:
             self.train_model.train()
+            self.train_strategy.train()
             t0 = time.perf_counter() - elapsed
             steps = len(self.data.train)
             bar = tqdm(
@@ -637,7 +707,7 @@ class Trainer:
                 dynamic_ncols=True,
             )
             for i, batch in self.batches(start):
-                self.train_step(batch, tracker)
+                self.train_step(batch, tracker, i, steps)
                 bar.update(1)
                 if (i + 1) % r.runtime.log_every == 0:
                     self.check_finite(tracker)
@@ -653,6 +723,7 @@ class Trainer:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             epoch_time = time.perf_counter() - t0
+            self.strategy.end_epoch(distributed.all_reduce_sum)
             distributed.average_buffers(self.model)  # one set of BN statistics for eval and checkpoints
             self.check_finite(tracker)
             self.epoch += 1

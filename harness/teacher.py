@@ -12,7 +12,7 @@ A recipe's `teacher` names either
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,11 @@ import torch
 
 from harness import checkpoint
 from harness.errors import HarnessError, RecipeError, TeacherError
+from harness.features import forward_with_features
 from harness.models import build_model
 from harness.recipe import Recipe, load_recipe, recipe_dir
 from harness.rundir import RunDir
+from harness.strategies.registry import Stage
 
 log = logging.getLogger("harness")
 
@@ -46,6 +48,15 @@ class Teacher:
     def logits_for(self, images: torch.Tensor, batch: Any, epoch: int) -> torch.Tensor:
         """Soft-target logits for a training batch: the live teacher on the student's exact view."""
         return self(images)
+
+    @torch.no_grad()
+    def outputs_for(
+        self, images: torch.Tensor, batch: Any, epoch: int, stages: Sequence[Stage] = ()
+    ) -> tuple[torch.Tensor, dict[Stage, torch.Tensor]]:
+        """(logits, {stage: features}) for a training batch; features from the same forward."""
+        if not stages:
+            return self.logits_for(images, batch, epoch), {}
+        return forward_with_features(self.model, images, stages)
 
 
 def teacher_recipe(recipe: Recipe, transform: RecipeTransform | None = None) -> Recipe:

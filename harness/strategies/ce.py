@@ -7,10 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from harness.strategies.functional import cross_entropy
-from harness.strategies.registry import LossDict, Strategy, register
+from harness.strategies.registry import LossDict, StepInputs, Strategy, register
 
 
 @dataclass(kw_only=True)
@@ -25,6 +23,6 @@ class CrossEntropy(Strategy):
     name = "ce"
     Params = CEParams
 
-    def __call__(self, student_logits: torch.Tensor, targets: torch.Tensor, teacher_logits=None) -> LossDict:
-        ce = cross_entropy(student_logits, targets)
+    def forward(self, step: StepInputs) -> LossDict:
+        ce = cross_entropy(step.student_logits, step.targets)
         return {"loss": ce, "ce": ce.detach()}

@@ -36,3 +36,20 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy with soft targets: -(1/N) sum_i sum_k q_ik log softmax(z_i)_k."""
     return -(target_probs.float() * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
+
+
+def standardize(logits: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """Z-score each sample's logits (Sun et al., CVPR 2024): (z - mean(z)) / (eps + std(z)).
+
+    The standard deviation is the unbiased one (divides by K - 1) with eps added to it, as in
+    sunshangquan/logit-standardization-KD (mdistiller/distillers/KD.py, `normalize`).
+    """
+    z = logits.float()
+    return (z - z.mean(dim=1, keepdim=True)) / (eps + z.std(dim=1, keepdim=True))
+
+
+def non_target(values: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The (N, K - 1) entries of `values` (N, K) outside each row's label, in class order."""
+    n, k = values.shape
+    keep = torch.ones_like(values, dtype=torch.bool).scatter_(1, targets[:, None], False)
+    return values[keep].reshape(n, k - 1)

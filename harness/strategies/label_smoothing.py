@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.schema import between, field
-from harness.strategies.registry import LossDict, Strategy, register
+from harness.strategies.registry import LossDict, StepInputs, Strategy, register
 
 Convention = Literal["uniform", "others"]
 
@@ -66,5 +66,6 @@ class LabelSmoothing(Strategy):
     name = "label_smoothing"
     Params = LabelSmoothingParams
 
-    def __call__(self, student_logits: torch.Tensor, targets: torch.Tensor, teacher_logits=None) -> LossDict:
-        return label_smoothing_loss(student_logits, targets, self.params.epsilon, self.params.convention)
+    def forward(self, step: StepInputs) -> LossDict:
+        p = self.params
+        return label_smoothing_loss(step.student_logits, step.targets, p.epsilon, p.convention)

@@ -14,14 +14,14 @@ For K = 10, T = 20 the target is 0.1045 on the label and 0.0995 elsewhere: nearl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 
 from harness.schema import between, field, ge, gt
 from harness.strategies.functional import KLReduction, cross_entropy, kl_divergence
-from harness.strategies.registry import LossDict, Strategy, register
+from harness.strategies.registry import LossDict, StepInputs, Strategy, register
 
 Variant = Literal["code", "paper"]
 
@@ -78,12 +78,13 @@ class TfKDReg(Strategy):
 
     name = "tfkd_reg"
     Params = TfKDRegParams
+    example: ClassVar[dict[str, Any]] = {"alpha": 0.1, "temperature": 20.0}
 
-    def __call__(self, student_logits: torch.Tensor, targets: torch.Tensor, teacher_logits=None) -> LossDict:
+    def forward(self, step: StepInputs) -> LossDict:
         p = self.params
         return tfkd_reg_loss(
-            student_logits,
-            targets,
+            step.student_logits,
+            step.targets,
             p.alpha,
             p.temperature,
             p.multiplier,
