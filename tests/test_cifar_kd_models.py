@@ -151,8 +151,8 @@ def test_recipe_names_its_source_and_its_published_figure(path):
         teacher.method if teacher else None,
         recipe.strategy.params,
     )
-    if recipe.method == "label_smoothing":
-        assert not found  # no reference trains these students with LS
+    if recipe.method in ("label_smoothing", "dist"):
+        assert not found  # no reference trains these students with LS; DIST's table is not transcribed
     else:  # the leaderboard finds the paper's figure, and the recipe's Target line quotes it
         assert found, f"{path.name}: no figure in leaderboard/reference/results.csv matches"
         target = next(c for c in comments if c.startswith("Target: "))
