@@ -299,3 +299,8 @@ CIFAR_ARCHS = (
     "inception_v3_cifar",
     "mobilenetv3_small_cifar",
 )
+
+
+# RepDistiller's CIFAR-100 KD benchmark networks (resnet8x4_cifar, wrn_40_2_cifar, ...): registered
+# with timm on import, like the variants above.
+import harness.cifar_kd_models  # noqa: E402,F401

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from harness.cifar_kd_models import STRIDE8_ARCHS
 from harness.data.datasets import INFOS
 from harness.models import CIFAR_ARCHS
 from harness.recipe import Recipe, from_mapping
@@ -44,12 +45,13 @@ def smoke_image_size(recipe: Recipe) -> int:
     ImageNet-stem networks (overall stride 32) get 64 px, a 2x2 last stage: at 32 px DenseNet-121's
     1x1 last stages leave its BatchNorm statistics so far off after two steps that its eval-mode
     logits overflow. The CIFAR variants of `harness.models` (overall stride at most 8) still have a
-    2x2 last stage at 16 px. Small data sets keep their own size when below these (28 px for
-    Fashion-MNIST).
+    2x2 last stage at 16 px, as the KD benchmark networks of `harness.cifar_kd_models` of overall
+    stride 8 (RepDistiller's MobileNetV2, stride 16, keeps 32 px). Small data sets keep their own
+    size when below these (28 px for Fashion-MNIST).
     """
     native = recipe.data.image_size or INFOS[recipe.data.dataset].image_size
     size = min(native, MAX_IMAGE_SIZE)
-    if all(arch in CIFAR_ARCHS for arch in _archs(recipe)):
+    if all(arch in CIFAR_ARCHS or arch in STRIDE8_ARCHS for arch in _archs(recipe)):
         size = min(size, CIFAR_IMAGE_SIZE)
     return size
 
