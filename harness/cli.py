@@ -359,7 +359,7 @@ def leaderboard(runs_dir: Path, out: Path | None, force: bool) -> None:
     """Compare every strategy with its matched label-smoothing and CE baselines over seeds.
 
     Files in --out are replaced only where this command wrote them before (its marker file
-    .harness-leaderboard is there) or with --force.
+    .harness-leaderboard, or a leaderboard.md of its own from before markers) or with --force.
     """
     from harness.leaderboard import generate
 

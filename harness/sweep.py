@@ -469,6 +469,13 @@ def _run_one(
         record.outcome, record.earlier = "diverged", True
         record.error = "diverged in an earlier sweep (retry it with `harness run RECIPE --restart`)"
         return
+    from harness.data.preflight import check_data_files
+
+    try:  # a run that cannot start gets no folder (`harness run` checks the same)
+        check_data_files(run.recipe.data)
+    except HarnessError as exc:
+        record.outcome, record.error, record.exit_code = "failed", str(exc), exc.exit_code
+        return
     with claim(rundir) as ours:
         if ours:
             # the other sweep that held the claim may have just finished the run: look again

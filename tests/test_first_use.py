@@ -32,6 +32,8 @@ def test_leaderboard_defaults_to_the_runs_folder_and_keeps_foreign_files(tmp_pat
     generate(runs, study, force=True)
     assert (study / MARKER).is_file() and (study / "leaderboard.md").read_text() != "a committed study\n"
     generate(runs, study)  # its own files, marked: replaced without --force
+    (study / MARKER).unlink()  # written before markers existed: recognised by its leaderboard.md
+    generate(runs, study)
 
 
 def test_missing_beton_says_the_whole_convert_command_and_makes_no_run_folder(tmp_path):

@@ -1,7 +1,8 @@
 """Check that a recipe's data files exist before a run folder is made, and say how to make them.
 
-`check_data_files(cfg)` raises a one-line `DataError` for a missing `.beton` file (ffcv backend)
-or a missing `data.root` folder, before `harness run` creates anything. For a `.beton` file the
+`check_data_files(cfg)` raises a one-line `DataError` for a missing `.beton` file (ffcv backend,
+after checking that ffcv imports), Fashion-MNIST file or CIFAR batch, or `data.root` folder,
+before `harness run` or `harness sweep` creates the run's folder. For a `.beton` file the
 message is the whole `harness data convert` command that writes it: the split from the recipe
 key, the format from the data set, and, for ffcv-imagenet's file names
 (`<split>_<max resolution>_<JPEG share>_<quality>.beton`, e.g. `train_500_0.50_90.beton`), the
@@ -56,6 +57,9 @@ def check_data_files(cfg: DataConfig) -> None:
             elif cfg.dataset in ("cifar10", "cifar100"):
                 cifar_files(cfg.root, split, 10 if cfg.dataset == "cifar10" else 100)
     if cfg.backend == "ffcv":
+        from harness.data.ffcv_env import require_ffcv
+
+        require_ffcv()  # without ffcv, how to install it comes first
         for key in ("data.train_path", "data.val_path"):
             value = getattr(cfg, key.split(".")[1])
             path = Path(value)
