@@ -12,6 +12,7 @@ single forward as the module's `forward`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -47,6 +48,16 @@ def resolve_stages(
     if PRE_LOGITS in stages and not hasattr(model, "forward_head"):
         raise RecipeError(f"{path}: {role} {arch} has no forward_head, so no pre_logits embedding")
     return out
+
+
+def check_arch_stages(arch: str, kwargs: dict[str, Any], stages: Sequence[Stage], role: str) -> None:
+    """Check `stages` against `arch` without weights or data (the model is built on the meta
+    device): a stage it does not have is a RecipeError naming `strategy.params`."""
+    from harness.models import build_model
+
+    with torch.device("meta"):
+        model = build_model(arch, 10, 3, kwargs)
+    resolve_stages(model, stages, arch, "strategy.params", role)
 
 
 def forward_with_features(

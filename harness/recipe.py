@@ -296,14 +296,17 @@ class Recipe:
             fail("teacher", f"strategy {self.strategy.name!r} uses no teacher; remove it")
         if self.teacher is not None and self.teacher.cache and self.data.backend != "memory":
             fail("teacher.cache", "needs data.backend memory (its views are replayable); use a live teacher")
-        if self.teacher is not None and self.teacher.cache:
-            wants = strategies.build_from(self.strategy.name, self.strategy.params).features.teacher
-            if wants:
-                fail(
-                    "teacher.cache",
-                    f"strategy {self.strategy.name!r} needs teacher features and the cache holds "
-                    "logits only; use a live teacher (cache: false)",
-                )
+        features = strategies.build_from(self.strategy.name, self.strategy.params).features
+        if self.teacher is not None and self.teacher.cache and features.teacher:
+            fail(
+                "teacher.cache",
+                f"strategy {self.strategy.name!r} needs teacher features and the cache holds "
+                "logits only; use a live teacher (cache: false)",
+            )
+        if features.student:
+            from harness.features import check_arch_stages
+
+            check_arch_stages(self.model.arch, self.model.kwargs, features.student, "student")
         for e in self.checkpoint.save_epochs:
             if e > self.schedule.epochs:
                 fail("checkpoint.save_epochs", f"epoch {e} > schedule.epochs ({self.schedule.epochs})")

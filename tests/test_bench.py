@@ -25,6 +25,7 @@ def test_step_benchmark_cases_and_ratios(tmp_path):
         "kd_live",
         "kd_cached",
         "harness_overhead",
+        *steps.method_cases(),  # a row per other registered strategy
     }
     assert by_case["ce"]["ratio"] == 1.0
     for name in ("bare", "label_smoothing", "tfkd_reg", "kd_live", "kd_cached"):
@@ -33,6 +34,11 @@ def test_step_benchmark_cases_and_ratios(tmp_path):
         assert math.isclose(row["img_per_s"], 16 / row["median_s"])
     overhead = by_case["harness_overhead"]
     assert math.isclose(overhead["ratio"], by_case["ce"]["median_s"] / by_case["bare"]["median_s"])
+    for name, (_, needs_teacher) in steps.method_cases().items():
+        row, base = by_case[name], by_case["kd_live" if needs_teacher else "ce"]
+        assert row["baseline"] == base["case"] and math.isclose(
+            row["ratio"], row["median_s"] / base["median_s"]
+        )
     path = report.write(rows, tmp_path, "steps")
     assert pq.read_table(path).num_rows == len(rows)
     assert "| kd_cached |" in report.markdown(rows, ["case", "ratio"])

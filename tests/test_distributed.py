@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -79,3 +80,20 @@ def test_two_ranks_of_batch_b_follow_one_rank_of_batch_2b(recipe_file, tmp_path)
     for a, b in zip(ddp, single, strict=True):
         assert abs(a["train_loss"] - b["train_loss"]) <= LOSS_TOLERANCE * b["train_loss"]
         assert abs(a["top1"] - b["top1"]) <= TOP1_TOLERANCE
+
+
+def test_two_ranks_train_a_strategy_with_its_own_parameters(recipe_file, runs_dir):
+    """CTKD's learnable temperature is the strategy's own parameter: the runner wraps the strategy
+    in DDP beside the student, and the temperature moves from its start (T = 1 + 20 sigmoid(1))."""
+    teacher = recipe_file("teacher", schedule={"epochs": 1})
+    path = recipe_file(
+        "ctkd",
+        strategy={"name": "ctkd"},
+        teacher={"run": str(teacher)},
+        schedule={"epochs": 1},
+    )
+    torchrun(2, "run", str(path), "--runs-dir", str(runs_dir), "--no-progress")
+    rows = read_metrics(next(runs_dir.glob("ctkd-*/metrics.parquet")))
+    assert rows[-1]["world_size"] == 2 and rows[-1]["status"] == "completed"
+    temperature = rows[-1]["train_parts"]["temperature"]
+    assert 1.0 < temperature < 21.0 and temperature != pytest.approx(1 + 20 / (1 + math.exp(-1)))

@@ -23,7 +23,8 @@ def load(tmp_path, overrides=(), **sections):
         ({"model": {"arch": "resnet181"}}, "model.arch: unknown timm architecture 'resnet181'; did you mean"),
         (
             {"strategy": {"name": "labelsmoothing"}},
-            "strategy.name: unknown strategy 'labelsmoothing'; did you mean 'label_smoothing'?",
+            "strategy.name: unknown strategy 'labelsmoothing'; "
+            "did you mean 'label_smoothing' or 'online_label_smoothing'?",
         ),
         (
             {"strategy": {"name": "label_smoothing", "params": {"epsilon": 1.5}}},

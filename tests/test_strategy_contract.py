@@ -27,7 +27,7 @@ from harness.metrics import read_metrics
 from harness.models import build_model
 from harness.recipe import load_recipe
 from harness.runner import RunOptions, train
-from tests.conftest import REPO, tiny_recipe, write_recipe
+from tests.conftest import REPO, run_cli, tiny_recipe, write_recipe
 from tests.test_resume import SMALL, STEPS_PER_EPOCH, TOTAL_STEPS, exact, start_run, strike_when
 
 NAMES = strategies.available()
@@ -206,3 +206,34 @@ def test_stateful_strategy_resumes_exactly(name, tmp_path, teacher_weights):
     assert exact(rows) == exact(expected)
     parts = [r["train_parts"] for r in rows]
     assert parts == [r["train_parts"] for r in expected]
+
+
+# ------------------------------------------------------------------------------ bad input
+@pytest.mark.parametrize(
+    ("strategy", "message"),
+    [
+        ({"name": "dkdd"}, "strategy.name: unknown strategy 'dkdd'; did you mean 'dkd'"),
+        ({"name": "dist", "params": {"beta": -1}}, "strategy.params.beta: must be >= 0, got -1"),
+        ({"name": "ttm", "params": {"exponent": 2}}, "strategy.params.exponent: must be in (0, 1]"),
+        ({"name": "uskd", "params": {"stage": 9}}, "strategy.params: student stage 9 is out of range"),
+    ],
+)
+def test_bad_strategy_input_is_refused_at_validation(strategy, message, recipe_file):
+    with pytest.raises(RecipeError) as info:
+        load_recipe(recipe_file("bad", strategy=strategy))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.fashion
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_bad_strategy_input_is_one_line_and_exit_2(command, recipe_file, runs_dir):
+    path = recipe_file("bad", strategy={"name": "uskd", "params": {"stage": -6}})
+    proc = (
+        run_cli(command, str(path), "--runs-dir", str(runs_dir))
+        if command == "run"
+        else run_cli(command, str(path))
+    )
+    assert proc.returncode == 2, proc.stderr
+    message = "strategy.params: student stage -6 is out of range for test_resnet (5 stages: -5..4)"
+    assert proc.stderr.strip().splitlines() == [f"error: {path}: {message}"]
+    assert not runs_dir.exists()  # refused before any run folder, let alone training

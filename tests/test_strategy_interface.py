@@ -34,7 +34,8 @@ pytestmark = pytest.mark.fashion
 
 @dataclass(kw_only=True)
 class ProbeParams:
-    stage: int = field(-1, doc="student and teacher stage")
+    stage: int = field(-1, doc="student stage (and the teacher's by default)")
+    teacher_stage: int | None = field(None, doc="teacher stage")
     weight: float = field(1.0, doc="weight of the hint term")
 
 
@@ -49,11 +50,12 @@ class Probe(strategies.Strategy):
 
     def __init__(self, params: ProbeParams) -> None:
         super().__init__(params)
-        self.features = strategies.FeatureSpec(student=(params.stage, "pre_logits"), teacher=(params.stage,))
+        self.t_stage = params.stage if params.teacher_stage is None else params.teacher_stage
+        self.features = strategies.FeatureSpec(student=(params.stage, "pre_logits"), teacher=(self.t_stage,))
 
     def setup(self, info: strategies.SetupInfo) -> None:
         c_s = info.student_shapes[self.params.stage][0]
-        c_t = info.teacher_shapes[self.params.stage][0]
+        c_t = info.teacher_shapes[self.t_stage][0]
         assert info.student_shapes["pre_logits"] == (info.student_shapes[self.params.stage][0],)
         self.proj = torch.nn.Linear(c_s, c_t)
         self.register_buffer("seen", torch.zeros(()))
@@ -62,7 +64,7 @@ class Probe(strategies.Strategy):
         if step.step == Probe.stop_at:
             signal.raise_signal(signal.SIGTERM)
         s = step.student_features[self.params.stage].mean(dim=(2, 3))
-        t = step.teacher_features[self.params.stage].mean(dim=(2, 3))
+        t = step.teacher_features[self.t_stage].mean(dim=(2, 3))
         assert not t.requires_grad and s.requires_grad
         assert 0.0 <= step.progress < 1.0 and step.indices is not None
         self.seen += len(step.targets)
@@ -152,11 +154,19 @@ def test_probe_trains_its_module_once_per_step_and_resumes_exactly(probe, tmp_pa
 
 
 def test_a_stage_the_architecture_lacks_is_one_line(probe, tmp_path, teacher_weights):
+    # the student's stages are checked at validation (the arch built on the meta device)...
     path = probe_recipe(tmp_path, teacher_weights, stage=7)
+    message = r"probe\.yaml: strategy\.params: student stage 7 is out of range for test_resnet \(5 stages"
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(path)
+    # ...the teacher's once it is built, before any training
+    runs = tmp_path / "runs"
+    recipe = load_recipe(probe_recipe(tmp_path, teacher_weights, teacher_stage=-6))
     with pytest.raises(
-        RecipeError, match=r"^strategy\.params: student stage 7 is out of range for test_resnet"
+        RecipeError, match=r"^strategy\.params: teacher stage -6 is out of range for test_resnet"
     ):
-        train(load_recipe(path), tmp_path / "runs", RunOptions(progress=False))
+        train(recipe, runs, RunOptions(progress=False))
+    assert not (runs / recipe.run_id / "metrics.parquet").exists()
 
 
 def test_feature_strategy_with_cached_teacher_is_refused(probe, tmp_path):

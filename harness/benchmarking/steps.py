@@ -6,10 +6,12 @@ is identical and the ratios isolate what the case adds:
 * `bare`: a hand-written loop, model(x) -> F.cross_entropy -> backward -> SGD step;
 * `ce`, `label_smoothing`, `tfkd_reg`: the harness's own `Trainer.train_step`;
 * `kd_live`: KD with a live teacher forward per step (the teacher is a larger timm model);
-* `kd_cached`: the same KD reading the teacher's soft targets from the per-view cache.
+* `kd_cached`: the same KD reading the teacher's soft targets from the per-view cache;
+* one case per other registered strategy (its `example` parameters): those with a teacher run the
+  same live teacher as `kd_live` and are reported against it, the teacher-free ones against `ce`.
 
-Reported: median seconds per step over interleaved rounds, images/second, and the ratio to `ce`
-(and `harness_overhead` = ce / bare).
+Reported: median seconds per step over interleaved rounds, images/second, and the ratio to the
+row's `baseline` (and `harness_overhead` = ce / bare).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from timm.optim import create_optimizer_v2
 
+from harness import strategies
 from harness.benchmarking.timing import Timing, interleaved
 from harness.distributed import World
 from harness.models import build_model
@@ -52,6 +55,18 @@ class StepConfig:
     rounds: int = 5
     steps: int = 4
     device: str = "cpu"
+    methods: bool = True  # a row per other registered strategy
+
+
+def method_cases() -> dict[str, tuple[dict[str, Any], bool]]:
+    """Registered strategies the fixed cases above do not cover: {name: (strategy, needs_teacher)}."""
+    covered = {s["name"] for s in STRATEGIES.values()}
+    out = {}
+    for name in strategies.available():
+        cls = strategies.get(name)
+        if name not in covered:
+            out[name] = ({"name": name, "params": dict(cls.example)}, cls.needs_teacher)
+    return out
 
 
 def base_recipe(cfg: StepConfig, strategy: dict[str, Any], teacher: dict[str, Any] | None) -> dict:
@@ -136,6 +151,10 @@ def run(cfg: StepConfig) -> list[dict[str, Any]]:
                 recipe["data"]["view_seed"] = 0
                 recipe["schedule"]["epochs"] = 2 + (cfg.rounds * cfg.steps) // 8  # views cached for all
             cases[name] = harness_case(recipe, tmp_path)
+        for name, (strategy, needs_teacher) in (method_cases() if cfg.methods else {}).items():
+            cases[name] = harness_case(
+                base_recipe(cfg, strategy, teacher if needs_teacher else None), tmp_path
+            )
         timings = interleaved(
             cases, rounds=cfg.rounds, work=cfg.steps, warmup=1, device=torch.device(cfg.device)
         )
@@ -145,20 +164,23 @@ def run(cfg: StepConfig) -> list[dict[str, Any]]:
 def rows(cfg: StepConfig, timings: dict[str, Timing]) -> list[dict[str, Any]]:
     ce = timings["ce"].median
     bare = timings["bare"].median
+    with_teacher = {name for name, (_, needs) in method_cases().items() if needs}
     out = []
     for name, t in timings.items():
+        baseline = "kd_live" if name in with_teacher else "ce"
+        live = name.startswith("kd") or name in with_teacher
         out.append(
             {
                 "suite": "steps",
                 "case": name,
                 "median_s": t.median,
                 "img_per_s": cfg.batch_size / t.median,
-                "ratio": t.median / ce,
-                "baseline": "ce",
+                "ratio": t.median / timings[baseline].median,
+                "baseline": baseline,
                 "spread": t.spread,
                 "rounds": len(t.rounds),
                 "detail": f"{cfg.arch} b{cfg.batch_size} {cfg.channels}x{cfg.image_size}px"
-                + (f", teacher {cfg.teacher_arch}" if name.startswith("kd") else ""),
+                + (f", teacher {cfg.teacher_arch}" if live else ""),
             }
         )
     out.append(
