@@ -9,8 +9,13 @@ draw (own index first, then uniform), reproduced from the same seed.
 
 from __future__ import annotations
 
+import os
+import socket
+
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from harness import strategies
@@ -125,3 +130,69 @@ def test_needs_sample_indices():
     )
     with pytest.raises(Exception, match="sample indices"):
         crd(step)
+
+
+def _features(rank_sizes=(3, 2)):
+    g = torch.Generator().manual_seed(21)
+    n = sum(rank_sizes)
+    return (
+        torch.randn(n, 5, generator=g),
+        torch.randint(0, 5, (n,), generator=g),
+        torch.randn(n, D_S, generator=g),
+        torch.randn(n, D_T, generator=g),
+        torch.randperm(N_DATA, generator=g)[:n],
+    )
+
+
+def _built():
+    torch.manual_seed(0)  # the same heads and banks on every rank, as the runner's seeding gives
+    crd = strategies.build("crd", feat_dim=DIM, negatives=K)
+    crd.setup(
+        strategies.SetupInfo(
+            num_classes=5,
+            train_size=N_DATA,
+            student_shapes={"pre_logits": (D_S,)},
+            teacher_shapes={"pre_logits": (D_T,)},
+        )
+    )
+    return crd
+
+
+def _rank(rank: int, port: int, out: dict) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        crd = _built()
+        z, y, f_s, f_t, index = _features()
+        part = slice(0, 3) if rank == 0 else slice(3, 5)  # unequal batches on the two ranks
+        step = strategies.StepInputs(
+            student_logits=z[part],
+            targets=y[part],
+            teacher_logits=z[part],
+            indices=index[part],
+            student_features={"pre_logits": f_s[part]},
+            teacher_features={"pre_logits": f_t[part]},
+        )
+        crd(step)
+        out[rank] = (crd.memory_s.clone(), crd.memory_t.clone(), crd.z.clone())
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.timeout(120)
+def test_two_ranks_keep_identical_banks_holding_both_batches():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with mp.Manager() as manager:
+        out = manager.dict()
+        mp.spawn(_rank, args=(port, out), nprocs=2, join=True)
+        results = dict(out)
+    for a, b in zip(results[0], results[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    single = _built()
+    _, _, f_s, f_t, index = _features()
+    with torch.no_grad():
+        single._update_memory(single.embed_s(f_s), single.embed_t(f_t), index)
+    torch.testing.assert_close(results[0][0], single.memory_s)
+    torch.testing.assert_close(results[0][1], single.memory_t)
