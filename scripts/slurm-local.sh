@@ -19,7 +19,7 @@ export SLURM_CONF=$CONF
 die() { echo "slurm-local: $*" >&2; exit 2; }
 
 alive() {  # alive PIDFILE: the process named there runs
-  [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+  [ -f "$1" ] && kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null
 }
 
 install_packages() {

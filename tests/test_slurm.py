@@ -297,3 +297,29 @@ def test_bad_slurm_input_is_one_line_and_submits_nothing(slurm, four, tmp_path):
     proc = run_cli("sweep", "--file", str(sweep_file), "--runs-dir", str(runs), "--executor", "slurm")
     assert proc.returncode == 2 and "slurm.gpus_per_run: must be an integer" in proc.stderr, proc.stderr
     assert not list(runs.glob("*/slurm.json"))  # nothing submitted
+
+
+def test_a_rerun_adopts_queued_jobs_and_a_local_sweep_leaves_them(slurm, four, tmp_path):
+    runs = tmp_path / "runs"
+    held = (
+        "--executor",
+        "slurm",
+        "--no-wait",
+        "--no-leaderboard",
+        "--sbatch=--hold",
+    )  # queued, never started
+    proc = run_cli("sweep", *four, "--runs-dir", str(runs), *held)
+    assert proc.returncode == 0 and set(outcomes(runs).values()) == {"submitted"}, proc.stderr
+    jobs = {p.parent.name: job_of(p.parent) for p in runs.glob("*/slurm.json")}
+    try:
+        assert len(jobs) == 4 and len(set(jobs.values())) == 4
+        again = run_cli("sweep", *four, "--runs-dir", str(runs), *held)
+        assert again.returncode == 0 and again.stderr.count("already has job") == 4, again.stderr
+        assert {p.parent.name: job_of(p.parent) for p in runs.glob("*/slurm.json")} == jobs
+        local = run_cli("sweep", *four, "--runs-dir", str(runs), "--no-leaderboard")
+        assert local.returncode == 0 and set(outcomes(runs).values()) == {"busy"}, local.stderr
+        assert not list(runs.glob("*/metrics.parquet"))
+        status = run_cli("sweep", "status", str(runs))
+        assert status.returncode == 0 and status.stdout.count("pending") == 4, status.stdout
+    finally:
+        subprocess.run(["scancel", *jobs.values()], check=False)

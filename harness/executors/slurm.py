@@ -370,11 +370,15 @@ def _submit(
                 RunDir(runs_dir, t.run.run_id).root / RECORD, {"state": "submitting", "sweep_id": sweep_id}
             )
         functions = [RunJob(_spec(t.run, runs_dir, options, resources), options.python) for t in group]
-        if len(functions) == 1:
-            jobs = [executor.submit(functions[0])]
-        else:
-            with executor.batch():
-                jobs = [executor.submit(f) for f in functions]
+        try:
+            if len(functions) == 1:
+                jobs = [executor.submit(functions[0])]
+            else:
+                with executor.batch():
+                    jobs = [executor.submit(f) for f in functions]
+        except Exception as exc:  # sbatch refused (an account, a QOS, a limit): nothing was submitted
+            lines = [ln.strip() for ln in str(exc).splitlines() if "error" in ln.lower()] or [str(exc)]
+            raise SchedulerError(f"sbatch refused the jobs: {lines[-1][:300]}") from None
         for t, job in zip(group, jobs, strict=True):
             t.job_id = str(job.job_id)
             array_job, _, index = t.job_id.partition("_")
