@@ -16,6 +16,7 @@ epoch's checkpoint, so the whole pipeline still runs end to end.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -61,7 +62,7 @@ def _archs(recipe: Recipe) -> list[str]:
     archs = [recipe.model.arch]
     t = recipe.teacher
     if t is not None:
-        archs.append(t.arch if t.weights is not None else teacher_recipe(recipe).model.arch)
+        archs.append(t.arch.split(".")[0] if t.run is None and t.arch else teacher_recipe(recipe).model.arch)
     return archs
 
 
@@ -91,12 +92,49 @@ def smoke(recipe: Recipe) -> Recipe:
     d["runtime"] = dict(d["runtime"], device="cpu", compile=False, log_every=1)
     if d.get("teacher") and d["teacher"].get("epoch") is not None:
         d["teacher"]["epoch"] = min(d["teacher"]["epoch"], EPOCHS)
+    _no_downloads(d)
     name = recipe.name or "recipe"
     d["name"] = name if name.endswith(SUFFIX) else name + SUFFIX
     source = f"{recipe.source} (smoke)" if recipe.source else "smoke"
     out = from_mapping(d, d["name"], source)
     out.source = recipe.source  # teacher paths stay relative to the original file
     return out
+
+
+def _no_downloads(d: dict) -> None:
+    """timm pretrained weights stand in as random ones of the smoke data's shape: a student
+    starts from random weights, a pretrained teacher loads a random-weights file (seed 0) through
+    timm's overlay as its real file would load. A smoke run needs no network and no cache."""
+    model = d["model"]
+    if model.get("pretrained") or model.get("pretrained_file"):
+        model["pretrained"], model["pretrained_file"] = False, None
+    teacher = d.get("teacher")
+    if (
+        teacher
+        and teacher.get("run") is None
+        and (teacher.get("pretrained") or teacher.get("pretrained_file"))
+    ):
+        data = d["data"]
+        teacher["pretrained_file"] = str(
+            random_weights(teacher["arch"], data["num_classes"], data["channels"])
+        )
+
+
+def random_weights(arch: str, num_classes: int, channels: int) -> Path:
+    """A state_dict file of `arch` at seed 0 (kept in the temporary folder, made once)."""
+    from harness.models import build_model
+
+    base = arch.split(".")[0]
+    path = Path(tempfile.gettempdir()) / "harness-smoke-weights" / f"{base}-{num_classes}-{channels}.pt"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            state = build_model(base, num_classes, channels).state_dict()
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    return path
 
 
 @contextlib.contextmanager
