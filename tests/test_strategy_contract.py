@@ -28,7 +28,7 @@ from harness.models import build_model
 from harness.recipe import load_recipe
 from harness.runner import RunOptions, train
 from tests.conftest import REPO, run_cli, tiny_recipe, write_recipe
-from tests.test_resume import SMALL, STEPS_PER_EPOCH, TOTAL_STEPS, exact, start_run, strike_when
+from tests.test_resume import SMALL, STEPS_PER_EPOCH, exact, start_run, strike_when
 
 NAMES = strategies.available()
 K, N = 10, 8
@@ -187,6 +187,7 @@ def test_stateful_strategy_resumes_exactly(name, tmp_path, teacher_weights):
         data=SMALL,
         strategy={"name": name, "params": dict(cls.example)},
         checkpoint={"every_steps": 1},
+        schedule={"epochs": 3, "name": "cosine"},  # steps enough after the strike for it to land
         teacher=teacher,
     )
     if teacher is None:
@@ -195,11 +196,11 @@ def test_stateful_strategy_resumes_exactly(name, tmp_path, teacher_weights):
     expected = train(load_recipe(path), tmp_path / "reference", RunOptions(progress=False)).rows
     runs = tmp_path / "runs"
     last = runs / load_recipe(path).run_id / "checkpoints" / "last.pt"
-    k = STEPS_PER_EPOCH + 3  # mid-epoch 2, after an epoch end has updated any epoch-level state
+    k = STEPS_PER_EPOCH + 2  # mid-epoch 2, after an epoch end has updated any epoch-level state
     proc = start_run(path, runs)
     state = strike_when(proc, last, lambda s: s["step"] >= k, signal.SIGTERM)
     proc.communicate(timeout=120)
-    assert proc.returncode == 130 and state["step"] < TOTAL_STEPS
+    assert proc.returncode == 130 and state["step"] < 3 * STEPS_PER_EPOCH
     assert state["strategy"], "the checkpoint holds no strategy state"
     train(load_recipe(path), runs, RunOptions(resume=True, progress=False))
     rows = read_metrics(runs / load_recipe(path).run_id / "metrics.parquet")
