@@ -147,6 +147,17 @@ except ImportError:  # pragma: no cover
     _Checkpointable = object  # type: ignore[assignment,misc]
 
 
+def _job_env(nproc: int) -> dict[str, str]:
+    """The worker's environment: its math libraries use the cores Slurm allocated to the task
+    (SLURM_CPUS_PER_TASK), not whatever OMP_NUM_THREADS the submitting shell exported; torchrun
+    sets its own per-process count when a run has several processes."""
+    env = dict(os.environ)
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+    if cpus and cpus.isdigit() and nproc == 1:
+        env["OMP_NUM_THREADS"] = cpus
+    return env
+
+
 class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
     """The callable a run's Slurm job executes: the sweep's worker, in a child process."""
 
@@ -181,7 +192,7 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
                 command += ["--device", self.spec["device"]] if self.spec.get("device") else []
             else:
                 command = [self.python, "-m", "harness.sweep", "worker", str(spec_path), str(result_path)]
-            self._child = subprocess.Popen(command, preexec_fn=_ignore_usr2)
+            self._child = subprocess.Popen(command, preexec_fn=_ignore_usr2, env=_job_env(nproc))
             # poll rather than wait(): `checkpoint` runs as a signal handler in this thread, and
             # Popen.wait would hold the lock its own poll needs
             while (code := self._child.poll()) is None:
