@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.leaderboard.aggregate import Setting, build_settings
+from harness.leaderboard.baselines import CE, LS
 from harness.leaderboard.html_page import render_html
 from harness.leaderboard.markdown import render_markdown
 from harness.leaderboard.reference import References, load_references
@@ -100,8 +101,8 @@ def generate(
             epochs=s.epochs,
             rows=len(s.rows),
             runs=s.n_runs,
-            has_ls_baseline=s.baselines.get("ls") is not None,
-            has_ce_baseline=s.baselines.get("ce") is not None,
+            has_ls_baseline=s.baselines.get(LS.kind) is not None,
+            has_ce_baseline=s.baselines.get(CE.kind) is not None,
         )
         for s in settings
     )

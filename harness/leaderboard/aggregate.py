@@ -20,13 +20,14 @@ last the recipe name in brackets.
 **Statistics.** Per run: top-1 at the last epoch and at its best epoch (the official Tf-KD code
 reports the best test epoch, most other code the last), and at the last epoch top-5, NLL, ECE,
 entropy, max-probability (Sultan 2023), stability (Shen et al. 2021), the teacher's columns and
-throughput (images trained / training seconds over all epochs). Per row: mean and sample std
-(ddof = 1) over seeds.
+throughput (`stats.throughput`: images trained / training seconds over all epochs). Per row:
+mean and sample std (ddof = 1) over seeds.
 
 **Gains.** Last-epoch top-1 minus that of the setting's label-smoothing baseline (method
-`label_smoothing`) and of its CE baseline (method `ce`), with Welch's 95% interval. When a
-setting has several rows of the baseline method, the baseline is the one with the most seeds,
-then the highest mean last-epoch top-1 (the stronger baseline: the conservative comparison).
+`label_smoothing`) and of its CE baseline (method `ce`), both declared in `baselines.py`, with
+Welch's 95% interval. When a setting has several rows of the baseline method, the baseline is the
+one with the most seeds, then the highest mean last-epoch top-1 (the stronger baseline: the
+conservative comparison).
 """
 
 from __future__ import annotations
@@ -39,16 +40,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.leaderboard.baselines import BASELINES, CE, LS
 from harness.leaderboard.reference import ReferenceResult
 from harness.leaderboard.runs import Run, SetApart
-from harness.leaderboard.stats import Interval, mean, sample_std, welch_interval
-
-LS_METHOD = "label_smoothing"
-CE_METHOD = "ce"
-BASELINES = {"ls": LS_METHOD, "ce": CE_METHOD}
+from harness.leaderboard.stats import Interval, mean, sample_std, throughput, welch_interval
+from harness.leaderboard.stats import is_number as _is_number
 
 #: Rows are listed in this method order, then any other method alphabetically.
-METHOD_ORDER = ("ce", "label_smoothing", "kd", "tfkd_self", "tfkd_reg", "reversed_kd", "defective_kd")
+METHOD_ORDER = (CE.method, LS.method, "kd", "tfkd_self", "tfkd_reg", "reversed_kd", "defective_kd")
 
 #: Per-run values summarised over seeds (mean and std), in table order.
 RUN_VALUES = (
@@ -91,21 +90,6 @@ def run_values(run: Run) -> dict[str, float | None]:
     for name in ("top1", "nll", "ece", "entropy", "max_prob", "stability"):
         values[f"teacher_{name}"] = last[f"teacher_{name}"]
     return {k: (float(v) if _is_number(v) else None) for k, v in values.items()}
-
-
-def throughput(rows: Sequence[dict[str, Any]]) -> float | None:
-    """Images trained per second over the whole run: sum(train_samples) / sum(epoch_time_s).
-
-    Falls back to the mean of the per-epoch `img_per_s` when sample counts or times are missing.
-    """
-    pairs = [
-        (r["train_samples"], r["epoch_time_s"])
-        for r in rows
-        if _is_number(r["train_samples"]) and _is_number(r["epoch_time_s"]) and r["epoch_time_s"] > 0
-    ]
-    if pairs and len(pairs) == len(rows):
-        return math.fsum(p[0] for p in pairs) / math.fsum(p[1] for p in pairs)
-    return mean(r["img_per_s"] for r in rows)
 
 
 def teacher_identity(source: str | None) -> tuple[str | None, int | None, str | None]:
@@ -230,7 +214,7 @@ class Setting:
 
     def delta_vs_ce(self, row: Row, name: str) -> float | None:
         """Row mean minus the CE baseline's mean of `name` (None for the baseline itself)."""
-        base = self.baselines.get("ce")
+        base = self.baselines.get(CE.kind)
         if base is None or base is row:
             return None
         a, b = row.mean(name), base.mean(name)
@@ -352,8 +336,9 @@ def _teacher_text(row: Row) -> str:
 
 def _compare_with_baselines(setting: Setting) -> None:
     """Pick each baseline row and compute every row's Welch interval against it."""
-    for kind, method in BASELINES.items():
-        candidates = [r for r in setting.rows if r.method == method]
+    for baseline in BASELINES:
+        kind = baseline.kind
+        candidates = [r for r in setting.rows if r.method == baseline.method]
         base = min(candidates, key=_baseline_preference, default=None)
         setting.baselines[kind] = base
         for row in setting.rows:
@@ -370,10 +355,6 @@ def _baseline_preference(row: Row) -> tuple[int, float, str]:
 
 
 # ------------------------------------------------------------------------------ helpers
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _canonical_json(text: str) -> str:
     """The strategy parameters as sorted compact JSON (the text itself if it is not JSON)."""
     try:
