@@ -5,13 +5,16 @@ data set, architecture, epochs and data pipeline written by the runner).
 
 **Row.** Within a setting, runs form one row when they share the row key
 
-    (recipe name, method, strategy, strategy parameters, teacher, teacher architecture, teacher epoch)
+    (recipe name, config hash, method, strategy, strategy parameters, teacher, teacher architecture,
+     teacher epoch)
 
-and differ only in their seed. The teacher is named by the teacher run's recipe name (its
-`teacher_source` without the `-s<seed>-<hash>` suffix, so a student's seeds, each with its own
-teacher seed, share one row) plus `@epochN` for an early-checkpoint teacher, or by the weights
-file. KD from a label-smoothing teacher and KD from a plain teacher are therefore two rows, and
-so are two temperatures of one method. A second run of the same seed in a row is set apart.
+and differ only in their seed. The config hash (the recipe's identity without the seed) keeps
+apart variants of one recipe name, such as `--set optim.lr=...` overrides. The teacher is named
+by the teacher run's recipe name (its `teacher_source` without the `-s<seed>-<hash>` suffix, so a
+student's seeds, each with its own teacher seed, share one row) plus `@epochN` for an
+early-checkpoint teacher, or by the weights file. KD from a label-smoothing teacher and KD from a
+plain teacher are therefore two rows, and so are two temperatures of one method. A second run of
+the same seed in a row is set apart.
 
 **Label.** A row's label is its method; where several rows of a setting share a method, the label
 adds what tells them apart: `← teacher`, the parameters that differ (`temperature=4`), and

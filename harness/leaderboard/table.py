@@ -50,7 +50,11 @@ def _columns() -> list[tuple[str, pa.DataType, str]]:
         ("epochs", INT, "planned epochs"),
         ("data_pipeline", STRING, "data pipeline (JSON)"),
         ("eval_split", STRING, "split the metrics are computed on"),
-        ("row_key", STRING, "JSON [recipe, method, strategy, params, teacher, teacher arch, teacher epoch]"),
+        (
+            "row_key",
+            STRING,
+            "JSON [recipe, config hash, method, strategy, params, teacher, teacher arch, teacher epoch]",
+        ),
         ("label", STRING, "row label: method, plus what tells rows of one method apart"),
         ("method", STRING, "method (recipe `method`, default strategy name)"),
         ("strategy", STRING, "registered strategy"),
