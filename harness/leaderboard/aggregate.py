@@ -23,8 +23,12 @@ last the recipe name in brackets.
 **Statistics.** Per run: top-1 at the last epoch and at its best epoch (the official Tf-KD code
 reports the best test epoch, most other code the last), and at the last epoch top-5, NLL, ECE,
 entropy, max-probability (Sultan 2023), stability (Shen et al. 2021), the teacher's columns and
-throughput (`stats.throughput`: images trained / training seconds over all epochs). Per row:
-mean and sample std (ddof = 1) over seeds.
+throughput. Per row: mean and sample std (ddof = 1) over seeds.
+
+**Throughput.** A run's training images per second is `stats.throughput`: the images trained over
+all its epochs divided by their training seconds, sum(train_samples) / sum(epoch_time_s), the
+first epoch and its warm-up included (the mean of the per-epoch `img_per_s` when a count or time
+is missing). The one definition: the nightly snapshots and `harness sweep --plan` use it too.
 
 **Gains.** Last-epoch top-1 minus that of the setting's label-smoothing baseline (method
 `label_smoothing`) and of its CE baseline (method `ce`), both declared in `baselines.py`, with
