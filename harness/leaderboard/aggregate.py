@@ -50,8 +50,7 @@ from typing import Any
 from harness.leaderboard.baselines import BASELINES, CE, LS
 from harness.leaderboard.reference import ReferenceResult
 from harness.leaderboard.runs import Run, SetApart
-from harness.leaderboard.stats import Interval, mean, sample_std, throughput, welch_interval
-from harness.leaderboard.stats import is_number as _is_number
+from harness.leaderboard.stats import Interval, is_number, mean, sample_std, throughput, welch_interval
 
 #: Rows are listed in this method order, then any other method alphabetically.
 METHOD_ORDER = (CE.method, LS.method, "kd", "tfkd_self", "tfkd_reg", "reversed_kd", "defective_kd")
@@ -83,7 +82,7 @@ _TEACHER_RUN = re.compile(r"^(?P<name>.+)-s(?P<seed>\d+)-(?P<hash>[0-9a-f]{8})(?
 def run_values(run: Run) -> dict[str, float | None]:
     """The per-run figures that rows summarise (see RUN_VALUES)."""
     last = run.last
-    scored = [r for r in run.rows if _is_number(r["top1"])]
+    scored = [r for r in run.rows if is_number(r["top1"])]
     best = max(scored, key=lambda r: (r["top1"], -r["epoch"]))
     values: dict[str, float | None] = {
         "top1_last": last["top1"],
@@ -96,7 +95,7 @@ def run_values(run: Run) -> dict[str, float | None]:
         values[name] = last[name]
     for name in ("top1", "nll", "ece", "entropy", "max_prob", "stability"):
         values[f"teacher_{name}"] = last[f"teacher_{name}"]
-    return {k: (float(v) if _is_number(v) else None) for k, v in values.items()}
+    return {k: (float(v) if is_number(v) else None) for k, v in values.items()}
 
 
 def teacher_identity(source: str | None) -> tuple[str | None, int | None, str | None]:
@@ -165,9 +164,9 @@ class Row:
         by_epoch: dict[int, list[float]] = defaultdict(list)
         for run in self.runs:
             for r in run.rows:
-                if _is_number(r["top1"]):
+                if is_number(r["top1"]):
                     by_epoch[int(r["epoch"])].append(float(r["top1"]))
-        return [(e, math.fsum(v) / len(v), len(v)) for e, v in sorted(by_epoch.items())]
+        return [(e, m, len(v)) for e, v in sorted(by_epoch.items()) if (m := mean(v)) is not None]
 
     def reliability(self) -> tuple[list[float], list[float | None], list[float | None]] | None:
         """Reliability diagram of the last epochs pooled over seeds: (counts, confidence, accuracy).
