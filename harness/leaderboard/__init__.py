@@ -10,8 +10,9 @@ numbers (`reference`) and writes, into `out_dir`:
 
 The outputs depend on the runs (and the reference data) alone: no time stamps, everything
 sorted, fixed float formats, so regenerating gives byte-identical files. Modules: `runs`
-(reading), `stats` (mean, std, Welch), `aggregate` (settings and rows), `reference`, `table`,
-`markdown`, `svg`, `html_page`, `text` (escaping, number formats).
+(reading), `stats` (every statistic: mean, std, pooled std, throughput, Welch; `harness nightly`
+uses it too), `baselines` (the baseline strategies, declared once), `aggregate` (settings and
+rows), `reference`, `table`, `markdown`, `svg`, `html_page`, `text` (escaping, number formats).
 """
 
 from __future__ import annotations
