@@ -18,13 +18,18 @@ the recipe's name and the hash of its identity without the seed, so a changed re
 group, not a regression):
 
 * top-1: with m_prev, m_now the mean final top-1 (percent) over the seeds and s_p the pooled
-  standard deviation of the two nights' seeds,
-  s_p = sqrt(((n_prev - 1) s_prev^2 + (n_now - 1) s_now^2) / (n_prev + n_now - 2)) (0 when every
-  night has a single seed), a regression is m_prev - m_now > max(k s_p, floor); defaults k = 2,
-  floor = 0.5 points. Within-noise wobbles stay quiet; a drop beyond the seeds' spread is flagged.
-* throughput: with t the group's mean training images per second (per run, the median over its
-  epochs after the first, which carries the warm-up), a regression is t_now < (1 - tolerance)
-  t_prev, default tolerance 10%, compared only on the same device (GPU name).
+  standard deviation of the two nights' seeds (`leaderboard.stats.pooled_std`,
+  s_p = sqrt(((n_prev - 1) s_prev^2 + (n_now - 1) s_now^2) / (n_prev + n_now - 2)), taken as 0
+  when both nights have a single seed), a regression is m_prev - m_now > max(k s_p, floor);
+  defaults k = 2, floor = 0.5 points. Within-noise wobbles stay quiet; a drop beyond the seeds'
+  spread is flagged.
+* throughput: with t the group's mean training images per second (per run,
+  `leaderboard.stats.throughput`, the leaderboard's definition: images trained / training seconds
+  over all its epochs), a regression is t_now < (1 - tolerance) t_prev, default tolerance 10%,
+  compared only on the same device (GPU name).
+
+Every statistic comes from `harness.leaderboard.stats`, so a night and the leaderboard agree on
+what a run's images/s and a group's standard deviation are.
 
 Exit status: 0 all runs completed and nothing regressed, 1 a regression or a failed run (the
 report says which), 130 interrupted, 2 bad input.
@@ -33,7 +38,6 @@ report says which), 130 interrupted, 2 bad input.
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -44,6 +48,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harness.errors import HarnessError, InterruptedRun
+from harness.leaderboard.stats import is_number, mean, pooled_std, sample_std, throughput
 from harness.metrics import atomic_write_bytes, read_metrics
 from harness.rundir import RunDir
 from harness.sweep import SweepOptions, SweepSummary, plan_sweep, run_sweep
@@ -103,23 +108,12 @@ class Finding:
     note: str = ""
 
 
-def sample_std(values: Sequence[float]) -> float:
-    """Standard deviation with n - 1 in the denominator (0 for a single value)."""
-    return statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-def pooled_std(a: Sequence[float], b: Sequence[float]) -> float:
-    """sqrt(((n_a - 1) s_a^2 + (n_b - 1) s_b^2) / (n_a + n_b - 2)); 0 when n_a + n_b <= 2."""
-    dof = len(a) + len(b) - 2
-    if dof <= 0:
-        return 0.0
-    return math.sqrt(((len(a) - 1) * sample_std(a) ** 2 + (len(b) - 1) * sample_std(b) ** 2) / dof)
-
-
 def compare_top1(group: str, prev: Sequence[float], now: Sequence[float], policy: Policy) -> Finding:
     """Top-1 of one group: a regression when the mean drop exceeds max(k s_p, floor)."""
-    m_prev, m_now = statistics.fmean(prev), statistics.fmean(now)
-    threshold = max(policy.k * pooled_std(prev, now), policy.floor)
+    m_prev, m_now = mean(prev), mean(now)
+    assert m_prev is not None and m_now is not None  # `compare` passes non-empty top-1 lists
+    spread = pooled_std(prev, now) or 0.0  # one seed on each night: no spread, the floor decides
+    threshold = max(policy.k * spread, policy.floor)
     drop = m_prev - m_now
     return Finding(group, "top1", m_prev, m_now, m_now - m_prev, threshold, drop > threshold)
 
@@ -152,7 +146,7 @@ def compare(
             continue
         if old["top1"] and row["top1"]:
             findings.append(compare_top1(group, old["top1"], row["top1"], policy))
-        if _finite(old["img_per_s_mean"]) and _finite(row["img_per_s_mean"]):
+        if is_number(old["img_per_s_mean"]) and is_number(row["img_per_s_mean"]):
             findings.append(
                 compare_throughput(
                     group,
@@ -170,19 +164,12 @@ def compare(
     return findings
 
 
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
+def _nan_if_none(x: float | None) -> float:
+    """Snapshots keep a missing images/s as NaN (what `harness sweep --plan` skips)."""
+    return math.nan if x is None else x
 
 
 # ------------------------------------------------------------------------------ snapshots
-def run_throughput(rows: Sequence[dict[str, Any]]) -> float:
-    """Median images/s over a run's evaluated epochs, the first left out when there are more."""
-    values = [r["img_per_s"] for r in rows if _finite(r.get("img_per_s"))]
-    if len(values) > 1 and rows[0].get("epoch") == 1:
-        values = values[1:]
-    return statistics.median(values) if values else math.nan
-
-
 def aggregate(runs_dir: Path, summary: SweepSummary, night: str) -> list[dict[str, Any]]:
     """Snapshot rows of the sweep's completed runs, one per group (in the sweep's order)."""
     groups: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
@@ -202,8 +189,7 @@ def aggregate(runs_dir: Path, summary: SweepSummary, night: str) -> list[dict[st
         finals = [rows[-1] for rows, _ in runs]
         first, prov = finals[0], runs[0][1]
         top1 = [float(r["top1"]) for r in finals]
-        speeds = [run_throughput(rows) for rows, _ in runs]
-        finite = [s for s in speeds if math.isfinite(s)]
+        speeds = [_nan_if_none(throughput(rows)) for rows, _ in runs]
         out.append(
             {
                 "night": night,
@@ -217,10 +203,10 @@ def aggregate(runs_dir: Path, summary: SweepSummary, night: str) -> list[dict[st
                 "n": len(finals),
                 "seeds": [int(r["seed"]) for r in finals],
                 "top1": top1,
-                "top1_mean": statistics.fmean(top1),
+                "top1_mean": mean(top1),
                 "top1_std": sample_std(top1),
                 "img_per_s": speeds,
-                "img_per_s_mean": statistics.fmean(finite) if finite else math.nan,
+                "img_per_s_mean": _nan_if_none(mean(speeds)),
                 "harness_version": first.get("harness_version"),
                 "git_commit": first.get("git_commit"),
             }

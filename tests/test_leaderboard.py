@@ -22,11 +22,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from harness.leaderboard import MARKER, OUTPUT_FILES, LeaderboardError, generate
-from harness.leaderboard.aggregate import build_settings
+from harness.leaderboard.aggregate import METHOD_ORDER, build_settings
+from harness.leaderboard.baselines import BASELINES
 from harness.leaderboard.reference import RESULT_COLUMNS, load_references
 from harness.leaderboard.runs import load_runs
 from harness.leaderboard.stats import mean, sample_std, t_cdf, t_quantile, welch_interval
 from harness.metrics import write_metrics
+from harness.strategies import available
 from tests.conftest import run_cli
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
@@ -185,6 +187,13 @@ def test_mean_std_and_welch_by_hand():
 
 
 # ------------------------------------------------------------------------------ aggregation
+def test_baselines_are_registered_strategies_listed_first():
+    kinds = [b.kind for b in BASELINES]
+    assert len(set(kinds)) == len(kinds) and all(re.fullmatch(r"[a-z]+", k) for k in kinds)
+    assert {b.method for b in BASELINES} <= set(available())
+    assert set(METHOD_ORDER[: len(BASELINES)]) == {b.method for b in BASELINES}
+
+
 def test_aggregation_by_hand(tmp_path):
     runs, out = tmp_path / "runs", tmp_path / "board"
     write_study(runs)

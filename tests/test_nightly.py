@@ -8,19 +8,20 @@ import statistics
 import pyarrow.parquet as pq
 import pytest
 
+from harness.leaderboard.stats import pooled_std, throughput
+from harness.metrics import read_metrics
 from harness.nightly import (
     SNAPSHOT_SCHEMA,
     Finding,
     Policy,
     compare,
-    pooled_std,
     previous_night,
     read_snapshot,
     render_report,
-    run_throughput,
     write_snapshot,
 )
 from harness.recipe import load_recipe
+from harness.rundir import RunDir
 from harness.sweep import group_key
 from tests.conftest import run_cli, tiny_recipe, write_recipe
 
@@ -36,7 +37,7 @@ def snap(group: str, top1: list[float], img_per_s: float = 1000.0, device: str =
         "seeds": list(range(len(top1))),
         "top1": top1,
         "top1_mean": statistics.fmean(top1),
-        "top1_std": statistics.stdev(top1) if len(top1) > 1 else 0.0,
+        "top1_std": statistics.stdev(top1) if len(top1) > 1 else None,
         "img_per_s": [img_per_s] * len(top1),
         "img_per_s_mean": img_per_s,
     }
@@ -51,7 +52,8 @@ def test_pooled_std_by_hand():
     # a: mean 71, s^2 = (1 + 1) / 1 = 2; b: mean 71, s^2 = (4 + 0 + 4) / 2 = 4
     # pooled: sqrt((1 * 2 + 2 * 4) / (2 + 3 - 2)) = sqrt(10 / 3)
     assert pooled_std([70, 72], [69, 71, 73]) == pytest.approx(math.sqrt(10 / 3))
-    assert pooled_std([70], [75]) == 0.0  # one seed each: no spread to speak of
+    assert pooled_std([70], [75]) is None  # one seed each: no spread, no degree of freedom
+    assert pooled_std([70], [69, 71, 73]) == pytest.approx(math.sqrt(8 / 2))  # the single seed adds none
 
 
 def test_drop_beyond_the_seeds_spread_is_a_regression():
@@ -130,14 +132,18 @@ def test_snapshots_round_trip_and_the_previous_night_is_the_last_before(tmp_path
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
 
 
-def test_run_throughput_leaves_out_the_warm_up_epoch():
+def test_run_throughput_is_images_over_seconds_of_all_epochs():
+    # the warm-up epoch counts: it is time the run took (the leaderboard's definition)
     rows = [
-        {"epoch": 1, "img_per_s": 10.0},
-        {"epoch": 2, "img_per_s": 100.0},
-        {"epoch": 3, "img_per_s": 90.0},
+        {"epoch": 1, "train_samples": 1000, "epoch_time_s": 10.0, "img_per_s": 100.0},
+        {"epoch": 2, "train_samples": 1000, "epoch_time_s": 1.0, "img_per_s": 1000.0},
+        {"epoch": 3, "train_samples": 1000, "epoch_time_s": 1.0, "img_per_s": 1000.0},
     ]
-    assert run_throughput(rows) == statistics.median([100.0, 90.0])
-    assert run_throughput(rows[:1]) == 10.0  # a single epoch is all there is
+    assert throughput(rows) == pytest.approx(3000 / 12)
+    # without a time on every epoch: the mean of the per-epoch images/s
+    rows[2]["epoch_time_s"] = None
+    assert throughput(rows) == pytest.approx(700.0)
+    assert throughput([{"epoch": 1, "img_per_s": None}]) is None
 
 
 @pytest.mark.fashion
@@ -167,4 +173,10 @@ def test_nightly_cli_flags_a_drop_against_the_previous_night(tmp_path):
     assert row["top1_mean"] == pytest.approx(statistics.fmean(row["top1"]))
     assert row["img_per_s_mean"] > 0 and row["device_name"].startswith("cpu")
     runs = sorted(p.name for p in (root / "2026-01-02").iterdir() if p.name.startswith("tiny-"))
-    assert runs == sorted(load_recipe(recipe, [f"seed={s}"]).run_id for s in (0, 1))
+    run_ids = [load_recipe(recipe, [f"seed={s}"]).run_id for s in (0, 1)]
+    assert runs == sorted(run_ids)
+    # each run's images/s is the leaderboard's: images trained / training seconds
+    metrics = [read_metrics(RunDir(root / "2026-01-02", run_id).metrics) for run_id in run_ids]
+    expected = [sum(r["train_samples"] for r in m) / sum(r["epoch_time_s"] for r in m) for m in metrics]
+    assert row["img_per_s"] == pytest.approx(expected)
+    assert row["top1_std"] == pytest.approx(statistics.stdev(row["top1"]))

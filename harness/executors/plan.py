@@ -4,7 +4,8 @@ A run's estimate is `epochs x (train images + eval images / 3) / rate`, the eval
 a third of a training step per image, with `rate` the training images/s of one device:
 
 1. **history**, where the run's group (its recipe without the seed, `harness nightly`'s snapshots)
-   has a measured throughput: the newest snapshot's `img_per_s_mean` (`ROOT/history/*.parquet`);
+   has a measured throughput: the newest snapshot's `img_per_s_mean` (`ROOT/history/*.parquet`),
+   the mean over its seeds of `leaderboard.stats.throughput`, the leaderboard's images/s;
 2. **rates**, else: a per-architecture rate from `harness/executors/rates.csv` (data set,
    architecture, images/s, device, source); a run with a live teacher adds the teacher's
    forward pass (a third of its training step);

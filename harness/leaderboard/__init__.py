@@ -10,8 +10,9 @@ numbers (`reference`) and writes, into `out_dir`:
 
 The outputs depend on the runs (and the reference data) alone: no time stamps, everything
 sorted, fixed float formats, so regenerating gives byte-identical files. Modules: `runs`
-(reading), `stats` (mean, std, Welch), `aggregate` (settings and rows), `reference`, `table`,
-`markdown`, `svg`, `html_page`, `text` (escaping, number formats).
+(reading), `stats` (every statistic: mean, std, pooled std, throughput, Welch; `harness nightly`
+uses it too), `baselines` (the baseline strategies, declared once), `aggregate` (settings and
+rows), `reference`, `table`, `markdown`, `svg`, `html_page`, `text` (escaping, number formats).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.leaderboard.aggregate import Setting, build_settings
+from harness.leaderboard.baselines import CE, LS
 from harness.leaderboard.html_page import render_html
 from harness.leaderboard.markdown import render_markdown
 from harness.leaderboard.reference import References, load_references
@@ -100,8 +102,8 @@ def generate(
             epochs=s.epochs,
             rows=len(s.rows),
             runs=s.n_runs,
-            has_ls_baseline=s.baselines.get("ls") is not None,
-            has_ce_baseline=s.baselines.get("ce") is not None,
+            has_ls_baseline=s.baselines.get(LS.kind) is not None,
+            has_ce_baseline=s.baselines.get(CE.kind) is not None,
         )
         for s in settings
     )

@@ -5,13 +5,16 @@ data set, architecture, epochs and data pipeline written by the runner).
 
 **Row.** Within a setting, runs form one row when they share the row key
 
-    (recipe name, method, strategy, strategy parameters, teacher, teacher architecture, teacher epoch)
+    (recipe name, config hash, method, strategy, strategy parameters, teacher, teacher architecture,
+     teacher epoch)
 
-and differ only in their seed. The teacher is named by the teacher run's recipe name (its
-`teacher_source` without the `-s<seed>-<hash>` suffix, so a student's seeds, each with its own
-teacher seed, share one row) plus `@epochN` for an early-checkpoint teacher, or by the weights
-file. KD from a label-smoothing teacher and KD from a plain teacher are therefore two rows, and
-so are two temperatures of one method. A second run of the same seed in a row is set apart.
+and differ only in their seed. The config hash (the recipe's identity without the seed) keeps
+apart variants of one recipe name, such as `--set optim.lr=...` overrides. The teacher is named
+by the teacher run's recipe name (its `teacher_source` without the `-s<seed>-<hash>` suffix, so a
+student's seeds, each with its own teacher seed, share one row) plus `@epochN` for an
+early-checkpoint teacher, or by the weights file. KD from a label-smoothing teacher and KD from a
+plain teacher are therefore two rows, and so are two temperatures of one method. A second run of
+the same seed in a row is set apart.
 
 **Label.** A row's label is its method; where several rows of a setting share a method, the label
 adds what tells them apart: `← teacher`, the parameters that differ (`temperature=4`), and
@@ -20,13 +23,18 @@ last the recipe name in brackets.
 **Statistics.** Per run: top-1 at the last epoch and at its best epoch (the official Tf-KD code
 reports the best test epoch, most other code the last), and at the last epoch top-5, NLL, ECE,
 entropy, max-probability (Sultan 2023), stability (Shen et al. 2021), the teacher's columns and
-throughput (images trained / training seconds over all epochs). Per row: mean and sample std
-(ddof = 1) over seeds.
+throughput. Per row: mean and sample std (ddof = 1) over seeds.
+
+**Throughput.** A run's training images per second is `stats.throughput`: the images trained over
+all its epochs divided by their training seconds, sum(train_samples) / sum(epoch_time_s), the
+first epoch and its warm-up included (the mean of the per-epoch `img_per_s` when a count or time
+is missing). The one definition: the nightly snapshots and `harness sweep --plan` use it too.
 
 **Gains.** Last-epoch top-1 minus that of the setting's label-smoothing baseline (method
-`label_smoothing`) and of its CE baseline (method `ce`), with Welch's 95% interval. When a
-setting has several rows of the baseline method, the baseline is the one with the most seeds,
-then the highest mean last-epoch top-1 (the stronger baseline: the conservative comparison).
+`label_smoothing`) and of its CE baseline (method `ce`), both declared in `baselines.py`, with
+Welch's 95% interval. When a setting has several rows of the baseline method, the baseline is the
+one with the most seeds, then the highest mean last-epoch top-1 (the stronger baseline: the
+conservative comparison).
 """
 
 from __future__ import annotations
@@ -39,16 +47,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.leaderboard.baselines import BASELINES, CE, LS
 from harness.leaderboard.reference import ReferenceResult
 from harness.leaderboard.runs import Run, SetApart
-from harness.leaderboard.stats import Interval, mean, sample_std, welch_interval
-
-LS_METHOD = "label_smoothing"
-CE_METHOD = "ce"
-BASELINES = {"ls": LS_METHOD, "ce": CE_METHOD}
+from harness.leaderboard.stats import Interval, is_number, mean, sample_std, throughput, welch_interval
 
 #: Rows are listed in this method order, then any other method alphabetically.
-METHOD_ORDER = ("ce", "label_smoothing", "kd", "tfkd_self", "tfkd_reg", "reversed_kd", "defective_kd")
+METHOD_ORDER = (CE.method, LS.method, "kd", "tfkd_self", "tfkd_reg", "reversed_kd", "defective_kd")
 
 #: Per-run values summarised over seeds (mean and std), in table order.
 RUN_VALUES = (
@@ -77,7 +82,7 @@ _TEACHER_RUN = re.compile(r"^(?P<name>.+)-s(?P<seed>\d+)-(?P<hash>[0-9a-f]{8})(?
 def run_values(run: Run) -> dict[str, float | None]:
     """The per-run figures that rows summarise (see RUN_VALUES)."""
     last = run.last
-    scored = [r for r in run.rows if _is_number(r["top1"])]
+    scored = [r for r in run.rows if is_number(r["top1"])]
     best = max(scored, key=lambda r: (r["top1"], -r["epoch"]))
     values: dict[str, float | None] = {
         "top1_last": last["top1"],
@@ -90,22 +95,7 @@ def run_values(run: Run) -> dict[str, float | None]:
         values[name] = last[name]
     for name in ("top1", "nll", "ece", "entropy", "max_prob", "stability"):
         values[f"teacher_{name}"] = last[f"teacher_{name}"]
-    return {k: (float(v) if _is_number(v) else None) for k, v in values.items()}
-
-
-def throughput(rows: Sequence[dict[str, Any]]) -> float | None:
-    """Images trained per second over the whole run: sum(train_samples) / sum(epoch_time_s).
-
-    Falls back to the mean of the per-epoch `img_per_s` when sample counts or times are missing.
-    """
-    pairs = [
-        (r["train_samples"], r["epoch_time_s"])
-        for r in rows
-        if _is_number(r["train_samples"]) and _is_number(r["epoch_time_s"]) and r["epoch_time_s"] > 0
-    ]
-    if pairs and len(pairs) == len(rows):
-        return math.fsum(p[0] for p in pairs) / math.fsum(p[1] for p in pairs)
-    return mean(r["img_per_s"] for r in rows)
+    return {k: (float(v) if is_number(v) else None) for k, v in values.items()}
 
 
 def teacher_identity(source: str | None) -> tuple[str | None, int | None, str | None]:
@@ -174,9 +164,9 @@ class Row:
         by_epoch: dict[int, list[float]] = defaultdict(list)
         for run in self.runs:
             for r in run.rows:
-                if _is_number(r["top1"]):
+                if is_number(r["top1"]):
                     by_epoch[int(r["epoch"])].append(float(r["top1"]))
-        return [(e, math.fsum(v) / len(v), len(v)) for e, v in sorted(by_epoch.items())]
+        return [(e, m, len(v)) for e, v in sorted(by_epoch.items()) if (m := mean(v)) is not None]
 
     def reliability(self) -> tuple[list[float], list[float | None], list[float | None]] | None:
         """Reliability diagram of the last epochs pooled over seeds: (counts, confidence, accuracy).
@@ -230,7 +220,7 @@ class Setting:
 
     def delta_vs_ce(self, row: Row, name: str) -> float | None:
         """Row mean minus the CE baseline's mean of `name` (None for the baseline itself)."""
-        base = self.baselines.get("ce")
+        base = self.baselines.get(CE.kind)
         if base is None or base is row:
             return None
         a, b = row.mean(name), base.mean(name)
@@ -352,8 +342,9 @@ def _teacher_text(row: Row) -> str:
 
 def _compare_with_baselines(setting: Setting) -> None:
     """Pick each baseline row and compute every row's Welch interval against it."""
-    for kind, method in BASELINES.items():
-        candidates = [r for r in setting.rows if r.method == method]
+    for baseline in BASELINES:
+        kind = baseline.kind
+        candidates = [r for r in setting.rows if r.method == baseline.method]
         base = min(candidates, key=_baseline_preference, default=None)
         setting.baselines[kind] = base
         for row in setting.rows:
@@ -370,10 +361,6 @@ def _baseline_preference(row: Row) -> tuple[int, float, str]:
 
 
 # ------------------------------------------------------------------------------ helpers
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _canonical_json(text: str) -> str:
     """The strategy parameters as sorted compact JSON (the text itself if it is not JSON)."""
     try:

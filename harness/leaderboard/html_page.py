@@ -19,6 +19,7 @@ import re
 from collections.abc import Sequence
 
 from harness.leaderboard.aggregate import Row, Setting
+from harness.leaderboard.baselines import BASELINES, CE, LS
 from harness.leaderboard.markdown import LEGEND, paper_cells
 from harness.leaderboard.reference import References
 from harness.leaderboard.runs import SetApart
@@ -172,7 +173,8 @@ def _board(sid: str, s: Setting) -> list[str]:
     """Two tables of the same rows, each narrow enough for a laptop screen: accuracy, then
     confidence and speed."""
     d = DECIMALS["top1"]
-    accuracy = ["row", "recipe", "teacher", "seeds", "top-1 last", "top-1 best", "Δ vs LS", "Δ vs CE"]
+    accuracy = ["row", "recipe", "teacher", "seeds", "top-1 last", "top-1 best"]
+    accuracy += [f"Δ vs {b.short}" for b in BASELINES]
     out = ["<h3>Accuracy</h3>", '<div class="scroll">', f'<table id="{sid}-board" class="board">']
     out += [_th(accuracy, 3), "<tbody>"]
     for i, row in enumerate(s.rows):
@@ -183,16 +185,16 @@ def _board(sid: str, s: Setting) -> list[str]:
             f"<td>{row.n}</td>",
             f"<td>{mean_std(row.mean('top1_last'), row.std('top1_last'), d)}</td>",
             f"<td>{mean_std(row.mean('top1_best'), row.std('top1_best'), d)}</td>",
-            _gain_cell(s, row, "ls"),
-            _gain_cell(s, row, "ce"),
         ]
+        cells += [_gain_cell(s, row, b.kind) for b in BASELINES]
         out.append("<tr>" + "".join(cells) + "</tr>")
     out += ["</tbody>", "</table>", "</div>"]
-    confidence = ["row", "entropy", "Δ entropy vs CE", "max-prob", "ECE", "NLL", "stability S", "img/s"]
+    confidence = ["row", "entropy", f"Δ entropy vs {CE.short}", "max-prob", "ECE", "NLL", "stability S"]
+    confidence.append("img/s")
     out += ["<h3>Confidence and speed</h3>", '<div class="scroll">']
     out += [f'<table id="{sid}-confidence" class="board">', _th(confidence, 1), "<tbody>"]
     for i, row in enumerate(s.rows):
-        is_ce = s.is_baseline(row, "ce")
+        is_ce = s.is_baseline(row, CE.kind)
         cells = [
             _label_cell(i, row),
             f"<td>{mean_std(row.mean('entropy'), row.std('entropy'), DECIMALS['entropy'])}</td>",
@@ -329,7 +331,7 @@ def _plots(sid: str, s: Setting) -> list[str]:
 
 
 def _setting_section(sid: str, s: Setting) -> list[str]:
-    ls, ce = s.baselines.get("ls"), s.baselines.get("ce")
+    ls, ce = s.baselines.get(LS.kind), s.baselines.get(CE.kind)
     out = [
         f'<section class="setting" id="{sid}">',
         f"<h2>{_setting_title(s)}</h2>",
@@ -339,12 +341,14 @@ def _setting_section(sid: str, s: Setting) -> list[str]:
     ]
     if ls is None:
         out.append(
-            '<p class="warn">No label-smoothing baseline in this setting: the Δ vs LS column is empty.</p>'
+            f'<p class="warn">No {LS.name} baseline in this setting: the Δ vs {LS.short} column is empty.</p>'
         )
     else:
-        out.append(f"<p>Label-smoothing baseline: {html(ls.label)} ({ls.n} seeds).</p>")
+        out.append(f"<p>{LS.name.capitalize()} baseline: {html(ls.label)} ({ls.n} seeds).</p>")
     if ce is None:
-        out.append('<p class="warn">No CE baseline in this setting: the Δ vs CE column is empty.</p>')
+        out.append(
+            f'<p class="warn">No {CE.name} baseline in this setting: the Δ vs {CE.short} column is empty.</p>'
+        )
     out += _board(sid, s)
     out += _plots(sid, s)
     out += _teacher_table(sid, s)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from harness.leaderboard.aggregate import Row, Setting
+from harness.leaderboard.baselines import BASELINES, CE, LS
 from harness.leaderboard.reference import ReferenceResult, References
 from harness.leaderboard.runs import SetApart
 from harness.leaderboard.table import gain_status
@@ -84,27 +85,28 @@ def _setting_section(s: Setting) -> list[str]:
         f"{s.n_runs} runs. Data pipeline: {md(s.data_pipeline)}",
         "",
     ]
-    ls, ce = s.baselines.get("ls"), s.baselines.get("ce")
+    ls, ce = s.baselines.get(LS.kind), s.baselines.get(CE.kind)
     if ls is None:
-        lines += ["**No label-smoothing baseline in this setting**: the Δ vs LS column is empty.", ""]
+        lines += [f"**No {LS.name} baseline in this setting**: the Δ vs {LS.short} column is empty.", ""]
     else:
-        lines += [f"Label-smoothing baseline: {md(ls.label)} ({ls.n} seeds).", ""]
+        lines += [f"{LS.name.capitalize()} baseline: {md(ls.label)} ({ls.n} seeds).", ""]
     if ce is None:
-        lines += ["No CE baseline in this setting: the Δ vs CE column is empty.", ""]
+        lines += [f"No {CE.name} baseline in this setting: the Δ vs {CE.short} column is empty.", ""]
     lines += ["### Accuracy", ""]
     lines += _table(
-        ["row", "recipe", "teacher", "seeds", "top-1 last", "top-1 best", "best epoch", "Δ vs LS", "Δ vs CE"],
+        ["row", "recipe", "teacher", "seeds", "top-1 last", "top-1 best", "best epoch"]
+        + [f"Δ vs {b.short}" for b in BASELINES],
         [_accuracy_cells(s, row) for row in s.rows],
-        "lllrrrrrr",
+        "lllrrrr" + "r" * len(BASELINES),
     )
     lines += ["### Confidence (last epoch)", ""]
     lines += _table(
         [
             "row",
             "entropy",
-            "Δ entropy vs CE",
+            f"Δ entropy vs {CE.short}",
             "max-prob",
-            "Δ max-prob vs CE",
+            f"Δ max-prob vs {CE.short}",
             "ECE",
             "NLL",
             "stability S",
@@ -141,16 +143,14 @@ def _accuracy_cells(s: Setting, row: Row) -> list[str]:
         mean_std(row.mean("top1_last"), row.std("top1_last"), d),
         mean_std(row.mean("top1_best"), row.std("top1_best"), d),
         num(row.mean("best_epoch"), DECIMALS["epoch"]),
-        md(gain_text(row.gains.get("ls"), gain_status(s, row, "ls"))),
-        md(gain_text(row.gains.get("ce"), gain_status(s, row, "ce"))),
-    ]
+    ] + [md(gain_text(row.gains.get(b.kind), gain_status(s, row, b.kind))) for b in BASELINES]
 
 
 def _confidence_cells(s: Setting, row: Row) -> list[str]:
     def ms(name: str) -> str:
         return mean_std(row.mean(name), row.std(name), DECIMALS[name])
 
-    is_ce = s.is_baseline(row, "ce")
+    is_ce = s.is_baseline(row, CE.kind)
     return [
         md(row.label),
         ms("entropy"),

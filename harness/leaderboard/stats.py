@@ -2,6 +2,12 @@
 
 * `mean`, `sample_std`: the arithmetic mean and the sample standard deviation (ddof = 1,
   Bessel's correction) of the finite values; `None` when there are too few.
+* `pooled_std`: the pooled standard deviation of two samples,
+  s_p = sqrt(((n_a - 1) s_a^2 + (n_b - 1) s_b^2) / (n_a + n_b - 2)); `None` when
+  n_a + n_b <= 2 (a sample of one value adds no spread and no degree of freedom).
+* `throughput`: a run's training images per second, sum(train_samples) / sum(epoch_time_s)
+  over all its epochs (the first, with its warm-up, included: it is time the run took). The one
+  definition of a run's images/s in the leaderboard, the nightly snapshots and the sweep plan.
 * `welch_interval`: the 95% confidence interval of mean(a) - mean(b) for two independent samples
   with unequal variances (Welch 1947), with the Welch–Satterthwaite degrees of freedom
 
@@ -19,12 +25,18 @@ Everything is plain Python floats, deterministic, with no dependency beyond `mat
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 SIGNIFICANT = "significant"
 NOT_SIGNIFICANT = "not significant"
 NOT_COMPUTABLE = "not computable"
+
+
+def is_number(x: Any) -> bool:
+    """A finite int or float (not a bool, not None, not NaN or infinite)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def finite(values: Iterable[float | None]) -> list[float]:
@@ -51,6 +63,33 @@ def sample_std(values: Iterable[float | None]) -> float | None:
     """Sample standard deviation (ddof = 1) of the finite values; None for fewer than two."""
     var = sample_variance(values)
     return None if var is None else math.sqrt(var)
+
+
+def pooled_std(a: Iterable[float | None], b: Iterable[float | None]) -> float | None:
+    """sqrt(((n_a - 1) s_a^2 + (n_b - 1) s_b^2) / (n_a + n_b - 2)) over the finite values; None for
+    n_a + n_b <= 2."""
+    xa, xb = finite(a), finite(b)
+    dof = len(xa) + len(xb) - 2
+    if dof <= 0:
+        return None
+    spread = math.fsum((len(xs) - 1) * (sample_variance(xs) or 0.0) for xs in (xa, xb))
+    return math.sqrt(spread / dof)
+
+
+def throughput(rows: Sequence[dict[str, Any]]) -> float | None:
+    """Images trained per second over a run's epochs: sum(train_samples) / sum(epoch_time_s).
+
+    Falls back to the mean of the per-epoch `img_per_s` when a sample count or time is missing;
+    None when that is missing too.
+    """
+    pairs = [
+        (r.get("train_samples"), r.get("epoch_time_s"))
+        for r in rows
+        if is_number(r.get("train_samples")) and is_number(r.get("epoch_time_s")) and r["epoch_time_s"] > 0
+    ]
+    if pairs and len(pairs) == len(rows):
+        return math.fsum(p[0] for p in pairs) / math.fsum(p[1] for p in pairs)
+    return mean(r.get("img_per_s") for r in rows)
 
 
 # ------------------------------------------------------------------------------ Student t

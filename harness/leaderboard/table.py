@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harness.leaderboard.aggregate import RUN_VALUES, Row, Setting
+from harness.leaderboard.baselines import BASELINES
 from harness.leaderboard.reference import ReferenceResult
 
 STRING, INT, FLOAT = pa.string(), pa.int64(), pa.float64()
@@ -49,7 +50,11 @@ def _columns() -> list[tuple[str, pa.DataType, str]]:
         ("epochs", INT, "planned epochs"),
         ("data_pipeline", STRING, "data pipeline (JSON)"),
         ("eval_split", STRING, "split the metrics are computed on"),
-        ("row_key", STRING, "JSON [recipe, method, strategy, params, teacher, teacher arch, teacher epoch]"),
+        (
+            "row_key",
+            STRING,
+            "JSON [recipe, config hash, method, strategy, params, teacher, teacher arch, teacher epoch]",
+        ),
         ("label", STRING, "row label: method, plus what tells rows of one method apart"),
         ("method", STRING, "method (recipe `method`, default strategy name)"),
         ("strategy", STRING, "registered strategy"),
@@ -74,7 +79,8 @@ def _columns() -> list[tuple[str, pa.DataType, str]]:
         ),
         ("max_prob_delta_ce", FLOAT, "max_prob_mean minus the CE baseline's"),
     ]
-    for kind, name in (("ls", "label-smoothing"), ("ce", "CE")):
+    for baseline in BASELINES:
+        kind, name = baseline.kind, baseline.name
         cols += [
             (f"baseline_{kind}", STRING, f"label of the {name} baseline row of the setting (null: none)"),
             (f"gain_{kind}", FLOAT, f"top1_last_mean minus the {name} baseline's"),
@@ -148,7 +154,7 @@ def records(settings: Sequence[Setting]) -> list[dict[str, Any]]:
                 rec[f"{name}_std"] = row.std(name)
             rec["entropy_delta_ce"] = s.delta_vs_ce(row, "entropy")
             rec["max_prob_delta_ce"] = s.delta_vs_ce(row, "max_prob")
-            for kind in ("ls", "ce"):
+            for kind in (b.kind for b in BASELINES):
                 base = s.baselines.get(kind)
                 interval = row.gains.get(kind)
                 rec[f"baseline_{kind}"] = base.label if base is not None else None
