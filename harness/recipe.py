@@ -4,6 +4,11 @@ A recipe pairs a timm architecture with a training strategy and a data loader. L
 strict: an unknown key, a wrong type or an out-of-range value fails with one line naming the
 dotted path (`optim.lr: must be > 0, got -1`); an unknown architecture or strategy lists close
 matches. `--set a.b=value` overrides are parsed as YAML values and checked the same way.
+
+A recipe owns its identities, and every other module asks it for them: `run_id` (name, seed and
+`hash()` of the identity: the run's folder), `config_hash()` (the identity without the seed),
+`group_key()` (the runs of a sweep that differ only in seed) and `setting()` (the leaderboard's
+matched setting and the data pipeline it compares).
 """
 
 from __future__ import annotations
