@@ -4,6 +4,11 @@ A recipe pairs a timm architecture with a training strategy and a data loader. L
 strict: an unknown key, a wrong type or an out-of-range value fails with one line naming the
 dotted path (`optim.lr: must be > 0, got -1`); an unknown architecture or strategy lists close
 matches. `--set a.b=value` overrides are parsed as YAML values and checked the same way.
+
+A recipe owns its identities, and every other module asks it for them: `run_id` (name, seed and
+`hash()` of the identity: the run's folder), `config_hash()` (the identity without the seed),
+`group_key()` (the runs of a sweep that differ only in seed) and `setting()` (the leaderboard's
+matched setting and the data pipeline it compares).
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ Backend = Literal["memory", "torch", "ffcv"]
 
 #: data fields that change how data is loaded, never what a run learns: not part of its identity
 LOADER_ONLY = ("num_workers", "eval_batch_size", "loader_timeout_s")
+#: data fields outside the leaderboard's setting: the seeds of the views, the batch, the backend
+# and where the files are (the same data pipeline whatever they are)
+SETTING_FREE_DATA = ("view_seed", "batch_size", "drop_last", "backend", "train_path", "val_path", "root")
 
 
 #: longest recipe name in UTF-8 bytes: `<name>-s<seed>-<hash8>.old-<stamp>` (a run set aside)
@@ -367,23 +375,52 @@ class Recipe:
 
     def hash(self) -> str:
         """sha256 of the identity (hex); equal recipes give equal hashes."""
-        blob = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()
+        return _sha256_json(self.identity())
 
     def config_hash(self) -> str:
         """sha256 of the identity without the seed: the runs of one configuration over seeds."""
         identity = self.identity()
         identity.pop("seed")
-        blob = json.dumps(identity, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()
+        return _sha256_json(identity)
 
     @property
     def run_id(self) -> str:
         """`<name>-s<seed>-<hash8>`: a run is identified by its resolved recipe and seed."""
         return f"{self.name}-s{self.seed}-{self.hash()[:8]}"
 
+    def group_key(self) -> str:
+        """`<name>-<config_hash8>`: the runs of a sweep that differ only in their seed."""
+        return f"{self.name}-{self.config_hash()[:8]}"
+
+    def setting(self) -> tuple[str, str]:
+        """(setting key, data pipeline JSON): the leaderboard compares runs whose data, arch and
+        budget match. The key is sha256[:12] of dataset, arch, its kwargs, epochs and the data
+        pipeline; the pipeline is the data section without how or where it is loaded, the seeds
+        of the views and the batch (a Tf-KD self recipe may use another batch than its baseline)."""
+        data = to_dict(self.data)
+        for key in (*LOADER_ONLY, *SETTING_FREE_DATA):
+            data.pop(key, None)
+        pipeline = json.dumps(data, sort_keys=True)
+        blob = json.dumps(
+            {
+                "dataset": self.data.dataset,
+                "arch": self.model.arch,
+                "kwargs": self.model.kwargs,
+                "epochs": self.schedule.epochs,
+                "data": data,
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:12], pipeline
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(to_dict(self), sort_keys=False)
+
+
+def _sha256_json(value: Any) -> str:
+    """sha256 (hex) of `value` as compact JSON with sorted keys: the form every recipe hash uses."""
+    blob = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 # ------------------------------------------------------------------------------ architecture

@@ -10,7 +10,6 @@ and ends, on CPU, with exactly the metrics of an uninterrupted run.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import math
@@ -35,9 +34,8 @@ from harness.errors import DivergedError, HarnessError, InterruptedRun, RunState
 from harness.features import WithFeatures, feature_shapes, resolve_stages, split_output
 from harness.metrics import MetricAccumulator, read_metrics, write_metrics
 from harness.models import build_student, count_parameters
-from harness.recipe import LOADER_ONLY, Recipe, RuntimeConfig
+from harness.recipe import Recipe, RuntimeConfig
 from harness.rundir import RunDir, write_json, write_text
-from harness.schema import to_dict
 from harness.strategies import StepInputs
 from harness.teacher import RecipeTransform, Teacher, load_teacher, resolve_weights
 
@@ -150,36 +148,6 @@ def build_scheduler(recipe: Recipe, optimizer: torch.optim.Optimizer, updates_pe
         updates_per_epoch=updates_per_epoch,
     )
     return scheduler
-
-
-def setting_of(recipe: Recipe) -> tuple[str, str]:
-    """(setting key, data pipeline JSON): runs compare when data, arch and budget match."""
-    data = to_dict(recipe.data)
-    # loader settings, the seeds of the views, the batch and where the files are: the same data
-    # pipeline whatever they are (a Tf-KD self recipe may use another batch than its baseline)
-    for key in (
-        *LOADER_ONLY,
-        "view_seed",
-        "batch_size",
-        "drop_last",
-        "backend",
-        "train_path",
-        "val_path",
-        "root",
-    ):
-        data.pop(key, None)
-    pipeline = json.dumps(data, sort_keys=True)
-    blob = json.dumps(
-        {
-            "dataset": recipe.data.dataset,
-            "arch": recipe.model.arch,
-            "kwargs": recipe.model.kwargs,
-            "epochs": recipe.schedule.epochs,
-            "data": data,
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:12], pipeline
 
 
 # ------------------------------------------------------------------------------ evaluation
@@ -388,7 +356,7 @@ class Trainer:
         for group in self.strategy.param_groups(self.lr, r.optim.weight_decay):
             self.optimizer.add_param_group(group)
         self.scheduler = build_scheduler(r, self.optimizer, len(self.data.train))
-        self.setting_key, self.pipeline = setting_of(r)
+        self.setting_key, self.pipeline = r.setting()
         self.teacher_metrics = self._teacher_metrics()
         if self.teacher is not None and r.teacher is not None and r.teacher.cache:
             self.teacher = self._cached_teacher(self.teacher, weights)

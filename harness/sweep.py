@@ -169,17 +169,7 @@ class PlannedRun:
 
     @property
     def group(self) -> str | None:
-        return group_key(self.recipe) if self.recipe is not None else None
-
-
-def group_key(recipe: Recipe) -> str:
-    """`<name>-<hash8>` of the recipe's identity without its seed: the runs that differ only in seed."""
-    import hashlib
-
-    identity = recipe.identity()
-    identity.pop("seed", None)
-    blob = json.dumps(identity, sort_keys=True, separators=(",", ":"))
-    return f"{recipe.name}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+        return self.recipe.group_key() if self.recipe is not None else None
 
 
 def plan_sweep(

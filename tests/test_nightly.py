@@ -22,7 +22,6 @@ from harness.nightly import (
 )
 from harness.recipe import load_recipe
 from harness.rundir import RunDir
-from harness.sweep import group_key
 from tests.conftest import run_cli, tiny_recipe, write_recipe
 
 
@@ -155,7 +154,7 @@ def test_nightly_cli_flags_a_drop_against_the_previous_night(tmp_path):
     sweep = tmp_path / "nightly.yaml"
     sweep.write_text("seeds: [0, 1]\nrecipes: [recipes/tiny.yaml]\n")
     root = tmp_path / "nightly"
-    group = group_key(load_recipe(recipe))
+    group = load_recipe(recipe).group_key()
     # last night, by hand: the same group scored 99% with no spread, on another device
     write_snapshot(root / "history" / "2026-01-01.parquet", [snap(group, [99.0, 99.0], device="other")])
     report = tmp_path / "report.md"

@@ -145,3 +145,23 @@ def test_extends_merges_a_base_recipe(tmp_path):
     orphan.write_text("extends: missing.yaml\n")
     with pytest.raises(RecipeError, match=r"extends: .*missing.yaml: recipe file not found"):
         load_recipe(orphan)
+
+
+def test_recipe_identities_match_the_committed_runs():
+    """The run id (the folder), config hash, sweep group and leaderboard setting of each committed
+    study run are what its recipe computes today: changing how a recipe hashes itself would orphan
+    them."""
+    import dataclasses
+
+    import pyarrow.parquet as pq
+
+    runs = sorted((REPO / "leaderboard" / "runs").glob("*/metrics.parquet"))
+    assert runs
+    for path in runs:
+        row = pq.read_table(path).to_pylist()[-1]
+        recipe = load_recipe(REPO / "recipes" / row["dataset"] / f"{row['recipe_name']}.yaml")
+        recipe = dataclasses.replace(recipe, seed=row["seed"])
+        assert recipe.run_id == row["run_id"] == path.parent.name
+        assert recipe.config_hash() == row["config_hash"]
+        assert recipe.group_key() == f"{row['recipe_name']}-{row['config_hash'][:8]}"
+        assert recipe.setting() == (row["setting_key"], row["data_pipeline"])

@@ -24,7 +24,6 @@ from harness.sweep import (
     SweepEntry,
     SweepFile,
     SweepOptions,
-    group_key,
     parse_seeds,
     plan_sweep,
     run_sweep,
@@ -117,7 +116,7 @@ def test_plan_expands_entries_seeds_globs_and_overrides(tmp_path, monkeypatch):
     ]
     assert [r.run_id for r in runs] == [e.run_id for e in expect]
     assert [r.recipe.optim.lr for r in runs] == [0.2, 0.2, 0.3, 0.3]  # the entry's override wins
-    assert group_key(runs[0].recipe) == group_key(runs[1].recipe) != group_key(runs[2].recipe)
+    assert runs[0].recipe.group_key() == runs[1].recipe.group_key() != runs[2].recipe.group_key()
 
     # --seeds replaces every seed list; --set comes after the file's overrides; paths add runs
     runs = plan_sweep(["../recipes/c.yaml"], Path("night.yaml"), seeds=[3], overrides=["optim.lr=0.4"])

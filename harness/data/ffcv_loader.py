@@ -51,10 +51,10 @@ import torch
 
 from harness.data.augment import epoch_generator
 from harness.data.base import Batch, DataBundle
-from harness.data.datasets import INFOS, subset_indices
+from harness.data.datasets import INFOS
 from harness.data.ffcv_env import require_ffcv
 from harness.data.ffcv_views import CENTRE, RRC, TRANSLATE, ViewSpec, ViewState, seeded_decoder
-from harness.data.pipeline import RRC_RATIO, DeviceStage, Plan
+from harness.data.pipeline import RRC_RATIO, DeviceStage, Plan, build_bundle
 from harness.errors import DataError
 from harness.recipe import DataConfig
 
@@ -530,7 +530,6 @@ def build(cfg: DataConfig, *, device: torch.device, seed: int, rank: int, world_
         "train": inspect_beton(Path(cfg.train_path), "data.train_path", cfg.dataset),
         "val": inspect_beton(Path(cfg.val_path), "data.val_path", cfg.dataset),
     }
-    indices = {}
     for split, beton in betons.items():
         _check_labels(beton, num_classes)
         crops = split == "train" and plan.random_resized_crop
@@ -539,59 +538,18 @@ def build(cfg: DataConfig, *, device: torch.device, seed: int, rank: int, world_
                 f"{beton.path}: images vary in size; the {cfg.dataset} pipeline reads one stored size "
                 "(use dataset imagenet for crops of varied images)"
             )
-        size = cfg.train_subset if split == "train" else cfg.val_subset
-        keep = subset_indices(beton.samples, size, cfg.subset_seed + (split == "val"))
-        indices[split] = np.arange(beton.samples) if keep is None else keep.numpy()
-    small = plan.kind == "small"
-    common = {"seed": seed, "rank": rank, "world_size": world_size, "num_workers": cfg.num_workers}
-    train_stage = DeviceStage(
-        device,
-        plan.mean,
-        plan.std,
-        channels=plan.channels,
-        size=plan.train_size if small and not plan.random_resized_crop else None,
-        hflip=plan.hflip,
-        rotation_degrees=plan.rotation_degrees,
-    )
-    val_stage = DeviceStage(
-        device, plan.mean, plan.std, channels=plan.channels, size=plan.val_size if small else None
-    )
-    train = FfcvLoader(
-        betons["train"],
-        plan=plan,
-        train=True,
-        batch_size=cfg.batch_size,
-        indices=indices["train"],
-        stage=train_stage,
-        drop_last=cfg.drop_last,
-        timeout_s=cfg.loader_timeout_s,
-        view_seed=cfg.view_seed,
-        **common,
-    )
-    val = FfcvLoader(
-        betons["val"],
-        plan=plan,
-        train=False,
-        batch_size=cfg.eval_batch_size,
-        indices=indices["val"],
-        stage=val_stage,
-        timeout_s=cfg.loader_timeout_s,
-        **common,
-    )
-    stored = betons["train"].one_size
-    image_size = plan.train_size or (stored[0] if stored else info.image_size)
-    return DataBundle(
-        train=train,
-        val=val,
-        num_classes=num_classes,
-        channels=plan.channels,
-        image_size=image_size,
-        train_size=len(indices["train"]),
-        val_size=len(indices["val"]),
-        eval_split=info.eval_split,
-        describe=(
-            f"{cfg.dataset} (ffcv {betons['train'].path.name} / {betons['val'].path.name}): "
-            f"{len(indices['train'])} train / {len(indices['val'])} val; "
-            f"train {plan.describe(True)}; eval {plan.describe(False)}"
+    return build_bundle(
+        cfg,
+        plan,
+        samples={split: beton.samples for split, beton in betons.items()},
+        make=lambda split, **options: FfcvLoader(
+            betons[split], view_seed=cfg.view_seed if split == "train" else None, **options
         ),
+        source=f"ffcv {betons['train'].path.name} / {betons['val'].path.name}",
+        stored=betons["train"].one_size,
+        device_hflip=True,  # a seeded flip on the device (ffcv's own is not)
+        device=device,
+        seed=seed,
+        rank=rank,
+        world_size=world_size,
     )

@@ -13,6 +13,7 @@ import torch
 
 from harness.data.augment import AugmentSpec, apply_views, epoch_generator, normalize, sample_views
 from harness.data.base import Batch
+from harness.data.pipeline import per_channel
 
 
 class MemoryLoader:
@@ -53,8 +54,8 @@ class MemoryLoader:
         self.world_size = world_size
         self.drop_last = drop_last
         channels = images.shape[1]
-        self.mean = torch.tensor(_per_channel(mean, channels), device=device)
-        self.std = torch.tensor(_per_channel(std, channels), device=device)
+        self.mean = torch.tensor(per_channel(mean, channels), device=device)
+        self.std = torch.tensor(per_channel(std, channels), device=device)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -105,11 +106,3 @@ class MemoryLoader:
             x = apply_views(x, views, self.augment)
         x = normalize(x, self.mean, self.std)
         return Batch(images=x, targets=self.targets[idx], indices=idx, views=views)
-
-
-def _per_channel(stat: tuple[float, ...], channels: int) -> list[float]:
-    if len(stat) == channels:
-        return list(stat)
-    if len(stat) == 1:
-        return list(stat) * channels
-    return [sum(stat) / len(stat)] * channels

@@ -19,17 +19,23 @@ seeded flip, where ffcv's own is not); the torch backend flips in its workers, a
 pipelines do. On a CUDA device the copy runs on a side stream and completes
 before the batch is returned, so the loader may reuse its host buffer at once; the device
 tensors are new for every batch and safe to keep.
+
+`build_bundle` assembles either backend's `DataBundle` (subsets, device stages, loader options,
+shapes and the log line): a backend passes only what differs, its loader and its source.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from harness.data.augment import rotate
-from harness.data.datasets import INFOS
+from harness.data.base import DataBundle, Loader
+from harness.data.datasets import INFOS, subset_indices
 from harness.recipe import DataConfig, ProgressiveConfig
 
 RRC_RATIO = (3 / 4, 4 / 3)  # aspect-ratio range of the random-resized crop (torchvision, ffcv)
@@ -237,3 +243,89 @@ class DeviceStage:
         if width not in self._rows:
             self._rows[width] = (self.scale.repeat(width), self.shift.repeat(width))
         return self._rows[width]
+
+
+# ------------------------------------------------------------------------------ bundle
+#: makes one split's loader: `make(split, indices=..., plan=..., train=..., batch_size=..., stage=...,
+#: seed=..., rank=..., world_size=..., num_workers=..., drop_last=..., timeout_s=...)`
+MakeLoader = Callable[..., Loader]
+
+
+def split_positions(cfg: DataConfig, split: str, samples: int) -> np.ndarray:
+    """The positions of a split's samples the run uses: `data.train_subset` / `val_subset` of
+    them, drawn from `subset_seed` (+1 for val), or all of them."""
+    size = cfg.train_subset if split == "train" else cfg.val_subset
+    keep = subset_indices(samples, size, cfg.subset_seed + (split == "val"))
+    return np.arange(samples) if keep is None else keep.numpy()
+
+
+def build_bundle(
+    cfg: DataConfig,
+    plan: Plan,
+    *,
+    samples: dict[str, int],
+    make: MakeLoader,
+    source: str,
+    stored: tuple[int, ...] | None,
+    device_hflip: bool,
+    device: torch.device,
+    seed: int,
+    rank: int,
+    world_size: int,
+) -> DataBundle:
+    """The train and val loaders of a torch or ffcv backend, as one `DataBundle`.
+
+    `samples` holds each split's size before subsetting, `make` builds one split's loader,
+    `source` says where the data comes from in the log line, `stored` is the stored image size
+    (None where sizes vary) and `device_hflip` whether the device stage flips (ffcv) or the
+    loader's workers do (torch)."""
+    info = INFOS[cfg.dataset]
+    indices = {split: split_positions(cfg, split, n) for split, n in samples.items()}
+    small = plan.kind == "small"
+    train_stage = DeviceStage(
+        device,
+        plan.mean,
+        plan.std,
+        channels=plan.channels,
+        size=plan.train_size if small and not plan.random_resized_crop else None,
+        hflip=plan.hflip and device_hflip,
+        rotation_degrees=plan.rotation_degrees,
+    )
+    val_stage = DeviceStage(
+        device, plan.mean, plan.std, channels=plan.channels, size=plan.val_size if small else None
+    )
+    common = {
+        "plan": plan,
+        "seed": seed,
+        "rank": rank,
+        "world_size": world_size,
+        "num_workers": cfg.num_workers,
+        "timeout_s": cfg.loader_timeout_s,
+    }
+    train = make(
+        "train",
+        indices=indices["train"],
+        train=True,
+        batch_size=cfg.batch_size,
+        stage=train_stage,
+        drop_last=cfg.drop_last,
+        **common,
+    )
+    val = make(
+        "val", indices=indices["val"], train=False, batch_size=cfg.eval_batch_size, stage=val_stage, **common
+    )
+    n_train, n_val = len(indices["train"]), len(indices["val"])
+    return DataBundle(
+        train=train,
+        val=val,
+        num_classes=cfg.num_classes or info.num_classes,
+        channels=plan.channels,
+        image_size=plan.train_size or (stored[0] if stored else info.image_size),
+        train_size=n_train,
+        val_size=n_val,
+        eval_split=info.eval_split,
+        describe=(
+            f"{cfg.dataset} ({source}): {n_train} train / {n_val} val; "
+            f"train {plan.describe(True)}; eval {plan.describe(False)}"
+        ),
+    )

@@ -32,9 +32,8 @@ from harness.data.datasets import (
     ImageFolderIndex,
     list_image_folder,
     load_configured_split,
-    subset_indices,
 )
-from harness.data.pipeline import RRC_RATIO, DeviceStage, Plan
+from harness.data.pipeline import RRC_RATIO, DeviceStage, Plan, build_bundle
 from harness.errors import DataError
 from harness.recipe import DataConfig
 
@@ -280,63 +279,16 @@ def build(cfg: DataConfig, *, device: torch.device, seed: int, rank: int, world_
         stored = datasets["train"].stored_size
     datasets["train"].transform = train_transform(plan, stored, plan.train_resolution(0))
     datasets["val"].transform = val_transform(plan)
-    indices = {}
-    for split, ds in datasets.items():
-        size = cfg.train_subset if split == "train" else cfg.val_subset
-        keep = subset_indices(len(ds), size, cfg.subset_seed + (split == "val"))
-        indices[split] = np.arange(len(ds)) if keep is None else keep.numpy()
-    small = plan.kind == "small"
-    train_stage = DeviceStage(
-        device,
-        plan.mean,
-        plan.std,
-        channels=plan.channels,
-        size=plan.train_size if small and not plan.random_resized_crop else None,
-        rotation_degrees=plan.rotation_degrees,
-    )
-    val_stage = DeviceStage(
-        device, plan.mean, plan.std, channels=plan.channels, size=plan.val_size if small else None
-    )
-    common = {
-        "seed": seed,
-        "rank": rank,
-        "world_size": world_size,
-        "num_workers": cfg.num_workers,
-        "timeout_s": cfg.loader_timeout_s,
-    }
-    train = TorchLoader(
-        datasets["train"],
-        indices["train"],
-        plan=plan,
-        train=True,
-        batch_size=cfg.batch_size,
-        stage=train_stage,
-        drop_last=cfg.drop_last,
-        name=f"{cfg.dataset} train",
-        **common,
-    )
-    val = TorchLoader(
-        datasets["val"],
-        indices["val"],
-        plan=plan,
-        train=False,
-        batch_size=cfg.eval_batch_size,
-        stage=val_stage,
-        name=f"{cfg.dataset} val",
-        **common,
-    )
-    image_size = plan.train_size or (stored[0] if stored else info.image_size)
-    return DataBundle(
-        train=train,
-        val=val,
-        num_classes=num_classes,
-        channels=plan.channels,
-        image_size=image_size,
-        train_size=len(indices["train"]),
-        val_size=len(indices["val"]),
-        eval_split=info.eval_split,
-        describe=(
-            f"{cfg.dataset} (torch, {cfg.num_workers} workers): {len(indices['train'])} train / "
-            f"{len(indices['val'])} val; train {plan.describe(True)}; eval {plan.describe(False)}"
-        ),
+    return build_bundle(
+        cfg,
+        plan,
+        samples={split: len(ds) for split, ds in datasets.items()},
+        make=lambda split, **options: TorchLoader(datasets[split], name=f"{cfg.dataset} {split}", **options),
+        source=f"torch, {cfg.num_workers} workers",
+        stored=stored,
+        device_hflip=False,  # the workers flip
+        device=device,
+        seed=seed,
+        rank=rank,
+        world_size=world_size,
     )
