@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from harness.errors import RunStateError, TeacherError
-from harness.metrics import atomic_write_bytes
+from harness.files import atomic_write_bytes
 
 FORMAT = 1
 

@@ -29,8 +29,6 @@ all-reduced: count-weighted, never an average of averages.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+
+from harness.files import atomic_write_bytes
 
 EPS = 1e-12
 
@@ -267,41 +267,6 @@ SCHEMA = pa.schema(
 )
 
 REQUIRED_COLUMNS = tuple(SCHEMA.names)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: Path, write: Any) -> None:
-    """Write through `write(fileobj)` to a temporary file beside `path`, fsync, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600: give the usual permissions
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:  # a full disk fails inside write(): name the file it was writing
-        Path(tmp).unlink(missing_ok=True)
-        if exc.filename is None:
-            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
-        raise
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
 
 
 def write_metrics(path: Path, rows: Sequence[dict[str, Any]]) -> None:

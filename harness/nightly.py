@@ -48,8 +48,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harness.errors import HarnessError, InterruptedRun
+from harness.files import atomic_write_bytes
 from harness.leaderboard.stats import is_number, mean, pooled_std, sample_std, throughput
-from harness.metrics import atomic_write_bytes, read_metrics
+from harness.metrics import read_metrics
 from harness.rundir import RunDir
 from harness.sweep import SweepOptions, SweepSummary, plan_sweep, run_sweep
 

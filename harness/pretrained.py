@@ -212,7 +212,7 @@ def describe(origin_record: dict[str, Any]) -> str:
 
 def record(provenance_path: Path, origins: dict[str, dict[str, Any]]) -> None:
     """Add the weights' origins to a run's provenance.json."""
-    from harness.rundir import write_json
+    from harness.files import write_json
 
     try:
         data = json.loads(provenance_path.read_text())

@@ -6,14 +6,16 @@
         metrics.parquet    one row per evaluated epoch (rewritten atomically)
         status.json        running | completed | interrupted | failed | diverged, and where
         log.txt            the run's log lines
+        .lock              locked by the process that trains the run (holds its pid)
+        .sweep.lock        locked by a local sweep while it starts or trains the run
         checkpoints/       last.pt (resume), epoch_<N>.pt (kept epochs), final.pt (weights)
 
-Every file is replaced atomically, so a crash at any point leaves the previous version intact.
+Every file is replaced atomically (harness.files), so a crash at any point leaves the previous
+version intact.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import RunBusyError, RunStateError
-from harness.metrics import atomic_write_bytes
+from harness.files import FileLock, held_elsewhere, write_json
 
 STATUSES = ("running", "completed", "interrupted", "failed", "diverged")
 
@@ -32,7 +34,7 @@ class RunDir:
     def __init__(self, runs_dir: Path, run_id: str) -> None:
         self.root = Path(runs_dir) / run_id
         self.run_id = run_id
-        self._lock_fd: int | None = None
+        self._lock = FileLock(self.root / ".lock")
 
     # ------------------------------------------------------------------ paths
     @property
@@ -66,6 +68,11 @@ class RunDir:
     @property
     def final_weights(self) -> Path:
         return self.checkpoints / "final.pt"
+
+    @property
+    def sweep_lock(self) -> Path:
+        """The file a local sweep locks while it starts or trains the run (`sweep.claim`)."""
+        return self.root / ".sweep.lock"
 
     def epoch_checkpoint(self, epoch: int) -> Path:
         return self.checkpoints / f"epoch_{epoch}.pt"
@@ -117,17 +124,11 @@ class RunDir:
     def acquire(self) -> None:
         """Take the run's exclusive lock, or fail at once if another process holds it."""
         self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise RunBusyError(
-                f"{self.root}: run is locked by another process (a concurrent run or sweep)"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._lock_fd = fd
+        if not self._lock.acquire():
+            raise RunBusyError(f"{self.root}: run is locked by another process (a concurrent run or sweep)")
+        assert self._lock.fd is not None
+        os.ftruncate(self._lock.fd, 0)  # the holder's pid, for whoever finds the run busy
+        os.write(self._lock.fd, str(os.getpid()).encode())
         self.remove_stale_temporaries()
 
     def remove_stale_temporaries(self) -> list[Path]:
@@ -145,26 +146,11 @@ class RunDir:
         return removed
 
     def release(self) -> None:
-        if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self._lock.release()
 
     def locked_elsewhere(self) -> bool:
         """True if another process holds this run's lock right now."""
-        lock = self.root / ".lock"
-        if not lock.exists():
-            return False
-        fd = os.open(lock, os.O_RDWR)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        else:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return False
-        finally:
-            os.close(fd)
+        return held_elsewhere(self._lock.path)
 
     def __enter__(self) -> RunDir:
         self.acquire()
@@ -172,14 +158,3 @@ class RunDir:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Atomically write `data` as indented JSON."""
-    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
-    atomic_write_bytes(path, lambda fh: fh.write(text.encode()))
-
-
-def write_text(path: Path, text: str) -> None:
-    """Atomically write a text file."""
-    atomic_write_bytes(path, lambda fh: fh.write(text.encode()))

@@ -32,10 +32,11 @@ from harness.data.preflight import check_data_files
 from harness.distributed import World
 from harness.errors import DivergedError, HarnessError, InterruptedRun, RunStateError, TeacherError
 from harness.features import WithFeatures, feature_shapes, resolve_stages, split_output
+from harness.files import write_json, write_text
 from harness.metrics import MetricAccumulator, read_metrics, write_metrics
 from harness.models import build_student, count_parameters
 from harness.recipe import Recipe, RuntimeConfig
-from harness.rundir import RunDir, write_json, write_text
+from harness.rundir import RunDir
 from harness.strategies import StepInputs
 from harness.teacher import RecipeTransform, Teacher, load_teacher, resolve_weights
 

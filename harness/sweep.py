@@ -36,7 +36,6 @@ what failed (with the error) and what was busy; the exit status is 0 when every 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import glob
 import importlib.util
 import json
@@ -66,8 +65,9 @@ from harness.errors import (
     describe_os_error,
 )
 from harness.executors.resources import SlurmResources
+from harness.files import FileLock, write_json
 from harness.recipe import Recipe, load_recipe, read_yaml_file
-from harness.rundir import RunDir, write_json
+from harness.rundir import RunDir
 from harness.schema import SEED_MAX, each, field, from_dict, ge
 
 log = logging.getLogger("harness")
@@ -500,19 +500,8 @@ def claim(rundir: RunDir) -> Iterator[bool]:
     inherited by the worker).
     """
     rundir.root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(rundir.root / ".sweep.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+    with FileLock(rundir.sweep_lock) as lock:
+        yield lock.held
 
 
 def _spawn(

@@ -39,8 +39,7 @@ import torch
 
 from harness.data.base import Batch
 from harness.errors import TeacherError
-from harness.metrics import atomic_write_bytes
-from harness.rundir import write_json
+from harness.files import atomic_write_bytes, write_json
 from harness.teacher import Teacher
 
 log = logging.getLogger("harness")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import pyarrow.parquet as pq
 import pytest
@@ -50,9 +49,13 @@ def test_cli_run_writes_parquet_and_run_files(recipe_file, runs_dir):
     assert (run / "checkpoints" / "final.pt").exists()
     assert not (run / "checkpoints" / "last.pt").exists()
 
+    before = read_metrics(run / "metrics.parquet")
+    kept = [run / "metrics.parquet", run / "status.json", run / "checkpoints" / "final.pt"]
+    stamps = [p.stat().st_mtime_ns for p in kept]
     again = run_cli("run", str(path), "--runs-dir", str(runs_dir), check=True)
     assert "already completed" in again.stderr
-    assert read_metrics(run / "metrics.parquet") == read_metrics(run / "metrics.parquet")
+    assert read_metrics(run / "metrics.parquet") == before  # the rerun trained nothing
+    assert [p.stat().st_mtime_ns for p in kept] == stamps  # and rewrote nothing
 
 
 def test_runs_are_deterministic_on_cpu(recipe_file, tmp_path):
@@ -114,15 +117,3 @@ def test_model_kwargs_timm_rejects_are_one_line(recipe_file, runs_dir):
         proc.stderr.strip().splitlines()[-1].startswith("error: model.kwargs: timm cannot build test_resnet")
     )
     assert "Traceback" not in proc.stderr
-
-
-def test_atomic_files_get_ordinary_permissions(tmp_path):
-    from harness.metrics import atomic_write_bytes
-
-    target = tmp_path / "f.txt"
-    old = os.umask(0o022)
-    try:
-        atomic_write_bytes(target, lambda fh: fh.write(b"x"))
-    finally:
-        os.umask(old)
-    assert target.stat().st_mode & 0o777 == 0o644

@@ -49,8 +49,14 @@ def models() -> tuple[torch.nn.Module, torch.nn.Module]:
     return student, teacher
 
 
-def make_step(strategy: strategies.Strategy, student, teacher, x, y, epoch: int = EPOCHS - 2):
-    """StepInputs as the runner builds them (setup first, then one student forward)."""
+def make_step(
+    strategy: strategies.Strategy, student, teacher, x, y, epoch: int = EPOCHS - 2, teacher_grad: bool = False
+):
+    """StepInputs as the runner builds them (setup first, then one student forward).
+
+    The runner runs the teacher under no_grad; `teacher_grad` tracks its gradients instead, so
+    that a strategy which trains through the teacher's logits or features shows it.
+    """
     spec = strategy.features
     if not hasattr(strategy, "_contract_setup"):
         strategy.setup(
@@ -65,7 +71,7 @@ def make_step(strategy: strategies.Strategy, student, teacher, x, y, epoch: int 
         )
         strategy._contract_setup = True
     logits, feats = forward_with_features(student, x, spec.student)
-    with torch.no_grad():
+    with torch.set_grad_enabled(teacher_grad):
         t_logits, t_feats = forward_with_features(teacher, x, spec.teacher)
     return strategies.StepInputs(
         student_logits=logits,
@@ -91,8 +97,9 @@ def inputs() -> tuple[torch.Tensor, torch.Tensor]:
 def test_parts_and_gradients(name):
     strategy = build(name)
     student, teacher = models()
+    teacher.requires_grad_(True)  # so that a gradient reaching the teacher would be recorded
     x, y = inputs()
-    step = make_step(strategy, student, teacher, x, y)
+    step = make_step(strategy, student, teacher, x, y, teacher_grad=True)
     parts = strategy(step)
     assert "loss" in parts and parts["loss"].dim() == 0 and parts["loss"].requires_grad
     assert torch.isfinite(parts["loss"])

@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 from harness.benchmarking import report, steps
 from harness.errors import HarnessError
 
-LOADER_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_loader.py"
-
-
-def load_loader_benchmark() -> ModuleType:
-    """Import benchmarks/bench_loader.py (it ships with the source tree, not the package)."""
-    if not LOADER_SCRIPT.exists():
-        raise HarnessError(f"{LOADER_SCRIPT}: loader benchmark not found (it ships with the source tree)")
-    spec = importlib.util.spec_from_file_location("harness_bench_loader", LOADER_SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
-
 
 def run_loader(quick: bool, out: Path) -> None:
     """The FFCV-vs-torchvision loader benchmark; it prints its own table."""
+    from harness.benchmarking import loader
+
     args = ["--out", str(out / "loader.parquet")] + (["--quick"] if quick else [])
-    if load_loader_benchmark().main(args) != 0:
+    if loader.main(args) != 0:
         raise HarnessError("loader benchmark failed")
 
 

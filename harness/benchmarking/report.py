@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import torch
 
 from harness import provenance
-from harness.metrics import atomic_write_bytes
+from harness.files import atomic_write_bytes
 
 
 def context(device: str) -> dict[str, Any]:

@@ -15,8 +15,8 @@ process. numba can keep compiled code on disk, but only for functions compiled w
 
 numba refuses to cache on disk functions that call ctypes (ffcv's JPEG decode and resize): they
 compile once in each process (a few seconds); the crop, flip, translate, label and reader
-functions load from the disk cache. `benchmarks/bench_loader.py --compile` measures the first
-batch of a fresh process with and without the cache. Set `HARNESS_NUMBA_CACHE=0` to turn this
+functions load from the disk cache. `python -m harness.benchmarking.loader --compile` measures
+the first batch of a fresh process with and without the cache. Set `HARNESS_NUMBA_CACHE=0` to turn this
 off. (Separately, and always, `_fix_os_cache_types` stops ffcv from corrupting numba's types.)
 """
 

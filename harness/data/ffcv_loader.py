@@ -9,7 +9,7 @@ run is exact, and each batch records its views (`Batch.views`) for a teacher cac
 decodes with ffcv's centre-crop decoder at `val_crop_ratio` (ImageNet) or as stored. Every ffcv
 operation works on uint8 pixels; the batch leaves ffcv as a uint8 channels-last tensor and
 `DeviceStage` flips and rotates (from the views) and normalises it on the device: on the CPU
-ffcv's own flip costs about a quarter of the loader's time (benchmarks/bench_loader.py,
+ffcv's own flip costs about a quarter of the loader's time (harness/benchmarking/loader.py,
 `ffcv-cpuflip`).
 
 ffcv 1.0.2's traps, and what this module does about each:

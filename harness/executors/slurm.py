@@ -28,7 +28,6 @@ failure ends that run only, and the leaderboard is regenerated at the end.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -45,7 +44,8 @@ from typing import Any
 
 from harness.errors import HarnessError, RunStateError
 from harness.executors.resources import SlurmResources
-from harness.rundir import RunDir, write_json
+from harness.files import FileLock, held_elsewhere, write_json
+from harness.rundir import RunDir
 from harness.sweep import (
     PlannedRun,
     RunRecord,
@@ -291,12 +291,8 @@ def held_signals() -> Iterator[None]:
 @contextlib.contextmanager
 def submit_lock(runs_dir: Path) -> Iterator[None]:
     """One sweep at a time decides and submits on a runs folder (others wait their turn)."""
-    fd = os.open(runs_dir / ".slurm-submit.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with FileLock(runs_dir / ".slurm-submit.lock", wait=True):
         yield
-    finally:
-        os.close(fd)
 
 
 def make_executor(folder: Path, resources: SlurmResources, name: str, **extra: Any) -> Any:
@@ -450,7 +446,7 @@ def submit_runs(
                 record.outcome, record.status = "submitted", states[job_id].state.lower()
                 log.info("sweep: %s already has job %s (%s)", run.run_id, job_id, states[job_id].state)
                 continue
-            if rundir.locked_elsewhere() or _sweep_claimed(rundir):
+            if rundir.locked_elsewhere() or held_elsewhere(rundir.sweep_lock):  # a local run or sweep has it
                 record.outcome, record.status = "busy", status.get("status")
                 continue
             record.resumed = rundir.last_checkpoint.exists()
@@ -483,23 +479,6 @@ def submit_runs(
                     _submit([t], runs_dir, options, resources, summary.sweep_id, folder, dependency=dep)
             summary.save()
     return [t for t in tracked.values() if not t.done]
-
-
-def _sweep_claimed(rundir: RunDir) -> bool:
-    """A local sweep holds the run's `.sweep.lock` (it starts or trains the run now)."""
-    lock = rundir.root / ".sweep.lock"
-    if not lock.exists():
-        return False
-    fd = os.open(lock, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
 
 
 # ------------------------------------------------------------------------------ following

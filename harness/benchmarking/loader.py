@@ -1,8 +1,9 @@
 """Loader benchmark: the harness's FFCV pipeline against torchvision DataLoaders, side by side.
 
-    python benchmarks/bench_loader.py            # 5,000 images, 5 repeats (a few minutes)
-    python benchmarks/bench_loader.py --quick    # 1,000 images, 2 repeats
-    python benchmarks/bench_loader.py --compile  # also: first-batch time of fresh processes
+    harness bench --suite loader [--quick]           # this module, results in benchmarks/results/
+    python -m harness.benchmarking.loader            # 5,000 images, 5 repeats (a few minutes)
+    python -m harness.benchmarking.loader --quick    # 1,000 images, 2 repeats
+    python -m harness.benchmarking.loader --compile  # also: first-batch time of fresh processes
 
 What it measures, in one process run:
 
@@ -50,20 +51,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
 
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-import torch  # noqa: E402
+from harness.data.convert import ConvertOptions, convert
+from harness.data.datasets import load_fashion_mnist
+from harness.data.pipeline import RRC_RATIO, DeviceStage, Plan
+from harness.recipe import DataConfig
+from harness.schema import from_dict
 
-from harness.data.convert import ConvertOptions, convert  # noqa: E402
-from harness.data.datasets import load_fashion_mnist  # noqa: E402
-from harness.data.pipeline import RRC_RATIO, DeviceStage, Plan  # noqa: E402
-from harness.recipe import DataConfig  # noqa: E402
-from harness.schema import from_dict  # noqa: E402
+#: The folder holding the `harness` package: fresh processes import this same harness from it.
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SETTINGS = ((64, 56), (256, 224))  # (stored px, crop px), as in docs/performance anchors
@@ -269,12 +269,13 @@ def first_batch_times(beton: Path, crop: int, workers: int, runs: int = 3) -> li
     script = (
         "import time, sys; t0 = time.perf_counter()\n"
         "import numpy as np, torch\n"
-        "from benchmarks.bench_loader import ffcv_pipeline\n"
+        "from harness.benchmarking.loader import ffcv_pipeline\n"
         f"epoch = ffcv_pipeline(__import__('pathlib').Path({str(beton)!r}), {crop}, 128, {workers})\n"
         "t1 = time.perf_counter(); next(iter(epoch())); t2 = time.perf_counter()\n"
         "print(t1 - t0, t2 - t1)\n"
     )
     rows = []
+    pythonpath = os.pathsep.join(p for p in (str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")) if p)
     with tempfile.TemporaryDirectory() as cache:
         for label, env, n in (
             ("no numba cache", {"HARNESS_NUMBA_CACHE": "0"}, runs),
@@ -285,8 +286,7 @@ def first_batch_times(beton: Path, crop: int, workers: int, runs: int = 3) -> li
             for _ in range(n):
                 proc = subprocess.run(
                     [sys.executable, "-c", script],
-                    cwd=REPO,
-                    env={**os.environ, **env},
+                    env={**os.environ, "PYTHONPATH": pythonpath, **env},
                     capture_output=True,
                     text=True,
                     check=True,
