@@ -128,7 +128,11 @@ def long_run(tmp_path_factory):
     path = write_recipe(
         root / "long.yaml", tiny_recipe(data={"train_subset": 2048}, schedule={"epochs": 4, "name": "cosine"})
     )
-    proc = run_cli("sweep", str(path), "--runs-dir", str(root / "ref"), "--no-leaderboard")
+    # one thread, as a Slurm job of one core (cpus_per_run 1) runs it: CPU results are exact for
+    # one thread count
+    proc = run_cli(
+        "sweep", str(path), "--runs-dir", str(root / "ref"), "--no-leaderboard", env={"OMP_NUM_THREADS": "1"}
+    )
     assert proc.returncode == 0, proc.stderr
     run_id = load_recipe(path).run_id
     return path, run_id, exact(root / "ref" / run_id)

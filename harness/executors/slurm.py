@@ -568,6 +568,13 @@ def follow(tracked: list[Tracked], runs_dir: Path, summary: SweepSummary, stop: 
                 changed = True
                 continue
             if job is None or not job.active:
+                teacher = by_id.get(t.teacher) if t.teacher else None
+                if teacher is not None and not teacher.done:
+                    # both ended in one poll: the teacher's outcome first, so a student that
+                    # Slurm cancelled for its dependency is reported for its teacher's reason
+                    t_job = states.get(teacher.job_id or "")
+                    if t_job is None or not t_job.active:
+                        finish(teacher, runs_dir, t_job, by_id)
                 finish(t, runs_dir, job, by_id)
                 changed = True
             else:
