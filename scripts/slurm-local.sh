@@ -18,8 +18,19 @@ export SLURM_CONF=$CONF
 
 die() { echo "slurm-local: $*" >&2; exit 2; }
 
-alive() {  # alive PIDFILE: the process named there runs
-  [ -f "$1" ] && kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null
+alive() {  # alive PIDFILE: the daemon named there runs (not a zombie left by a killed session,
+  # not another program that reused the pid)
+  local pid state
+  [ -f "$1" ] || return 1
+  pid=$(cat "$1" 2>/dev/null) || return 1
+  [ -n "$pid" ] || return 1
+  state=$(ps -o stat=,comm= -p "$pid" 2>/dev/null) || return 1
+  case "$state" in Z*) return 1 ;; *munged*|*slurmctld*|*slurmd*) return 0 ;; esac
+  return 1
+}
+
+live_slurmctld() {  # a slurmctld that is not a zombie runs on this machine
+  ps -C slurmctld -o stat= 2>/dev/null | grep -qv '^Z'
 }
 
 install_packages() {
@@ -106,7 +117,7 @@ start() {
     echo "slurm-local: already running (SLURM_CONF=$CONF)"
     return 0
   fi
-  if pgrep -x slurmctld >/dev/null && ! alive "$DIR/slurmctld.pid"; then
+  if live_slurmctld && ! alive "$DIR/slurmctld.pid"; then
     die "another slurmctld already runs on this machine; not starting a second one"
   fi
   install_packages
