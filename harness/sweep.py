@@ -381,14 +381,9 @@ class SweepOptions:
     executor: Any = None
 
 
-def run_sweep(
-    runs: list[PlannedRun], runs_dir: Path | str, options: SweepOptions | None = None
-) -> SweepSummary:
-    """Run (or skip, or resume) every planned run, then regenerate the leaderboard."""
-    options = options or SweepOptions()
-    if options.executor is not None:
-        return options.executor(runs, runs_dir, options)
-    runs_dir = Path(runs_dir).resolve()
+def start_summary(runs: list[PlannedRun], runs_dir: Path, options: SweepOptions) -> SweepSummary:
+    """Refuse a sweep with a bad recipe (unless keep_going), then write its summary, every run
+    listed, to RUNS_DIR/sweeps/ before anything trains or is submitted (every executor)."""
     if not options.keep_going:
         bad = next((r for r in runs if r.error), None)
         if bad is not None:
@@ -402,6 +397,18 @@ def run_sweep(
         for r in runs
     ]
     summary.save()
+    return summary
+
+
+def run_sweep(
+    runs: list[PlannedRun], runs_dir: Path | str, options: SweepOptions | None = None
+) -> SweepSummary:
+    """Run (or skip, or resume) every planned run, then regenerate the leaderboard."""
+    options = options or SweepOptions()
+    if options.executor is not None:
+        return options.executor(runs, runs_dir, options)
+    runs_dir = Path(runs_dir).resolve()
+    summary = start_summary(runs, runs_dir, options)
     stop_early = False
     with SignalForwarder() as stop, tempfile.TemporaryDirectory(prefix="harness-sweep-") as tmp:
         if options.jobs > 1:

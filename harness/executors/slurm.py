@@ -52,8 +52,8 @@ from harness.sweep import (
     SweepOptions,
     SweepSummary,
     _fill_from_folder,
-    new_sweep_id,
     regenerate_leaderboard,
+    start_summary,
 )
 
 log = logging.getLogger("harness")
@@ -629,21 +629,7 @@ def run_slurm_sweep(
     """Submit every run that needs training as a Slurm job; follow them (or not); the leaderboard."""
     runs_dir = Path(runs_dir).resolve()
     preflight(slurm.resources)
-    if not options.keep_going:
-        bad = next((r for r in runs if r.error), None)
-        if bad is not None:
-            from harness.errors import RecipeError
-
-            raise RecipeError(bad.error or "")
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    sweep_id = new_sweep_id()
-    summary = SweepSummary(sweep_id=sweep_id, runs_dir=str(runs_dir), command=sys.argv, started=time.time())
-    summary.path = runs_dir / "sweeps" / f"sweep-{sweep_id}.json"
-    summary.runs = [
-        RunRecord(r.run_id, str(r.recipe_path), r.seed, list(r.overrides), r.group, error=r.error)
-        for r in runs
-    ]
-    summary.save()
+    summary = start_summary(runs, runs_dir, options)
     out = Path(options.leaderboard_out) if options.leaderboard_out else runs_dir / "leaderboard"
     with _Stop() as stop:
         tracked = submit_runs(runs, runs_dir, options, slurm.resources, summary, stop)
@@ -652,7 +638,9 @@ def run_slurm_sweep(
             summary.interrupted = signal.Signals(stop.signum).name
         elif not slurm.wait:
             if options.leaderboard and tracked:
-                summary.leaderboard = _submit_leaderboard(tracked, runs_dir, out, slurm.resources, sweep_id)
+                summary.leaderboard = _submit_leaderboard(
+                    tracked, runs_dir, out, slurm.resources, summary.sweep_id
+                )
         elif tracked:
             print(
                 render_table(tracked, runs_dir, queue(), max(len(t.run.run_id) for t in tracked)),
