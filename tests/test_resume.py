@@ -74,19 +74,34 @@ def start_run(path: Path, runs_dir: Path, *extra: str) -> subprocess.Popen:
 
 
 def strike_when(proc: subprocess.Popen, last: Path, ready, sig: int, timeout: float = 240) -> dict:
-    """Send `sig` to `proc` as soon as its last.pt satisfies `ready(state)`; returns that state."""
+    """Send `sig` to `proc` as soon as its last.pt satisfies `ready(state)`; returns that state.
+
+    The run is frozen (SIGSTOP) the moment a new last.pt appears and before it is read, so a fast
+    machine cannot train past the chosen step, or finish, while the test loads the checkpoint: the
+    strike lands at most a stat() poll after the checkpoint's rename. The signal is queued while the
+    run is stopped and delivered on SIGCONT.
+    """
     deadline = time.monotonic() + timeout
+    seen = None
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"the run ended before the strike:\n{proc.communicate()[1]}"
-        if last.exists():
+        try:
+            st = last.stat()
+        except FileNotFoundError:
+            st = None
+        if st is not None and (st.st_ino, st.st_mtime_ns) != seen:
+            proc.send_signal(signal.SIGSTOP)
             try:
                 state = torch.load(last, map_location="cpu", weights_only=True)
-            except Exception:  # replaced while we read it: read the new one
+                seen = (st.st_ino, st.st_mtime_ns)
+            except Exception:  # replaced between stat and load: read the new one
                 state = None
             if state is not None and ready(state):
                 proc.send_signal(sig)
+                proc.send_signal(signal.SIGCONT)
                 return state
-        time.sleep(0.005)
+            proc.send_signal(signal.SIGCONT)
+        time.sleep(0.001)
     proc.kill()
     raise AssertionError("the run never reached the chosen step")
 
