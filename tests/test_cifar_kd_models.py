@@ -111,24 +111,23 @@ def _comments(path):
     return [line[1:].strip() for line in path.read_text().splitlines() if line.startswith("#")]
 
 
-PAIRS = {
-    "resnet8x4": "resnet32x4",
-    "wrn_16_2": "wrn_40_2",
-    "resnet20": "resnet56",
-    "vgg8": "vgg13",
-    "mobilenetv2_half": "resnet50_cifar",
-}
+PAIRS = [  # (student, teacher): the CRD and DKD papers' pairs
+    ("resnet8x4", "resnet32x4"),
+    ("wrn_16_2", "wrn_40_2"),
+    ("resnet20", "resnet56"),
+    ("vgg8", "vgg13"),
+    ("mobilenetv2_half", "resnet50_cifar"),
+    ("shufflenetv1", "resnet32x4"),
+    ("shufflenetv1", "wrn_40_2"),
+]
+METHODS = ("kd", "dkd", "dist", "crd", "fitnet", "at", "rkd")
 
 
 def test_the_pairs_are_there():
     names = {p.stem for p in SUITE_RECIPES}
-    for student, teacher in PAIRS.items():
-        assert {
-            f"{student}_ce",
-            f"{student}_label_smoothing",
-            f"{student}_kd_{teacher}",
-            f"{teacher}_ce",
-        } <= names
+    for student, teacher in PAIRS:
+        assert {f"{student}_ce", f"{student}_label_smoothing", f"{teacher}_ce"} <= names
+        assert {f"{student}_{method}_{teacher}" for method in METHODS} <= names
 
 
 @pytest.mark.parametrize("path", SUITE_RECIPES, ids=lambda p: p.stem)
