@@ -11,6 +11,7 @@ registration order) the stage features were equal to RepDistiller's `is_feat=Tru
 from __future__ import annotations
 
 import glob
+import json
 from pathlib import Path
 
 import pytest
@@ -150,8 +151,8 @@ def test_recipe_names_its_source_and_its_published_figure(path):
         teacher.method if teacher else None,
         recipe.strategy.params,
     )
-    if recipe.method in ("label_smoothing", "dist"):
-        assert not found  # no reference trains these students with LS; DIST's table is not transcribed
+    if recipe.method == "label_smoothing":
+        assert not found  # no reference trains these students with LS
     else:  # the leaderboard finds the paper's figure, and the recipe's Target line quotes it
         assert found, f"{path.name}: no figure in leaderboard/reference/results.csv matches"
         target = next(c for c in comments if c.startswith("Target: "))
@@ -171,3 +172,16 @@ def test_gpu_sweep_lists_every_recipe_once_teachers_first():
         if recipe.teacher is not None:
             assert position[Path(teacher_recipe(recipe).source).resolve()] < position[path]
             assert recipe.teacher.seed == 0
+
+
+def test_one_published_figure_per_cifar_setting():
+    """Two figures for one student, teacher, method and parameters would make the paper column ambiguous."""
+    seen = {}
+    for ref in load_references().results:
+        if ref.dataset != "cifar100" or ref.metric != "top1":
+            continue
+        key = (ref.model, ref.method, ref.teacher_model, ref.teacher_method, json.dumps(ref.params, sort_keys=True))
+        assert key not in seen, f"{key}: {seen[key]} and {ref.source} ({ref.value})"
+        seen[key] = f"{ref.source} ({ref.value})"
+    methods = {key[1] for key in seen}
+    assert {"dist", "ttm", "wttm", "ctkd", "kd_logit_std", "dkd_logit_std"} <= methods
