@@ -180,7 +180,8 @@ def test_one_published_figure_per_cifar_setting():
     for ref in load_references().results:
         if ref.dataset != "cifar100" or ref.metric != "top1":
             continue
-        key = (ref.model, ref.method, ref.teacher_model, ref.teacher_method, json.dumps(ref.params, sort_keys=True))
+        params = json.dumps(ref.params, sort_keys=True)
+        key = (ref.model, ref.method, ref.teacher_model, ref.teacher_method, params)
         assert key not in seen, f"{key}: {seen[key]} and {ref.source} ({ref.value})"
         seen[key] = f"{ref.source} ({ref.value})"
     methods = {key[1] for key in seen}
