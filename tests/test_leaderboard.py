@@ -27,7 +27,7 @@ from harness.leaderboard.baselines import BASELINES
 from harness.leaderboard.reference import RESULT_COLUMNS, load_references
 from harness.leaderboard.runs import load_runs
 from harness.leaderboard.stats import mean, sample_std, t_cdf, t_quantile, welch_interval
-from harness.metrics import write_metrics
+from harness.metrics import SCHEMA, write_metrics
 from harness.strategies import available
 from tests.conftest import run_cli
 
@@ -63,7 +63,8 @@ def write_run(
     rows = []
     for i, t in enumerate(top1):
         rows.append(
-            {
+            dict.fromkeys(SCHEMA.names)  # write_metrics wants every column: the rest are null
+            | {
                 "run_id": run_id,
                 "recipe_name": recipe,
                 "method": method,
