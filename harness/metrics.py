@@ -211,7 +211,8 @@ class Board:
     better: str  # "higher", "lower", or "" for a measure that is not a score
     reduce: str = "last"  # per run: "last" (the last epoch's value) or "throughput" (stats.throughput)
     spread: bool = True  # pages show mean ± std (False: the mean alone)
-    confidence: int = 0  # position in the pages' confidence tables and the teacher table (0: not there)
+    confidence: int = 0  # position in the pages' confidence tables (0: not there); the teacher
+    # table shows every teacher twin on the leaderboard in this order, those without one first
     delta_ce: str | None = None  # a `<value>_delta_ce` column (change against CE), with this note
     delta_on_html: bool = False  # that change shown on the HTML page too (its table stays narrow)
     teacher_summary: str = ""  # meaning of the teacher twin's per-run value
