@@ -78,9 +78,36 @@ def metrics_reference() -> str:
     for f in SCHEMA:
         doc = (f.metadata or {}).get(b"doc", b"").decode()
         lines.append(f"| `{f.name}` | {f.type} | {_cell(doc)} |")
+    lines += _board_reference()
     lines += ["", "## Definitions", "", "From the docstring of `harness/metrics.py`:", ""]
     lines += inspect.cleandoc(metrics.__doc__ or "").splitlines()
     return "\n".join(lines) + "\n"
+
+
+def _board_reference() -> list[str]:
+    """The columns `harness leaderboard` summarises over seeds, as declared in metrics.COLUMNS."""
+    reduce = {"last": "last epoch", "throughput": "all epochs: sum(train_samples) / sum(epoch_time_s)"}
+    lines = [
+        "",
+        "## On the leaderboard",
+        "",
+        "Every column above is declared once, in `harness.metrics.COLUMNS` (name, type, meaning, its",
+        "`teacher_` twin, how the leaderboard shows it); the schema, the runner's rows and the",
+        "leaderboard are derived from it. A row written without one of the columns, or with an",
+        "undeclared one, is refused. `harness leaderboard` summarises these per run, then over seeds",
+        "(mean and sample std, as `<value>_mean` and `<value>_std` in leaderboard.parquet); `top1`",
+        "also gives each run's best epoch (`top1_best`, `best_epoch`). `label` and `decimals` are how",
+        "the pages show a figure; `better` is the direction of a score (`-`: a measure, not a score).",
+        "",
+        "| column | per-run value | from | label | decimals | better |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for c in metrics.BOARD_COLUMNS:
+        b = c.board
+        better = b.better or "-"
+        cells = [f"`{c.name}`", f"`{b.value}`", reduce[b.reduce], _cell(b.label), str(b.decimals), better]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def leaderboard_reference() -> str:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -172,8 +173,7 @@ class MetricAccumulator:
         s = dict(zip(self.FIELDS, self.scalars.tolist(), strict=True))
         n = s["n"]
         if n == 0:
-            names = ("top1", "top5", "nll", "ece", "entropy", "max_prob", "stability")
-            return {k: math.nan for k in names} | {"n": 0}
+            return {c.name: math.nan for c in COLUMNS if c.metric and c.kind == FLOAT} | {"n": 0}
         present = self.class_count > 0
         counts = self.class_count[present]
         mean_p = self.class_prob_sum[present] / counts[:, None]
@@ -199,85 +199,292 @@ def _safe_div(num: torch.Tensor, den: torch.Tensor) -> list[float | None]:
     return [None if d == 0 else n / d for n, d in zip(num.tolist(), den.tolist(), strict=True)]
 
 
-# ------------------------------------------------------------------------------ Parquet
-def _field(name: str, kind: pa.DataType, doc: str) -> pa.Field:
-    return pa.field(name, kind, metadata={"doc": doc})
+# ------------------------------------------------------------------------------ columns
+@dataclass(frozen=True)
+class Board:
+    """How the leaderboard summarises a column over seeds and shows it (Markdown and HTML pages)."""
+
+    value: str  # name of the per-run value: `<value>_mean` and `<value>_std` in leaderboard.parquet
+    summary: str  # meaning of that per-run value (the leaderboard.parquet docs)
+    label: str  # column header on the pages
+    decimals: int  # decimals shown on the pages
+    better: str  # "higher", "lower", or "" for a measure that is not a score
+    reduce: str = "last"  # per run: "last" (the last epoch's value) or "throughput" (stats.throughput)
+    spread: bool = True  # pages show mean ± std (False: the mean alone)
+    confidence: int = 0  # position in the pages' confidence tables (0: not there); the teacher
+    # table shows every teacher twin on the leaderboard in this order, those without one first
+    delta_ce: str | None = None  # a `<value>_delta_ce` column (change against CE), with this note
+    delta_on_html: bool = False  # that change shown on the HTML page too (its table stays narrow)
+    teacher_summary: str = ""  # meaning of the teacher twin's per-run value
+    teacher_label: str = ""  # header of the twin in the teacher table (default: `label`)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One metrics.parquet column: every list of column names is derived from `COLUMNS`."""
+
+    name: str
+    kind: pa.DataType
+    doc: str  # meaning, one line (docs/metrics.md and the Parquet field metadata)
+    metric: bool = False  # a value of `MetricAccumulator.compute()`, copied by the runner
+    teacher: str = ""  # doc of its `teacher_<name>` twin: the teacher's value on the eval split
+    board: Board | None = None  # summarised on the leaderboard
+
+    def twin(self) -> Column:
+        """The `teacher_<name>` column (same type; on the leaderboard when this column is)."""
+        board = None
+        if self.board is not None:
+            b = self.board
+            board = replace(
+                b,
+                value=f"teacher_{self.name}",
+                summary=b.teacher_summary,
+                label=b.teacher_label or b.label,
+                spread=False,
+                delta_ce=None,
+                delta_on_html=False,
+                teacher_summary="",
+                teacher_label="",
+            )
+        return Column(f"teacher_{self.name}", self.kind, self.teacher, board=board)
 
 
 STRING, INT, FLOAT, BOOL = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 
-#: The metrics.parquet schema: one row per evaluated epoch. Documented in docs/metrics.md.
-SCHEMA = pa.schema(
-    [
-        _field("run_id", STRING, "<recipe name>-s<seed>-<recipe hash[:8]>"),
-        _field("recipe_name", STRING, "recipe name"),
-        _field("recipe_hash", STRING, "sha256 of the resolved recipe's identity"),
-        _field("config_hash", STRING, "sha256 of the identity without the seed (groups seeds)"),
-        _field("method", STRING, "leaderboard label (recipe `method`, default strategy name)"),
-        _field("strategy", STRING, "registered strategy name"),
-        _field("strategy_params", STRING, "resolved strategy parameters (JSON)"),
-        _field("dataset", STRING, "data set name"),
-        _field("arch", STRING, "student timm architecture"),
-        _field("seed", INT, "training seed"),
-        _field("setting_key", STRING, "hash of dataset, arch, epochs and data pipeline"),
-        _field("data_pipeline", STRING, "resolved data section, identity part (JSON)"),
-        _field("epochs", INT, "planned training epochs"),
-        _field("batch_size", INT, "per-rank training batch size"),
-        _field("global_batch_size", INT, "batch_size x world_size"),
-        _field("lr_scaled", FLOAT, "learning rate after batch scaling"),
-        _field("train_samples", INT, "training samples per epoch (all ranks)"),
-        _field("eval_split", STRING, "split the metrics are computed on"),
-        _field("eval_samples", INT, "samples evaluated"),
-        _field("epoch", INT, "epoch just finished (1-based)"),
-        _field("step", INT, "optimizer steps so far"),
-        _field("top1", FLOAT, "top-1 accuracy, percent"),
-        _field("top5", FLOAT, "top-5 accuracy, percent"),
-        _field("nll", FLOAT, "mean negative log-likelihood, nats"),
-        _field("ece", FLOAT, "expected calibration error (fraction), eval.ece_bins bins"),
-        _field("entropy", FLOAT, "mean predictive entropy, nats"),
-        _field("max_prob", FLOAT, "mean max probability"),
-        _field("stability", FLOAT, "Shen et al. S (1 - mean intra-class variance over the classes present)"),
-        _field("reliability_count", pa.list_(FLOAT), "samples per ECE bin (reliability diagram)"),
-        _field("reliability_confidence", pa.list_(FLOAT), "mean max-probability per ECE bin (null: empty)"),
-        _field("reliability_accuracy", pa.list_(FLOAT), "accuracy (fraction) per ECE bin (null: empty)"),
-        _field("train_loss", FLOAT, "mean training loss over the epoch"),
-        _field("train_parts", pa.map_(STRING, FLOAT), "mean of each named loss part"),
-        _field("lr", FLOAT, "learning rate at the end of the epoch"),
-        _field("epoch_time_s", FLOAT, "wall time of the epoch's training, seconds"),
-        _field("eval_time_s", FLOAT, "wall time of the evaluation, seconds"),
-        _field("img_per_s", FLOAT, "training throughput, images per second (all ranks)"),
-        _field("teacher_arch", STRING, "teacher architecture (null without teacher)"),
-        _field("teacher_source", STRING, "teacher run id (and epoch) or weights file"),
-        _field("teacher_top1", FLOAT, "teacher top-1 on the eval split, percent"),
-        _field("teacher_nll", FLOAT, "teacher NLL"),
-        _field("teacher_ece", FLOAT, "teacher ECE"),
-        _field("teacher_entropy", FLOAT, "teacher mean entropy"),
-        _field("teacher_max_prob", FLOAT, "teacher mean max probability"),
-        _field("teacher_stability", FLOAT, "teacher stability S"),
-        _field("status", STRING, "run status when written: running|completed|interrupted|failed|diverged"),
-        _field("diverged_step", INT, "step of the first non-finite loss (diverged runs)"),
-        _field("device", STRING, "device type the run trained on"),
-        _field("world_size", INT, "number of DDP ranks"),
-        _field("amp", STRING, "autocast dtype or off"),
-        _field("harness_version", STRING, "harness version"),
-        _field("torch_version", STRING, "torch version"),
-        _field("timm_version", STRING, "timm version"),
-        _field("git_commit", STRING, "commit of the harness checkout (null outside git)"),
-    ]
+#: Where the teacher twins of the columns with a `teacher` doc stand in the schema.
+TEACHER_TWINS = "teacher twins"
+
+#: The declaration of every metrics.parquet column, in schema order.
+DECLARED: tuple[Column | str, ...] = (
+    Column("run_id", STRING, "<recipe name>-s<seed>-<recipe hash[:8]>"),
+    Column("recipe_name", STRING, "recipe name"),
+    Column("recipe_hash", STRING, "sha256 of the resolved recipe's identity"),
+    Column("config_hash", STRING, "sha256 of the identity without the seed (groups seeds)"),
+    Column("method", STRING, "leaderboard label (recipe `method`, default strategy name)"),
+    Column("strategy", STRING, "registered strategy name"),
+    Column("strategy_params", STRING, "resolved strategy parameters (JSON)"),
+    Column("dataset", STRING, "data set name"),
+    Column("arch", STRING, "student timm architecture"),
+    Column("seed", INT, "training seed"),
+    Column("setting_key", STRING, "hash of dataset, arch, epochs and data pipeline"),
+    Column("data_pipeline", STRING, "resolved data section, identity part (JSON)"),
+    Column("epochs", INT, "planned training epochs"),
+    Column("batch_size", INT, "per-rank training batch size"),
+    Column("global_batch_size", INT, "batch_size x world_size"),
+    Column("lr_scaled", FLOAT, "learning rate after batch scaling"),
+    Column("train_samples", INT, "training samples per epoch (all ranks)"),
+    Column("eval_split", STRING, "split the metrics are computed on"),
+    Column("eval_samples", INT, "samples evaluated"),
+    Column("epoch", INT, "epoch just finished (1-based)"),
+    Column("step", INT, "optimizer steps so far"),
+    Column(
+        "top1",
+        FLOAT,
+        "top-1 accuracy, percent",
+        metric=True,
+        teacher="teacher top-1 on the eval split, percent",
+        board=Board(
+            "top1_last",
+            "top-1 (%) at the last epoch",
+            "top-1",
+            2,
+            "higher",
+            teacher_summary="teacher top-1 (%) on the evaluation split",
+        ),
+    ),
+    Column(
+        "top5",
+        FLOAT,
+        "top-5 accuracy, percent",
+        metric=True,
+        board=Board("top5_last", "top-5 (%) at the last epoch", "top-5", 2, "higher"),
+    ),
+    Column(
+        "nll",
+        FLOAT,
+        "mean negative log-likelihood, nats",
+        metric=True,
+        teacher="teacher NLL",
+        board=Board(
+            "nll",
+            "NLL (nats) at the last epoch",
+            "NLL",
+            3,
+            "lower",
+            confidence=4,
+            teacher_summary="teacher NLL",
+        ),
+    ),
+    Column(
+        "ece",
+        FLOAT,
+        "expected calibration error (fraction), eval.ece_bins bins",
+        metric=True,
+        teacher="teacher ECE",
+        board=Board(
+            "ece",
+            "ECE (fraction) at the last epoch",
+            "ECE",
+            4,
+            "lower",
+            confidence=3,
+            teacher_summary="teacher ECE",
+        ),
+    ),
+    Column(
+        "entropy",
+        FLOAT,
+        "mean predictive entropy, nats",
+        metric=True,
+        teacher="teacher mean entropy",
+        board=Board(
+            "entropy",
+            "mean predictive entropy (nats) at the last epoch (Sultan 2023)",
+            "entropy",
+            3,
+            "",
+            confidence=1,
+            delta_ce="Sultan: LS raises it, KD lowers it",
+            delta_on_html=True,
+            teacher_summary="teacher mean entropy",
+        ),
+    ),
+    Column(
+        "max_prob",
+        FLOAT,
+        "mean max probability",
+        metric=True,
+        teacher="teacher mean max probability",
+        board=Board(
+            "max_prob",
+            "mean max-probability at the last epoch (Sultan 2023)",
+            "max-prob",
+            3,
+            "",
+            confidence=2,
+            delta_ce="",
+            teacher_summary="teacher mean max-probability",
+        ),
+    ),
+    Column(
+        "stability",
+        FLOAT,
+        "Shen et al. S (1 - mean intra-class variance over the classes present)",
+        metric=True,
+        teacher="teacher stability S",
+        board=Board(
+            "stability",
+            "stability S at the last epoch (Shen et al. 2021)",
+            "stability S",
+            4,
+            "higher",
+            confidence=5,
+            teacher_summary="teacher stability S",
+            teacher_label="S",
+        ),
+    ),
+    Column("reliability_count", pa.list_(FLOAT), "samples per ECE bin (reliability diagram)", metric=True),
+    Column(
+        "reliability_confidence",
+        pa.list_(FLOAT),
+        "mean max-probability per ECE bin (null: empty)",
+        metric=True,
+    ),
+    Column(
+        "reliability_accuracy",
+        pa.list_(FLOAT),
+        "accuracy (fraction) per ECE bin (null: empty)",
+        metric=True,
+    ),
+    Column("train_loss", FLOAT, "mean training loss over the epoch"),
+    Column("train_parts", pa.map_(STRING, FLOAT), "mean of each named loss part"),
+    Column("lr", FLOAT, "learning rate at the end of the epoch"),
+    Column("epoch_time_s", FLOAT, "wall time of the epoch's training, seconds"),
+    Column("eval_time_s", FLOAT, "wall time of the evaluation, seconds"),
+    Column(
+        "img_per_s",
+        FLOAT,
+        "training throughput, images per second (all ranks)",
+        board=Board(
+            "img_per_s",
+            "training throughput, images/s (all ranks)",
+            "img/s",
+            0,
+            "higher",
+            reduce="throughput",
+            spread=False,
+            confidence=6,
+        ),
+    ),
+    Column("teacher_arch", STRING, "teacher architecture (null without teacher)"),
+    Column("teacher_source", STRING, "teacher run id (and epoch) or weights file"),
+    TEACHER_TWINS,
+    Column("status", STRING, "run status when written: running|completed|interrupted|failed|diverged"),
+    Column("diverged_step", INT, "step of the first non-finite loss (diverged runs)"),
+    Column("device", STRING, "device type the run trained on"),
+    Column("world_size", INT, "number of DDP ranks"),
+    Column("amp", STRING, "autocast dtype or off"),
+    Column("harness_version", STRING, "harness version"),
+    Column("torch_version", STRING, "torch version"),
+    Column("timm_version", STRING, "timm version"),
+    Column("git_commit", STRING, "commit of the harness checkout (null outside git)"),
 )
 
-REQUIRED_COLUMNS = tuple(SCHEMA.names)
+
+def _expand(declared: Sequence[Column | str]) -> tuple[Column, ...]:
+    """The declared columns with the teacher twins in their place."""
+    twins = [c.twin() for c in declared if isinstance(c, Column) and c.teacher]
+    out: list[Column] = []
+    for item in declared:
+        out += twins if item == TEACHER_TWINS else [item]
+    return tuple(out)
+
+
+#: Every metrics.parquet column, in schema order (the teacher twins included).
+COLUMNS = _expand(DECLARED)
+
+#: The metrics.parquet schema: one row per evaluated epoch. Documented in docs/metrics.md.
+SCHEMA = pa.schema([pa.field(c.name, c.kind, metadata={"doc": c.doc}) for c in COLUMNS])
+
+#: Columns copied from `MetricAccumulator.compute()` into each row.
+METRIC_COLUMNS = tuple(c.name for c in COLUMNS if c.metric)
+
+#: `teacher_<name>` column -> the metric it holds for the teacher.
+TEACHER_METRICS = {f"teacher_{c.name}": c.name for c in COLUMNS if c.teacher}
+
+#: The columns that describe the teacher (null for a run without one): its identity and metrics.
+TEACHER_COLUMNS = tuple(c.name for c in COLUMNS if c.name.startswith("teacher_"))
+
+#: The columns the leaderboard summarises over seeds, in schema order.
+BOARD_COLUMNS = tuple(c for c in COLUMNS if c.board is not None)
 
 
 def write_metrics(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    """Atomically (re)write `path` with `rows` under SCHEMA (missing columns are null)."""
-    columns = {name: [row.get(name) for row in rows] for name in SCHEMA.names}
+    """Atomically (re)write `path` with `rows` under SCHEMA.
+
+    Every row holds every column of SCHEMA, None where a value legitimately does not exist (the
+    teacher columns of a run without a teacher, `diverged_step` of a run that did not diverge); a
+    missing or undeclared key is a ValueError naming it, and nothing is written.
+    """
     for i, row in enumerate(rows):
-        parts = row.get("train_parts")
+        check_row(row, f"metrics row {i}")
+    columns = {name: [row[name] for row in rows] for name in SCHEMA.names}
+    for i, row in enumerate(rows):
+        parts = row["train_parts"]
         if isinstance(parts, dict):
             columns["train_parts"][i] = list(parts.items())
     table = pa.table(columns, schema=SCHEMA)
     atomic_write_bytes(path, lambda fh: pq.write_table(table, fh))
+
+
+def check_row(row: dict[str, Any], where: str) -> None:
+    """Raise ValueError (one line, naming the column) unless `row` has exactly SCHEMA's keys."""
+    missing = [name for name in SCHEMA.names if name not in row]
+    if missing:
+        raise ValueError(f"{where}: missing column {missing[0]!r} (declared in harness.metrics.COLUMNS)")
+    unknown = sorted(set(row) - set(SCHEMA.names))
+    if unknown:
+        raise ValueError(f"{where}: undeclared column {unknown[0]!r} (not in harness.metrics.COLUMNS)")
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

@@ -33,7 +33,14 @@ from harness.distributed import World
 from harness.errors import DivergedError, HarnessError, InterruptedRun, RunStateError, TeacherError
 from harness.features import WithFeatures, feature_shapes, resolve_stages, split_output
 from harness.files import write_json, write_text
-from harness.metrics import MetricAccumulator, read_metrics, write_metrics
+from harness.metrics import (
+    METRIC_COLUMNS,
+    TEACHER_COLUMNS,
+    TEACHER_METRICS,
+    MetricAccumulator,
+    read_metrics,
+    write_metrics,
+)
 from harness.models import build_student, count_parameters
 from harness.recipe import Recipe, RuntimeConfig
 from harness.rundir import RunDir
@@ -41,19 +48,6 @@ from harness.strategies import StepInputs
 from harness.teacher import RecipeTransform, Teacher, load_teacher, resolve_weights
 
 log = logging.getLogger("harness")
-
-METRIC_COLUMNS = (
-    "top1",
-    "top5",
-    "nll",
-    "ece",
-    "entropy",
-    "max_prob",
-    "stability",
-    "reliability_count",
-    "reliability_confidence",
-    "reliability_accuracy",
-)
 
 
 @dataclass
@@ -478,7 +472,7 @@ class Trainer:
 
     def _teacher_metrics(self) -> dict[str, Any]:
         if self.teacher is None:
-            return {}
+            return dict.fromkeys(TEACHER_COLUMNS)
         m = evaluate(
             self.teacher,
             self.data.val,
@@ -493,9 +487,7 @@ class Trainer:
             f"nll {m['nll']:.3f} ece {m['ece']:.3f} entropy {m['entropy']:.3f}"
         )
         out = {"teacher_arch": self.teacher.arch, "teacher_source": self.teacher.source}
-        for key in ("top1", "nll", "ece", "entropy", "max_prob", "stability"):
-            out[f"teacher_{key}"] = m[key]
-        return out
+        return out | {column: m[key] for column, key in TEACHER_METRICS.items()}
 
     # -------------------------------------------------------------- state
     def state(self, step_in_epoch: int, tracker: LossTracker, elapsed: float) -> dict[str, Any]:

@@ -97,15 +97,20 @@ def test_accumulator_matches_functions_over_batches():
     assert all((n == 0) == (c is None) for n, c in zip(counts, conf, strict=True))
 
 
+def _row(**values: object) -> dict:
+    """A metrics row: every declared column, null unless given."""
+    return dict.fromkeys(metrics.SCHEMA.names) | values
+
+
 def test_parquet_writer_is_atomic_and_typed(tmp_path):
     path = tmp_path / "m.parquet"
-    metrics.write_metrics(path, [{"run_id": "r", "epoch": 1, "top1": 50.0, "train_parts": {"ce": 1.0}}])
+    metrics.write_metrics(path, [_row(run_id="r", epoch=1, top1=50.0, train_parts={"ce": 1.0})])
     table = pq.read_table(path)
     assert table.schema.equals(metrics.SCHEMA, check_metadata=False)
     assert metrics.read_metrics(path)[0]["train_parts"] == {"ce": 1.0}
     # a failing write leaves the previous file intact and no temporary file behind
     with pytest.raises(Exception):  # noqa: B017
-        metrics.write_metrics(path, [{"run_id": "r", "epoch": "not an int"}])
+        metrics.write_metrics(path, [_row(run_id="r", epoch="not an int")])
     assert metrics.read_metrics(path)[0]["top1"] == 50.0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.parquet"]
 
@@ -154,3 +159,46 @@ def test_stability_averages_over_the_classes_present():
     assert acc.compute()["stability"] == pytest.approx(1 - 0.035 / 3, rel=1e-6)
     doc = (Path(__file__).resolve().parent.parent / "docs" / "metrics.md").read_text()
     assert "classes present" in doc and "The paper divides by K" in doc
+
+
+@pytest.mark.parametrize(
+    ("drop", "add", "message"),
+    [
+        ("diverged_step", None, "metrics row 1: missing column 'diverged_step'"),
+        ("teacher_max_prob", None, "metrics row 1: missing column 'teacher_max_prob'"),
+        (None, "max_porb", "metrics row 1: undeclared column 'max_porb'"),
+    ],
+)
+def test_a_row_without_a_declared_column_is_refused(tmp_path, drop, add, message):
+    path = tmp_path / "m.parquet"
+    metrics.write_metrics(path, [_row(run_id="r", epoch=1, top1=50.0)])
+    bad = _row(run_id="r", epoch=2, top1=60.0)
+    if drop:
+        del bad[drop]
+    if add:
+        bad[add] = 0.5
+    with pytest.raises(ValueError, match=message) as caught:
+        metrics.write_metrics(path, [_row(run_id="r", epoch=1, top1=50.0), bad])
+    assert "\n" not in str(caught.value)
+    assert [r["epoch"] for r in metrics.read_metrics(path)] == [1]  # the earlier file is kept
+
+
+def test_column_lists_are_derived_from_the_declaration():
+    names = metrics.SCHEMA.names
+    assert len(set(names)) == len(names)
+    # the runner copies exactly what the accumulator computes (besides the sample count)
+    acc = MetricAccumulator(3)
+    acc.update(torch.log(PROBS), TARGETS)
+    assert set(acc.compute()) - {"n"} == set(metrics.METRIC_COLUMNS)
+    assert set(MetricAccumulator(3).compute()) - {"n"} == {
+        c.name for c in metrics.COLUMNS if c.metric and c.kind == metrics.FLOAT
+    }
+    # each teacher twin has its metric's type and sits in the schema after the teacher's identity
+    for twin, metric in metrics.TEACHER_METRICS.items():
+        assert metric in metrics.METRIC_COLUMNS
+        assert metrics.SCHEMA.field(twin).type == metrics.SCHEMA.field(metric).type
+        assert names.index(twin) > names.index("teacher_source")
+    assert set(metrics.TEACHER_METRICS) < set(metrics.TEACHER_COLUMNS) <= set(names)
+    values = [c.board.value for c in metrics.BOARD_COLUMNS]
+    assert len(set(values)) == len(values)
+    assert all(c.board.better in ("higher", "lower", "") for c in metrics.BOARD_COLUMNS)

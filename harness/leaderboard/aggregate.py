@@ -51,29 +51,36 @@ from harness.leaderboard.baselines import BASELINES, CE, LS
 from harness.leaderboard.reference import ReferenceResult
 from harness.leaderboard.runs import Run, SetApart
 from harness.leaderboard.stats import Interval, is_number, mean, sample_std, throughput, welch_interval
+from harness.metrics import BOARD_COLUMNS
 
 #: Rows are listed in this method order, then any other method alphabetically.
 METHOD_ORDER = (CE.method, LS.method, "kd", "tfkd_self", "tfkd_reg", "reversed_kd", "defective_kd")
 
+#: Per-run values of the best epoch (highest top-1), next to the last epoch's top-1, and their meaning.
+BEST_VALUES = {
+    "top1_best": "top-1 (%) at each run's best epoch (selected on the evaluation split, as the Tf-KD code)",
+    "best_epoch": "epoch of the best top-1",
+}
+
+
+def _run_value_names() -> tuple[str, ...]:
+    """The `value` of every leaderboard column of metrics.COLUMNS, the best epoch's after top-1."""
+    names: list[str] = []
+    for column in BOARD_COLUMNS:
+        names.append(column.board.value)
+        if column.name == "top1":
+            names += BEST_VALUES
+    return tuple(names)
+
+
 #: Per-run values summarised over seeds (mean and std), in table order.
-RUN_VALUES = (
-    "top1_last",
-    "top1_best",
-    "best_epoch",
-    "top5_last",
-    "nll",
-    "ece",
-    "entropy",
-    "max_prob",
-    "stability",
-    "img_per_s",
-    "teacher_top1",
-    "teacher_nll",
-    "teacher_ece",
-    "teacher_entropy",
-    "teacher_max_prob",
-    "teacher_stability",
-)
+RUN_VALUES = _run_value_names()
+
+#: How a leaderboard column (metrics.Board.reduce) gives one value per run.
+_REDUCE = {
+    "last": lambda run, name: run.last[name],
+    "throughput": lambda run, name: throughput(run.rows),
+}
 
 _TEACHER_RUN = re.compile(r"^(?P<name>.+)-s(?P<seed>\d+)-(?P<hash>[0-9a-f]{8})(?:@epoch(?P<epoch>\d+))?$")
 
@@ -81,20 +88,10 @@ _TEACHER_RUN = re.compile(r"^(?P<name>.+)-s(?P<seed>\d+)-(?P<hash>[0-9a-f]{8})(?
 # ------------------------------------------------------------------------------ per run
 def run_values(run: Run) -> dict[str, float | None]:
     """The per-run figures that rows summarise (see RUN_VALUES)."""
-    last = run.last
     scored = [r for r in run.rows if is_number(r["top1"])]
     best = max(scored, key=lambda r: (r["top1"], -r["epoch"]))
-    values: dict[str, float | None] = {
-        "top1_last": last["top1"],
-        "top1_best": best["top1"],
-        "best_epoch": float(best["epoch"]),
-        "top5_last": last["top5"],
-        "img_per_s": throughput(run.rows),
-    }
-    for name in ("nll", "ece", "entropy", "max_prob", "stability"):
-        values[name] = last[name]
-    for name in ("top1", "nll", "ece", "entropy", "max_prob", "stability"):
-        values[f"teacher_{name}"] = last[f"teacher_{name}"]
+    values = {c.board.value: _REDUCE[c.board.reduce](run, c.name) for c in BOARD_COLUMNS}
+    values |= {"top1_best": best["top1"], "best_epoch": float(best["epoch"])}
     return {k: (float(v) if is_number(v) else None) for k, v in values.items()}
 
 

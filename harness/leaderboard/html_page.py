@@ -25,7 +25,17 @@ from harness.leaderboard.reference import References
 from harness.leaderboard.runs import SetApart
 from harness.leaderboard.svg import ScatterGroup, colour, line_plot, reliability_plot, scatter_plot
 from harness.leaderboard.table import gain_status
-from harness.leaderboard.text import DASH, DECIMALS, TEACHER_HEADER, arrow, gain_text, html, mean_std, num
+from harness.leaderboard.text import (
+    DASH,
+    DECIMALS,
+    TEACHER_HEADER,
+    confidence_cells,
+    confidence_header,
+    gain_text,
+    html,
+    mean_std,
+    teacher_figures,
+)
 
 _INLINE = re.compile(r"(`[^`]*`|\*\*[^*]+\*\*|\*[^*]+\*)")
 
@@ -189,23 +199,12 @@ def _board(sid: str, s: Setting) -> list[str]:
         cells += [_gain_cell(s, row, b.kind) for b in BASELINES]
         out.append("<tr>" + "".join(cells) + "</tr>")
     out += ["</tbody>", "</table>", "</div>"]
-    confidence = ["row", "entropy", f"Δ entropy vs {CE.short}", "max-prob", "ECE", "NLL", "stability S"]
-    confidence.append("img/s")
+    confidence = ["row", *confidence_header(on_html=True)]
     out += ["<h3>Confidence and speed</h3>", '<div class="scroll">']
     out += [f'<table id="{sid}-confidence" class="board">', _th(confidence, 1), "<tbody>"]
     for i, row in enumerate(s.rows):
-        is_ce = s.is_baseline(row, CE.kind)
-        cells = [
-            _label_cell(i, row),
-            f"<td>{mean_std(row.mean('entropy'), row.std('entropy'), DECIMALS['entropy'])}</td>",
-            f"<td>{'baseline' if is_ce else arrow(s.delta_vs_ce(row, 'entropy'), DECIMALS['entropy'])}</td>",
-            f"<td>{mean_std(row.mean('max_prob'), row.std('max_prob'), DECIMALS['max_prob'])}</td>",
-            f"<td>{mean_std(row.mean('ece'), row.std('ece'), DECIMALS['ece'])}</td>",
-            f"<td>{mean_std(row.mean('nll'), row.std('nll'), DECIMALS['nll'])}</td>",
-            f"<td>{mean_std(row.mean('stability'), row.std('stability'), DECIMALS['stability'])}</td>",
-            f"<td>{num(row.mean('img_per_s'), DECIMALS['img_per_s'])}</td>",
-        ]
-        out.append("<tr>" + "".join(cells) + "</tr>")
+        cells = [f"<td>{html(c)}</td>" for c in confidence_cells(s, row, on_html=True)]
+        out.append("<tr>" + _label_cell(i, row) + "".join(cells) + "</tr>")
     return [*out, "</tbody>", "</table>", "</div>"]
 
 
@@ -247,10 +246,7 @@ def _teacher_table(sid: str, s: Setting) -> list[str]:
     out = ["<h3>Teachers (on the evaluation split)</h3>", '<div class="scroll">']
     out += [f'<table id="{sid}-teachers">', _th(header, 4), "<tbody>"]
     for i, row in taught:
-        vals = [
-            num(row.mean(f"teacher_{n}"), DECIMALS[n])
-            for n in ("top1", "entropy", "max_prob", "ece", "nll", "stability")
-        ]
+        vals = teacher_figures(row)
         out.append(
             "<tr>" + _label_cell(i, row) + f'<td class="text">{_teacher_text(row)}</td>'
             f'<td class="text">{html(row.teacher_arch or DASH)}</td>'

@@ -15,7 +15,18 @@ from harness.leaderboard.baselines import BASELINES, CE, LS
 from harness.leaderboard.reference import ReferenceResult, References
 from harness.leaderboard.runs import SetApart
 from harness.leaderboard.table import gain_status
-from harness.leaderboard.text import DASH, DECIMALS, TEACHER_HEADER, arrow, gain_text, md, mean_std, num
+from harness.leaderboard.text import (
+    DASH,
+    DECIMALS,
+    TEACHER_HEADER,
+    confidence_cells,
+    confidence_header,
+    gain_text,
+    md,
+    mean_std,
+    num,
+    teacher_figures,
+)
 
 LEGEND = """\
 ## How to read it
@@ -101,18 +112,8 @@ def _setting_section(s: Setting) -> list[str]:
     )
     lines += ["### Confidence (last epoch)", ""]
     lines += _table(
-        [
-            "row",
-            "entropy",
-            f"Δ entropy vs {CE.short}",
-            "max-prob",
-            f"Δ max-prob vs {CE.short}",
-            "ECE",
-            "NLL",
-            "stability S",
-            "img/s",
-        ],
-        [_confidence_cells(s, row) for row in s.rows],
+        ["row", *confidence_header(on_html=False)],
+        [[md(row.label), *confidence_cells(s, row, on_html=False)] for row in s.rows],
     )
     taught = [row for row in s.rows if row.teacher is not None]
     if taught:
@@ -120,7 +121,7 @@ def _setting_section(s: Setting) -> list[str]:
         lines += _table(
             list(TEACHER_HEADER),
             [_teacher_cells(row) for row in taught],
-            "llllrrrrrr",
+            "llll" + "r" * (len(TEACHER_HEADER) - 4),
         )
     matched = [(row, ref) for row in s.rows for ref in row.paper]
     if matched:
@@ -146,44 +147,18 @@ def _accuracy_cells(s: Setting, row: Row) -> list[str]:
     ] + [md(gain_text(row.gains.get(b.kind), gain_status(s, row, b.kind))) for b in BASELINES]
 
 
-def _confidence_cells(s: Setting, row: Row) -> list[str]:
-    def ms(name: str) -> str:
-        return mean_std(row.mean(name), row.std(name), DECIMALS[name])
-
-    is_ce = s.is_baseline(row, CE.kind)
-    return [
-        md(row.label),
-        ms("entropy"),
-        "baseline" if is_ce else arrow(s.delta_vs_ce(row, "entropy"), DECIMALS["entropy"]),
-        ms("max_prob"),
-        "baseline" if is_ce else arrow(s.delta_vs_ce(row, "max_prob"), DECIMALS["max_prob"]),
-        ms("ece"),
-        ms("nll"),
-        ms("stability"),
-        num(row.mean("img_per_s"), DECIMALS["img_per_s"]),
-    ]
-
-
 def _teacher(row: Row) -> str:
     epoch = f" @ epoch {row.teacher_epoch}" if row.teacher_epoch is not None else ""
     return f"{row.teacher}{epoch}"
 
 
 def _teacher_cells(row: Row) -> list[str]:
-    def m(name: str) -> str:
-        return num(row.mean(f"teacher_{name}"), DECIMALS[name])
-
     return [
         md(row.label),
         md(_teacher(row)),
         md(row.teacher_arch or DASH),
         md(row.teacher_method or DASH),
-        m("top1"),
-        m("entropy"),
-        m("max_prob"),
-        m("ece"),
-        m("nll"),
-        m("stability"),
+        *teacher_figures(row),
     ]
 
 

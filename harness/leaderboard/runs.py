@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harness.errors import HarnessError
-from harness.metrics import SCHEMA
+from harness.metrics import METRIC_COLUMNS, SCHEMA, TEACHER_COLUMNS
 
 #: Columns a run's metrics must have for the leaderboard (the rest are read when present).
 REQUIRED_COLUMNS = (
@@ -44,30 +44,15 @@ REQUIRED_COLUMNS = (
     "status",
 )
 
-#: Columns read when present (null otherwise): confidence, reliability, throughput, teacher.
+#: Columns read when present (null otherwise): metrics, reliability, throughput, teacher.
 OPTIONAL_COLUMNS = (
     "config_hash",
     "eval_split",
-    "top5",
-    "nll",
-    "ece",
-    "entropy",
-    "max_prob",
-    "stability",
-    "reliability_count",
-    "reliability_confidence",
-    "reliability_accuracy",
+    *(c for c in METRIC_COLUMNS if c not in REQUIRED_COLUMNS),
     "train_samples",
     "epoch_time_s",
     "img_per_s",
-    "teacher_arch",
-    "teacher_source",
-    "teacher_top1",
-    "teacher_nll",
-    "teacher_ece",
-    "teacher_entropy",
-    "teacher_max_prob",
-    "teacher_stability",
+    *TEACHER_COLUMNS,
     "diverged_step",
 )
 

@@ -16,30 +16,17 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from harness.leaderboard.aggregate import RUN_VALUES, Row, Setting
+from harness.leaderboard.aggregate import BEST_VALUES, RUN_VALUES, Row, Setting
 from harness.leaderboard.baselines import BASELINES
 from harness.leaderboard.reference import ReferenceResult
+from harness.metrics import BOARD_COLUMNS
 
 STRING, INT, FLOAT = pa.string(), pa.int64(), pa.float64()
 
-_MEAN_DOCS = {
-    "top1_last": "top-1 (%) at the last epoch",
-    "top1_best": "top-1 (%) at each run's best epoch (selected on the evaluation split, as the Tf-KD code)",
-    "best_epoch": "epoch of the best top-1",
-    "top5_last": "top-5 (%) at the last epoch",
-    "nll": "NLL (nats) at the last epoch",
-    "ece": "ECE (fraction) at the last epoch",
-    "entropy": "mean predictive entropy (nats) at the last epoch (Sultan 2023)",
-    "max_prob": "mean max-probability at the last epoch (Sultan 2023)",
-    "stability": "stability S at the last epoch (Shen et al. 2021)",
-    "img_per_s": "training throughput, images/s (all ranks)",
-    "teacher_top1": "teacher top-1 (%) on the evaluation split",
-    "teacher_nll": "teacher NLL",
-    "teacher_ece": "teacher ECE",
-    "teacher_entropy": "teacher mean entropy",
-    "teacher_max_prob": "teacher mean max-probability",
-    "teacher_stability": "teacher stability S",
-}
+_MEAN_DOCS = {c.board.value: c.board.summary for c in BOARD_COLUMNS} | BEST_VALUES
+
+#: Per-run values whose change against the CE baseline is a column (`<value>_delta_ce`), and its note.
+_DELTA_CE = {c.board.value: c.board.delta_ce for c in BOARD_COLUMNS if c.board.delta_ce is not None}
 
 
 def _columns() -> list[tuple[str, pa.DataType, str]]:
@@ -71,14 +58,9 @@ def _columns() -> list[tuple[str, pa.DataType, str]]:
     for name in RUN_VALUES:
         cols.append((f"{name}_mean", FLOAT, f"{_MEAN_DOCS[name]}: mean over seeds"))
         cols.append((f"{name}_std", FLOAT, f"{_MEAN_DOCS[name]}: sample std (ddof 1) over seeds"))
-    cols += [
-        (
-            "entropy_delta_ce",
-            FLOAT,
-            "entropy_mean minus the CE baseline's (Sultan: LS raises it, KD lowers it)",
-        ),
-        ("max_prob_delta_ce", FLOAT, "max_prob_mean minus the CE baseline's"),
-    ]
+    for name, note in _DELTA_CE.items():
+        doc = f"{name}_mean minus the CE baseline's" + (f" ({note})" if note else "")
+        cols.append((f"{name}_delta_ce", FLOAT, doc))
     for baseline in BASELINES:
         kind, name = baseline.kind, baseline.name
         cols += [
@@ -152,8 +134,8 @@ def records(settings: Sequence[Setting]) -> list[dict[str, Any]]:
             for name in RUN_VALUES:
                 rec[f"{name}_mean"] = row.mean(name)
                 rec[f"{name}_std"] = row.std(name)
-            rec["entropy_delta_ce"] = s.delta_vs_ce(row, "entropy")
-            rec["max_prob_delta_ce"] = s.delta_vs_ce(row, "max_prob")
+            for name in _DELTA_CE:
+                rec[f"{name}_delta_ce"] = s.delta_vs_ce(row, name)
             for kind in (b.kind for b in BASELINES):
                 base = s.baselines.get(kind)
                 interval = row.gains.get(kind)

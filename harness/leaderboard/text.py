@@ -9,25 +9,33 @@ from __future__ import annotations
 
 import html as _html
 import math
+from typing import TYPE_CHECKING
 
+from harness.leaderboard.baselines import CE
 from harness.leaderboard.stats import Interval
+from harness.metrics import BOARD_COLUMNS, TEACHER_METRICS, Column
+
+if TYPE_CHECKING:
+    from harness.leaderboard.aggregate import Row, Setting
 
 DASH = "–"
 
-#: Decimals per figure.
-DECIMALS = {
-    "top1": 2,
-    "top5": 2,
-    "gain": 2,
-    "nll": 3,
-    "ece": 4,
-    "entropy": 3,
-    "max_prob": 3,
-    "stability": 4,
-    "img_per_s": 0,
-    "epoch": 1,
-    "df": 1,
-}
+#: Decimals per figure: each leaderboard column of metrics.COLUMNS, gains, epochs, degrees of freedom.
+DECIMALS = {c.name: c.board.decimals for c in BOARD_COLUMNS} | {"gain": 2, "epoch": 1, "df": 1}
+
+#: The student's figures in the confidence tables, in page order (metrics.Board.confidence).
+CONFIDENCE = tuple(
+    sorted(
+        (c for c in BOARD_COLUMNS if c.board.confidence and c.name not in TEACHER_METRICS),
+        key=lambda c: c.board.confidence,
+    )
+)
+
+#: The teacher's figures in the teacher table: every teacher twin on the leaderboard, in the same
+#: order, the ones without a place in the confidence tables (top-1) first.
+TEACHER_FIGURES = tuple(
+    sorted((c for c in BOARD_COLUMNS if c.name in TEACHER_METRICS), key=lambda c: c.board.confidence)
+)
 
 _MD_ESCAPES = {
     "\\": "\\\\",
@@ -97,15 +105,37 @@ def arrow(delta: float | None, decimals: int) -> str:
 
 
 #: Columns of the teachers' table, in the Markdown page and the HTML page alike.
-TEACHER_HEADER = (
-    "row",
-    "teacher",
-    "teacher arch",
-    "trained with",
-    "top-1",
-    "entropy",
-    "max-prob",
-    "ECE",
-    "NLL",
-    "S",
-)
+TEACHER_HEADER = ("row", "teacher", "teacher arch", "trained with", *(c.board.label for c in TEACHER_FIGURES))
+
+
+def _shows_delta(column: Column, on_html: bool) -> bool:
+    return column.board.delta_ce is not None and (column.board.delta_on_html or not on_html)
+
+
+def confidence_header(on_html: bool) -> list[str]:
+    """Headers of a confidence table after its `row` column: each figure, then its change against
+    CE where it has one (on the HTML page only the changes marked `delta_on_html`)."""
+    out = []
+    for c in CONFIDENCE:
+        out.append(c.board.label)
+        if _shows_delta(c, on_html):
+            out.append(f"Δ {c.board.label} vs {CE.short}")
+    return out
+
+
+def confidence_cells(s: Setting, row: Row, on_html: bool) -> list[str]:
+    """Cells (plain text) of a confidence table after its `row` cell, as `confidence_header`."""
+    is_ce = s.is_baseline(row, CE.kind)
+    out = []
+    for c in CONFIDENCE:
+        b = c.board
+        m = row.mean(b.value)
+        out.append(mean_std(m, row.std(b.value), b.decimals) if b.spread else num(m, b.decimals))
+        if _shows_delta(c, on_html):
+            out.append("baseline" if is_ce else arrow(s.delta_vs_ce(row, b.value), b.decimals))
+    return out
+
+
+def teacher_figures(row: Row) -> list[str]:
+    """The teacher's figures of a row (means over seeds), as TEACHER_HEADER after its texts."""
+    return [num(row.mean(c.board.value), c.board.decimals) for c in TEACHER_FIGURES]
