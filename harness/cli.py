@@ -412,7 +412,7 @@ def evaluate(run_dir: Path, which: str, device: str) -> None:
 @main.command()
 @click.option(
     "--suite",
-    type=click.Choice(["steps", "ffcv_kd", "loader", "all"]),
+    type=click.Choice(["steps", "epoch", "ffcv_kd", "loader", "all"]),
     default="all",
     show_default=True,
     help="Which measurements to take.",
@@ -423,7 +423,7 @@ def evaluate(run_dir: Path, which: str, device: str) -> None:
     type=click.IntRange(min=1),
     default=7,
     show_default=True,
-    help="Interleaved rounds of the step suite (more: steadier medians on a busy machine).",
+    help="Interleaved rounds of the step and epoch suites (more: steadier medians on a busy machine).",
 )
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option(

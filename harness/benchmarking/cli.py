@@ -30,6 +30,20 @@ def run(suite: str, *, quick: bool, device: str, out: Path, rounds: int = 7) -> 
             f"## Training steps ({ctx['device']}, {ctx['threads']} threads) -> {path}\n\n"
             + report.markdown(rows, columns)
         )
+    if suite in ("epoch", "all"):
+        from harness.benchmarking import epochs
+
+        ctx = report.context(device)
+        epoch_cfg = epochs.EpochConfig(device=device, rounds=2 if quick else rounds)
+        if quick:
+            epoch_cfg.arch, epoch_cfg.images, epoch_cfg.batch_size = "test_resnet", 256, 64
+        rows = [{**r, **ctx} for r in epochs.run(epoch_cfg)]
+        path = report.write(rows, out, "epoch")
+        columns = ["case", "median_s", "img_per_s", "ratio", "baseline", "spread", "detail"]
+        yield (
+            f"## Whole epochs ({ctx['device']}, {ctx['threads']} threads) -> {path}\n\n"
+            + report.markdown(rows, columns)
+        )
     if suite in ("ffcv_kd", "all"):
         from harness.benchmarking import ffcv_kd
 
