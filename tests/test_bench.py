@@ -7,7 +7,8 @@ import math
 import pyarrow.parquet as pq
 import pytest
 
-from harness.benchmarking import report, steps
+from harness.benchmarking import epochs, report, steps
+from harness.benchmarking.timing import interleaved
 
 
 def test_step_benchmark_cases_and_ratios(tmp_path):
@@ -41,6 +42,29 @@ def test_step_benchmark_cases_and_ratios(tmp_path):
     path = report.write(rows, tmp_path, "steps")
     assert pq.read_table(path).num_rows == len(rows)
     assert "| kd_cached |" in report.markdown(rows, ["case", "ratio"])
+
+
+def test_a_case_that_reports_its_own_seconds_is_timed_by_them():
+    """An epoch case returns the runner's epoch time: the rounds sum it, not the call's wall time."""
+    timings = interleaved({"own": lambda: 0.25, "wall": lambda: None}, rounds=2, work=3, warmup=0)
+    assert timings["own"].rounds == [0.75, 0.75] and timings["own"].median == 0.25
+    assert all(0 < t < 0.5 for t in timings["wall"].rounds)
+
+
+@pytest.mark.fashion
+def test_epoch_benchmark_cases_and_ratio(tmp_path):
+    cfg = epochs.EpochConfig(arch="test_resnet", images=128, batch_size=64, val_images=64, rounds=1)
+    rows = epochs.run(cfg)
+    by_case = {r["case"]: r for r in rows}
+    assert set(by_case) == {"bare", "bare_loader", "harness", "harness_nondet", "harness_speed"}
+    bare = by_case["bare"]["median_s"]
+    for name in ("bare", "bare_loader", "harness", "harness_nondet"):
+        row = by_case[name]
+        assert row["median_s"] > 0 and math.isclose(row["ratio"], row["median_s"] / bare)
+        assert math.isclose(row["img_per_s"], 128 / row["median_s"])
+    assert math.isclose(by_case["harness_speed"]["ratio"], bare / by_case["harness"]["median_s"])
+    path = report.write(rows, tmp_path, "epoch")
+    assert pq.read_table(path).num_rows == len(rows)
 
 
 @pytest.mark.ffcv
