@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pyarrow.parquet as pq
 import pytest
@@ -53,7 +54,9 @@ def test_a_case_that_reports_its_own_seconds_is_timed_by_them():
 
 @pytest.mark.fashion
 def test_epoch_benchmark_cases_and_ratio(tmp_path):
-    cfg = epochs.EpochConfig(arch="test_resnet", images=128, batch_size=64, val_images=64, rounds=1)
+    cfg = epochs.EpochConfig(
+        arch="test_resnet", images=128, batch_size=64, val_images=64, rounds=1, clock="cpu"
+    )
     rows = epochs.run(cfg)
     by_case = {r["case"]: r for r in rows}
     assert set(by_case) == {"bare", "bare_loader", "harness", "harness_nondet", "harness_speed"}
@@ -65,6 +68,18 @@ def test_epoch_benchmark_cases_and_ratio(tmp_path):
     assert math.isclose(by_case["harness_speed"]["ratio"], bare / by_case["harness"]["median_s"])
     path = report.write(rows, tmp_path, "epoch")
     assert pq.read_table(path).num_rows == len(rows)
+
+
+@pytest.mark.fashion
+def test_harness_epoch_is_the_runners_epoch(tmp_path):
+    """The harness case trains with the real Trainer.fit and times a span inside its epoch_time_s."""
+    cfg = epochs.EpochConfig(arch="test_resnet", images=128, batch_size=64, val_images=64)
+    case = epochs.HarnessEpoch(epochs.recipe(cfg), tmp_path, time.perf_counter)
+    for call in range(2):
+        seconds = case()
+        row = case.trainer.rows[-1]
+        assert 0 < seconds <= row["epoch_time_s"] and row["train_samples"] == 128
+        assert len(case.trainer.rows) == call + 1 and case.trainer.step == 2 * (call + 1)
 
 
 @pytest.mark.ffcv

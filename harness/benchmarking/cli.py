@@ -30,17 +30,21 @@ def section(title: str, suite: str, rows: list[dict], ctx: dict, out: Path) -> s
     )
 
 
-def run(suite: str, *, quick: bool, device: str, out: Path, rounds: int = 7) -> Iterator[str]:
+def run(
+    suite: str, *, quick: bool, device: str, out: Path, rounds: int = 7, clock: str = "wall"
+) -> Iterator[str]:
     """Run the suites in turn, yielding each one's Markdown report as soon as it is measured."""
     if suite in ("steps", "all"):
         ctx = report.context(device)
-        cfg = steps.StepConfig(device=device, rounds=2 if quick else rounds, steps=2 if quick else 4)
+        cfg = steps.StepConfig(
+            device=device, rounds=2 if quick else rounds, steps=2 if quick else 4, clock=clock
+        )
         yield section("Training steps", "steps", steps.run(cfg), ctx, out)
     if suite in ("epoch", "all"):
         from harness.benchmarking import epochs
 
         ctx = report.context(device)
-        epoch_cfg = epochs.EpochConfig(device=device, rounds=2 if quick else rounds)
+        epoch_cfg = epochs.EpochConfig(device=device, rounds=2 if quick else rounds, clock=clock)
         if quick:
             epoch_cfg.arch, epoch_cfg.images, epoch_cfg.batch_size = "test_resnet", 256, 64
         yield section("Whole epochs", "epoch", epochs.run(epoch_cfg), ctx, out)

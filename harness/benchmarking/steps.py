@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from timm.optim import create_optimizer_v2
 
 from harness import strategies
-from harness.benchmarking.timing import Timing, interleaved
+from harness.benchmarking.timing import CLOCKS, Timing, interleaved
 from harness.distributed import World
 from harness.models import build_model
 from harness.recipe import from_mapping
@@ -56,6 +56,7 @@ class StepConfig:
     steps: int = 4
     device: str = "cpu"
     methods: bool = True  # a row per other registered strategy
+    clock: str = "wall"  # a key of timing.CLOCKS
 
 
 def method_cases() -> dict[str, tuple[dict[str, Any], bool]]:
@@ -171,7 +172,12 @@ def run(cfg: StepConfig) -> list[dict[str, Any]]:
                 base_recipe(cfg, strategy, teacher if needs_teacher else None), tmp_path
             )
         timings = interleaved(
-            cases, rounds=cfg.rounds, work=cfg.steps, warmup=1, device=torch.device(cfg.device)
+            cases,
+            rounds=cfg.rounds,
+            work=cfg.steps,
+            warmup=1,
+            device=torch.device(cfg.device),
+            clock=CLOCKS[cfg.clock],
         )
     return rows(cfg, timings)
 
