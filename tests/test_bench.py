@@ -10,6 +10,7 @@ import pytest
 
 from harness.benchmarking import epochs, report, steps
 from harness.benchmarking.timing import interleaved
+from tests.conftest import run_cli
 
 
 def test_step_benchmark_cases_and_ratios(tmp_path):
@@ -53,21 +54,21 @@ def test_a_case_that_reports_its_own_seconds_is_timed_by_them():
 
 
 @pytest.mark.fashion
-def test_epoch_benchmark_cases_and_ratio(tmp_path):
-    cfg = epochs.EpochConfig(
-        arch="test_resnet", images=128, batch_size=64, val_images=64, rounds=1, clock="cpu"
+def test_epoch_suite_through_harness_bench(tmp_path):
+    """`harness bench --suite epoch --quick --clock cpu`: its four cases, its ratios, its Parquet."""
+    proc = run_cli(
+        "bench", "--suite", "epoch", "--quick", "--clock", "cpu", "--out", str(tmp_path), check=True
     )
-    rows = epochs.run(cfg)
-    by_case = {r["case"]: r for r in rows}
+    assert "| harness_speed |" in proc.stdout
+    by_case = {r["case"]: r for r in pq.read_table(tmp_path / "epoch.parquet").to_pylist()}
     assert set(by_case) == {"bare", "bare_loader", "harness", "harness_nondet", "harness_speed"}
     bare = by_case["bare"]["median_s"]
     for name in ("bare", "bare_loader", "harness", "harness_nondet"):
         row = by_case[name]
         assert row["median_s"] > 0 and math.isclose(row["ratio"], row["median_s"] / bare)
-        assert math.isclose(row["img_per_s"], 128 / row["median_s"])
+        assert math.isclose(row["img_per_s"], 256 / row["median_s"]) and row["rounds"] == 2
     assert math.isclose(by_case["harness_speed"]["ratio"], bare / by_case["harness"]["median_s"])
-    path = report.write(rows, tmp_path, "epoch")
-    assert pq.read_table(path).num_rows == len(rows)
+    assert "cpu s" in by_case["harness"]["detail"]
 
 
 @pytest.mark.fashion
