@@ -1,9 +1,9 @@
 """Whole-epoch cost: an epoch of the harness's own loop against a bare timm loop over the same data.
 
 `harness run` reports each epoch's speed as `img_per_s` = training samples / `epoch_time_s`. This
-suite measures that very figure and sets it beside hand-written loops on the same in-memory split
-(the memory backend's uint8 tensors), every case a whole epoch of one model, interleaved round by
-round:
+suite times that epoch of the real loop and sets it beside hand-written loops on the same
+in-memory split (the memory backend's uint8 tensors), every case a whole epoch of its own model,
+interleaved round by round:
 
 * `bare`: a bare timm loop that indexes the split itself: a random permutation per epoch, then
   per batch `images[idx]` to float, / 255, normalised, model(x) -> F.cross_entropy -> backward ->
