@@ -72,6 +72,6 @@ def interleaved(
             if device is not None:
                 sync(device)
             taken = clock() - start
-            reported = [t for t in own if t is not None]
+            reported = [t for t in own if isinstance(t, float)]
             results[name].rounds.append(sum(reported) if len(reported) == work else taken)
     return results
