@@ -412,7 +412,7 @@ def evaluate(run_dir: Path, which: str, device: str) -> None:
 @main.command()
 @click.option(
     "--suite",
-    type=click.Choice(["steps", "ffcv_kd", "loader", "all"]),
+    type=click.Choice(["steps", "epoch", "ffcv_kd", "loader", "all"]),
     default="all",
     show_default=True,
     help="Which measurements to take.",
@@ -423,9 +423,17 @@ def evaluate(run_dir: Path, which: str, device: str) -> None:
     type=click.IntRange(min=1),
     default=7,
     show_default=True,
-    help="Interleaved rounds of the step suite (more: steadier medians on a busy machine).",
+    help="Interleaved rounds of the step and epoch suites (more: steadier medians on a busy machine).",
 )
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option(
+    "--clock",
+    type=click.Choice(["wall", "cpu"]),
+    default="wall",
+    show_default=True,
+    help="Time the step and epoch suites in wall seconds or in this process's CPU seconds "
+    "(steadier on a shared machine; with OMP_NUM_THREADS=1).",
+)
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -433,11 +441,12 @@ def evaluate(run_dir: Path, which: str, device: str) -> None:
     show_default=True,
     help="Folder for the Parquet results.",
 )
-def bench(suite: str, quick: bool, rounds: int, device: str, out: Path) -> None:
+def bench(suite: str, quick: bool, rounds: int, device: str, clock: str, out: Path) -> None:
     """Measure speed as side-by-side ratios (Parquet in --out, a table on stdout)."""
     from harness.benchmarking import cli as bench_cli
 
-    for section in bench_cli.run(suite, quick=quick, rounds=rounds, device=device, out=out):
+    runs = bench_cli.run(suite, quick=quick, rounds=rounds, device=device, out=out, clock=clock)
+    for section in runs:
         click.echo(section)
 
 

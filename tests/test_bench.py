@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pyarrow.parquet as pq
 import pytest
 
-from harness.benchmarking import report, steps
+from harness.benchmarking import epochs, report, steps
+from harness.benchmarking.timing import interleaved
+from tests.conftest import run_cli
 
 
 def test_step_benchmark_cases_and_ratios(tmp_path):
@@ -41,6 +44,43 @@ def test_step_benchmark_cases_and_ratios(tmp_path):
     path = report.write(rows, tmp_path, "steps")
     assert pq.read_table(path).num_rows == len(rows)
     assert "| kd_cached |" in report.markdown(rows, ["case", "ratio"])
+
+
+def test_a_case_that_reports_its_own_seconds_is_timed_by_them():
+    """An epoch case returns the runner's epoch time: the rounds sum it, not the call's wall time."""
+    timings = interleaved({"own": lambda: 0.25, "wall": lambda: None}, rounds=2, work=3, warmup=0)
+    assert timings["own"].rounds == [0.75, 0.75] and timings["own"].median == 0.25
+    assert all(0 < t < 0.5 for t in timings["wall"].rounds)
+
+
+@pytest.mark.fashion
+def test_epoch_suite_through_harness_bench(tmp_path):
+    """`harness bench --suite epoch --quick --clock cpu`: its four cases, its ratios, its Parquet."""
+    proc = run_cli(
+        "bench", "--suite", "epoch", "--quick", "--clock", "cpu", "--out", str(tmp_path), check=True
+    )
+    assert "| harness_speed |" in proc.stdout
+    by_case = {r["case"]: r for r in pq.read_table(tmp_path / "epoch.parquet").to_pylist()}
+    assert set(by_case) == {"bare", "bare_loader", "harness", "harness_nondet", "harness_speed"}
+    bare = by_case["bare"]["median_s"]
+    for name in ("bare", "bare_loader", "harness", "harness_nondet"):
+        row = by_case[name]
+        assert row["median_s"] > 0 and math.isclose(row["ratio"], row["median_s"] / bare)
+        assert math.isclose(row["img_per_s"], 256 / row["median_s"]) and row["rounds"] == 2
+    assert math.isclose(by_case["harness_speed"]["ratio"], bare / by_case["harness"]["median_s"])
+    assert "cpu s" in by_case["harness"]["detail"]
+
+
+@pytest.mark.fashion
+def test_harness_epoch_is_the_runners_epoch(tmp_path):
+    """The harness case trains with the real Trainer.fit and times a span inside its epoch_time_s."""
+    cfg = epochs.EpochConfig(arch="test_resnet", images=128, batch_size=64, val_images=64)
+    case = epochs.HarnessEpoch(epochs.recipe(cfg), tmp_path, time.perf_counter)
+    for call in range(2):
+        seconds = case()
+        row = case.trainer.rows[-1]
+        assert 0 < seconds <= row["epoch_time_s"] and row["train_samples"] == 128
+        assert len(case.trainer.rows) == call + 1 and case.trainer.step == 2 * (call + 1)
 
 
 @pytest.mark.ffcv

@@ -18,18 +18,36 @@ def run_loader(quick: bool, out: Path) -> None:
         raise HarnessError("loader benchmark failed")
 
 
-def run(suite: str, *, quick: bool, device: str, out: Path, rounds: int = 7) -> Iterator[str]:
+COLUMNS = ["case", "median_s", "img_per_s", "ratio", "baseline", "spread", "detail"]
+
+
+def section(title: str, suite: str, rows: list[dict], ctx: dict, out: Path) -> str:
+    """Write a suite's rows (with where they were taken) to Parquet; its Markdown report."""
+    rows = [{**r, **ctx} for r in rows]
+    path = report.write(rows, out, suite)
+    return f"## {title} ({ctx['device']}, {ctx['threads']} threads) -> {path}\n\n" + report.markdown(
+        rows, COLUMNS
+    )
+
+
+def run(
+    suite: str, *, quick: bool, device: str, out: Path, rounds: int = 7, clock: str = "wall"
+) -> Iterator[str]:
     """Run the suites in turn, yielding each one's Markdown report as soon as it is measured."""
     if suite in ("steps", "all"):
         ctx = report.context(device)
-        cfg = steps.StepConfig(device=device, rounds=2 if quick else rounds, steps=2 if quick else 4)
-        rows = [{**r, **ctx} for r in steps.run(cfg)]
-        path = report.write(rows, out, "steps")
-        columns = ["case", "median_s", "img_per_s", "ratio", "baseline", "spread", "detail"]
-        yield (
-            f"## Training steps ({ctx['device']}, {ctx['threads']} threads) -> {path}\n\n"
-            + report.markdown(rows, columns)
+        cfg = steps.StepConfig(
+            device=device, rounds=2 if quick else rounds, steps=2 if quick else 4, clock=clock
         )
+        yield section("Training steps", "steps", steps.run(cfg), ctx, out)
+    if suite in ("epoch", "all"):
+        from harness.benchmarking import epochs
+
+        ctx = report.context(device)
+        epoch_cfg = epochs.EpochConfig(device=device, rounds=2 if quick else rounds, clock=clock)
+        if quick:
+            epoch_cfg.arch, epoch_cfg.images, epoch_cfg.batch_size = "test_resnet", 256, 64
+        yield section("Whole epochs", "epoch", epochs.run(epoch_cfg), ctx, out)
     if suite in ("ffcv_kd", "all"):
         from harness.benchmarking import ffcv_kd
 
@@ -42,13 +60,8 @@ def run(suite: str, *, quick: bool, device: str, out: Path, rounds: int = 7) -> 
                 "test_resnet",
                 "resnet18",
             )
-        rows = [{**r, **ctx} for r in [*ffcv_kd.run(kd_cfg), *ffcv_kd.cache_scale(2000 if quick else 20_000)]]
-        path = report.write(rows, out, "ffcv_kd")
-        columns = ["case", "median_s", "img_per_s", "ratio", "baseline", "spread", "detail"]
-        yield (
-            f"## ffcv KD: cached / live / CE ({ctx['device']}, {ctx['threads']} threads) -> {path}\n\n"
-            + report.markdown(rows, columns)
-        )
+        kd_rows = [*ffcv_kd.run(kd_cfg), *ffcv_kd.cache_scale(2000 if quick else 20_000)]
+        yield section("ffcv KD: cached / live / CE", "ffcv_kd", kd_rows, ctx, out)
     if suite in ("loader", "all"):
         out.mkdir(parents=True, exist_ok=True)
         run_loader(quick, out)  # prints its own table

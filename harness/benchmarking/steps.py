@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from timm.optim import create_optimizer_v2
 
 from harness import strategies
-from harness.benchmarking.timing import Timing, interleaved
+from harness.benchmarking.timing import CLOCKS, Timing, interleaved
 from harness.distributed import World
 from harness.models import build_model
 from harness.recipe import from_mapping
@@ -56,6 +56,7 @@ class StepConfig:
     steps: int = 4
     device: str = "cpu"
     methods: bool = True  # a row per other registered strategy
+    clock: str = "wall"  # a key of timing.CLOCKS
 
 
 def method_cases() -> dict[str, tuple[dict[str, Any], bool]]:
@@ -111,24 +112,39 @@ def harness_case(recipe: dict, runs_dir: Path) -> Callable[[], None]:
     return lambda: trainer.train_step(next(batches), tracker)
 
 
+def bare_model(
+    arch: str, num_classes: int, channels: int, device: torch.device
+) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """A fresh timm model in train mode and the optimizer the benchmark recipes ask for (sgd,
+    lr 0.01, momentum 0.9, weight decay 5e-4), from timm's factory as a hand-written timm loop
+    would build it: a ratio against it then measures the harness's loop alone."""
+    model = build_model(arch, num_classes, channels).to(device)
+    model.train()
+    opt = create_optimizer_v2(model, opt="momentum", lr=0.01, momentum=0.9, weight_decay=5e-4)
+    return model, opt
+
+
+def bare_update(
+    model: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor, targets: torch.Tensor
+) -> None:
+    """One step of a bare timm loop: model(x) -> F.cross_entropy -> backward -> optimizer step."""
+    loss = F.cross_entropy(model(images), targets)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
 def bare_case(recipe: dict, runs_dir: Path) -> Callable[[], None]:
     """A hand-written timm loop on batches from the same loader."""
     trainer = Trainer(from_mapping(recipe, "bench"), runs_dir, RunOptions(progress=False), World())
     trainer.build()  # only for its data; the model below is a fresh, plain one
     data = trainer.data
-    model = build_model(recipe["model"]["arch"], data.num_classes, data.channels).to(trainer.device)
-    model.train()
-    # the optimizer the recipe asks for (sgd, lr 0.01, momentum 0.9, weight decay 5e-4), from timm's
-    # factory as a hand-written timm loop would build it: the ratio then measures the loop alone
-    opt = create_optimizer_v2(model, opt="momentum", lr=0.01, momentum=0.9, weight_decay=5e-4)
+    model, opt = bare_model(recipe["model"]["arch"], data.num_classes, data.channels, trainer.device)
     batches = cycling_batches(trainer)
 
     def step() -> None:
         batch = next(batches)
-        loss = F.cross_entropy(model(batch.images), batch.targets)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        bare_update(model, opt, batch.images, batch.targets)
 
     return step
 
@@ -156,7 +172,12 @@ def run(cfg: StepConfig) -> list[dict[str, Any]]:
                 base_recipe(cfg, strategy, teacher if needs_teacher else None), tmp_path
             )
         timings = interleaved(
-            cases, rounds=cfg.rounds, work=cfg.steps, warmup=1, device=torch.device(cfg.device)
+            cases,
+            rounds=cfg.rounds,
+            work=cfg.steps,
+            warmup=1,
+            device=torch.device(cfg.device),
+            clock=CLOCKS[cfg.clock],
         )
     return rows(cfg, timings)
 
