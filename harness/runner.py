@@ -19,7 +19,6 @@ import contextlib
 import json
 import logging
 import math
-import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -30,17 +29,17 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from harness import checkpoint, distributed, pretrained, provenance, strategies, teacher_cache
+from harness import checkpoint, distributed, lifecycle, pretrained, provenance, strategies, teacher_cache
+from harness.assembly import setup_strategy, student_model, training_forward
 from harness.data import DataBundle, build_data
-from harness.data.preflight import check_data_files
 from harness.device import autocast, autocast_dtype, configure_runtime, resolve_device, use_channels_last
 from harness.distributed import World
 from harness.errors import DivergedError, InterruptedRun, RunStateError
 from harness.evaluation import evaluate
-from harness.features import WithFeatures, feature_shapes, resolve_stages, split_output
+from harness.features import split_output
 from harness.files import write_json, write_text
 from harness.metrics import read_metrics, write_metrics
-from harness.models import build_student, count_parameters
+from harness.models import count_parameters
 from harness.optim import build_optimizer, build_scheduler
 from harness.recipe import Recipe
 from harness.rundir import RunDir
@@ -136,7 +135,10 @@ class Trainer:
             world_size=self.world.world_size,
         )
         torch.manual_seed(r.seed)  # identical initial weights on every rank
-        origin = self.make_student()
+        self.model, origin = student_model(r, self.data, self.device, self.channels_last, self.world)
+        self.strategy = strategies.build_from(r.strategy.name, r.strategy.params)
+        self.features = self.strategy.features
+        self.train_model = training_forward(self.model, self.features.student, r, self.world, self.device)
         self.teacher: Teacher | None = None
         if self.strategy.needs_teacher:
             train_run = teacher_run_trainer(self.runs_dir, self.options)
@@ -149,10 +151,13 @@ class Trainer:
                 self.device,
                 self.channels_last,
             )
-        self._record_pretrained({"model": origin, "teacher": getattr(self.teacher, "origin", None)})
+        origins = {"model": origin, "teacher": getattr(self.teacher, "origin", None)}
+        pretrained.report(origins, self._say, self.run.provenance if self.world.is_main else None)
         self.global_batch = r.data.batch_size * self.world.world_size
         self.lr = r.optim.lr * (self.global_batch / r.optim.lr_base_batch if r.optim.lr_base_batch else 1.0)
-        self.setup_strategy()
+        self.train_strategy = setup_strategy(
+            self.strategy, r, self.data, self.model, self.teacher, self.world, self.device
+        )
         self.optimizer = build_optimizer(r, self.model, self.lr)
         for group in self.strategy.param_groups(self.lr, r.optim.weight_decay):
             self.optimizer.add_param_group(group)
@@ -179,72 +184,6 @@ class Trainer:
         # Training randomness (dropout, drop-path) starts here, apart per rank, whatever the
         # teacher's own training or evaluation did to the global generator.
         torch.manual_seed(r.seed + 1000 * self.world.rank)
-
-    def make_student(self) -> dict | None:
-        """The timm student on the device, the strategy, and the student as trained (its declared
-        features from the same forward, DDP, compile); returns its pretrained weights' origin."""
-        r = self.recipe
-        model, origin = build_student(r, self.data.num_classes, self.data.channels)
-        model.to(self.device)
-        if self.channels_last:
-            model.to(memory_format=torch.channels_last)
-        if self.world.distributed and r.model.sync_bn:
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        self.model = model
-        self.strategy = strategies.build_from(r.strategy.name, r.strategy.params)
-        self.features = self.strategy.features
-        # The student's declared features come from its one forward pass (timm's
-        # forward_intermediates): DDP and compile wrap that forward.
-        net: torch.nn.Module = model
-        if self.features.student:
-            resolve_stages(model, self.features.student, r.model.arch, "strategy.params", "student")
-            net = WithFeatures(model, self.features.student)
-        self.train_model: torch.nn.Module = self._wrap(net)
-        if r.runtime.compile:
-            self.train_model = torch.compile(self.train_model)
-        return origin
-
-    def _record_pretrained(self, origins: dict[str, dict | None]) -> None:
-        """Where pretrained weights came from, into the log and provenance.json."""
-        origins = {k: v for k, v in origins.items() if v}
-        for key, value in origins.items():
-            self._say(f"{key} weights: timm pretrained {pretrained.describe(value)}")
-        if origins and self.world.is_main and self.run.provenance.exists():
-            pretrained.record(self.run.provenance, origins)
-
-    def _wrap(self, module: torch.nn.Module, **ddp: Any) -> torch.nn.Module:
-        """`module` for training: under DDP wrapped so its gradients are averaged across ranks."""
-        if not self.world.distributed:
-            return module
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids, **ddp)
-
-    def setup_strategy(self) -> None:
-        """Give the strategy its shapes (one eval-mode pass where it wants features), let it build
-        its modules and state, move them to the device and wrap its trainable part for DDP."""
-        r, d = self.recipe, self.data
-        sample = torch.zeros(2, d.channels, d.image_size, d.image_size, device=self.device)
-        teacher_shapes = {}
-        if self.features.teacher:
-            assert self.teacher is not None
-            t = self.teacher
-            resolve_stages(t.model, self.features.teacher, t.arch, "strategy.params", "teacher")
-            teacher_shapes = feature_shapes(self.teacher.model, self.features.teacher, sample)
-        info = strategies.SetupInfo(
-            num_classes=d.num_classes,
-            train_size=d.train_size,
-            epochs=r.schedule.epochs,
-            steps_per_epoch=len(d.train),
-            student_shapes=feature_shapes(self.model, self.features.student, sample),
-            teacher_shapes=teacher_shapes,
-        )
-        self.strategy.setup(info)
-        self.strategy.to(self.device)
-        trainable = any(p.requires_grad for p in self.strategy.parameters())
-        # broadcast_buffers off: a strategy's buffers are its own state, reduced where it says
-        self.train_strategy: torch.nn.Module = (
-            self._wrap(self.strategy, broadcast_buffers=False) if trainable else self.strategy
-        )
 
     def teacher_forward(self, images: torch.Tensor) -> torch.Tensor:
         """The teacher exactly as a training step calls it (memory format, autocast)."""
@@ -559,41 +498,11 @@ class Trainer:
         write_json(self.run.provenance, record)
 
 
-def _set_aside(run: RunDir) -> Path:
-    """Rename a run folder out of the way (nothing is deleted)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    target = run.root.with_name(f"{run.root.name}.old-{stamp}")
-    shutil.move(str(run.root), str(target))
-    return target
-
-
 def _completed(recipe: Recipe, run: RunDir) -> RunResult:
     """The result of a run that had completed before (its metrics read back)."""
     log.info("run %s already completed: %s", recipe.run_id, run.root)
     rows = read_metrics(run.metrics) if run.metrics.exists() else []
     return RunResult(recipe.run_id, run.root, "completed", rows, skipped=True)
-
-
-def _record_failure(run: RunDir, trainer: Trainer, stop: StopSignal, exc: BaseException) -> bool:
-    """Mark a run stopped by `exc` `interrupted` (a signal, Ctrl-C) or `failed` (the error's first
-    line), its rows with it; returns whether a stop signal was behind the error."""
-    # A stop signal that surfaced as another error (a teacher run trained inside this one was
-    # interrupted and reported as a TeacherError) still means `interrupted`.
-    signalled = stop.signum is not None and not isinstance(exc, KeyboardInterrupt)
-    # (a full disk may refuse these writes too: the error that stopped the run is the one to report)
-    if trainer.world.is_main and run.root.exists():
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        with contextlib.suppress(OSError):
-            if signalled or isinstance(exc, KeyboardInterrupt):
-                name = signal.Signals(stop.signum).name if signalled else "SIGINT"
-                run.write_status("interrupted", epoch=trainer.epoch, step=trainer.step, signal=name)
-            else:
-                error = f"{type(exc).__name__}: {message}"
-                run.write_status("failed", epoch=trainer.epoch, step=trainer.step, error=error)
-        with contextlib.suppress(Exception):
-            stopped = signalled or isinstance(exc, KeyboardInterrupt)
-            trainer.write_rows("interrupted" if stopped else "failed")
-    return signalled
 
 
 def train(recipe: Recipe, runs_dir: Path | str, options: RunOptions | None = None) -> RunResult:
@@ -602,21 +511,8 @@ def train(recipe: Recipe, runs_dir: Path | str, options: RunOptions | None = Non
     runs_dir = Path(runs_dir)
     world = distributed.world_from_env()
     run = RunDir(runs_dir, recipe.run_id)
-    status = run.read_status().get("status")
-    if status == "completed" and not options.restart:
+    if lifecycle.prepare(run, recipe, options.resume, options.restart, world):
         return _completed(recipe, run)
-    fresh = not run.last_checkpoint.exists() and not run.metrics.exists()
-    if status is not None and not (options.resume or options.restart or fresh):
-        raise RunStateError(
-            f"{run.root}: run exists with status {status}; pass --resume to continue it "
-            "or --restart to set it aside and start over"
-        )
-    check_data_files(recipe.data)  # a run that cannot start leaves no folder behind
-    if options.restart and run.root.exists() and world.is_main:
-        if run.locked_elsewhere():
-            raise RunStateError(f"{run.root}: run is locked by another process")
-        log.info("previous run set aside as %s", _set_aside(run))
-    distributed.barrier()
     lock = run if world.is_main else contextlib.nullcontext()
     with lock, StopSignal() as stop:
         # Another process (a second sweep) may have finished the run between the check above
@@ -638,7 +534,7 @@ def train(recipe: Recipe, runs_dir: Path | str, options: RunOptions | None = Non
         except (DivergedError, InterruptedRun):
             raise
         except BaseException as exc:
-            signalled = _record_failure(run, trainer, stop, exc)
+            signalled = lifecycle.record_failure(run, trainer, stop, exc)
             if signalled and isinstance(exc, Exception):
                 raise InterruptedRun(f"run {recipe.run_id} interrupted; resume with --resume") from exc
             raise
