@@ -1,15 +1,27 @@
-"""`harness cache-teacher`: build (or rebuild) the per-view teacher cache a recipe reads."""
+"""`harness cache-teacher`: build (or rebuild) the per-view teacher cache a recipe reads.
+
+Only what the cache needs is built: the recipe's data, its teacher (a missing teacher run is
+trained first, as `harness run` would) and the cache; no student, optimizer or scheduler. The
+device, seeds, kernels, memory format and autocast are the run's own, so the cache holds the
+bytes a run of the recipe would build.
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
-from harness import distributed
+from harness import distributed, teacher_cache
+from harness.data import build_data
+from harness.device import autocast_dtype, configure_runtime, resolve_device, use_channels_last
 from harness.errors import RecipeError
 from harness.recipe import Recipe
-from harness.runner import RunOptions, Trainer
-from harness.teacher_cache import CachedTeacher
+from harness.runner import RunOptions, teacher_run_trainer
+from harness.teacher import build_teacher, measure_teacher, view_forward
+
+log = logging.getLogger("harness")
 
 
 def cache_teacher(recipe: Recipe, runs_dir: Path, options: RunOptions, rebuild: bool = False) -> Path:
@@ -19,9 +31,41 @@ def cache_teacher(recipe: Recipe, runs_dir: Path, options: RunOptions, rebuild: 
     source = recipe.source
     recipe = replace(recipe, teacher=replace(recipe.teacher, cache=True))
     recipe.source = source
-    trainer = Trainer(recipe, runs_dir, options, distributed.world_from_env())
-    trainer.rebuild_cache = rebuild
-    trainer.build()
-    assert isinstance(trainer.teacher, CachedTeacher) and trainer.teacher.folder is not None
-    trainer.data.close()
-    return trainer.teacher.folder
+    runs_dir = Path(runs_dir)
+    world = distributed.world_from_env()
+    runtime = recipe.runtime
+    device = resolve_device(options.device or runtime.device)
+    amp, channels_last = autocast_dtype(runtime, device), use_channels_last(runtime, device)
+
+    def say(line: str) -> None:
+        if world.is_main:
+            log.info(line)
+
+    distributed.init(world, device)
+    configure_runtime(runtime, device, recipe.seed)
+    data = build_data(
+        recipe.data, device=device, seed=recipe.seed, rank=world.rank, world_size=world.world_size
+    )
+    try:
+        train_run = teacher_run_trainer(runs_dir, options)
+        teacher, weights = build_teacher(
+            recipe, runs_dir, train_run, options.transform, data, device, channels_last
+        )
+        metrics = measure_teacher(teacher, data, recipe.eval.ece_bins, amp, channels_last, device, say)
+        cached = teacher_cache.open_or_build(
+            teacher,
+            weights,
+            data,
+            recipe,
+            runs_dir=runs_dir,
+            world=world,
+            say=say,
+            forward=partial(view_forward, teacher, device=device, amp=amp, channels_last=channels_last),
+            teacher_metrics=metrics,
+            device=device,
+            rebuild=rebuild,
+        )
+    finally:
+        data.close()
+    assert cached.folder is not None
+    return cached.folder

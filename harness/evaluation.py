@@ -1,21 +1,60 @@
-"""`harness eval`: evaluate a run's saved weights on its recipe's evaluation split.
+"""Evaluation: `evaluate` (every metric of a network over a split), and `harness eval`.
 
-Works alone or under `torchrun` (the split is sharded and the sums all-reduced), which is how a
-multi-rank evaluation is checked against a single-process one.
+`evaluate` is what a run measures after each evaluated epoch (and on its teacher); `evaluate_run`
+applies it to a run's saved weights on its recipe's evaluation split. Both work alone or under
+`torchrun` (the split is sharded and the sums all-reduced), which is how a multi-rank evaluation
+is checked against a single-process one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from harness import checkpoint, distributed
 from harness.data import build_data
+from harness.device import autocast, autocast_dtype, configure_runtime, resolve_device, use_channels_last
 from harness.errors import RunStateError
+from harness.metrics import MetricAccumulator
 from harness.models import build_model
 from harness.recipe import from_mapping, read_yaml
 from harness.rundir import RunDir
-from harness.runner import autocast_dtype, configure_runtime, evaluate, resolve_device, use_channels_last
+
+
+@torch.no_grad()
+def evaluate(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    loader: Any,
+    num_classes: int,
+    n_bins: int,
+    amp: torch.dtype | None,
+    channels_last: bool,
+    device: torch.device,
+) -> dict[str, float]:
+    """Every metric of `harness.metrics` over the whole split (summed exactly across ranks).
+
+    A module is evaluated in eval mode (BatchNorm running statistics, no dropout) and given back
+    in the mode it came in.
+    """
+    was_training = isinstance(model, torch.nn.Module) and model.training
+    if was_training:
+        model.eval()
+    try:
+        acc = MetricAccumulator(num_classes, n_bins, device)
+        loader.set_epoch(0)
+        for batch in loader:
+            x = batch.images.contiguous(memory_format=torch.channels_last) if channels_last else batch.images
+            with autocast(device, amp):
+                logits = model(x)
+            acc.update(logits.float(), batch.targets)
+    finally:
+        if was_training:
+            model.train()
+    distributed.all_reduce_sum(acc.tensors())
+    return acc.compute()
 
 
 def weights_path(run: RunDir, which: str) -> Path:

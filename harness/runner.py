@@ -1,10 +1,16 @@
 """The one training loop: any strategy, any teacher, any loader; no per-strategy branches.
 
 `train(recipe, runs_dir)` builds the data, the timm student, the strategy (and the teacher it
-needs), the timm optimizer and scheduler, then trains epoch by epoch. After each evaluated epoch
-it appends a metrics row and rewrites `metrics.parquet` atomically, and checkpoints. A finished
-run is never retrained; an interrupted one resumes from its last checkpoint with `resume=True`
-and ends, on CPU, with exactly the metrics of an uninterrupted run.
+needs), the optimizer and scheduler, then trains epoch by epoch: teacher forward -> strategy ->
+step, then evaluate -> write. After each evaluated epoch it appends a metrics row and rewrites
+`metrics.parquet` atomically, and checkpoints. A finished run is never retrained; an
+interrupted one resumes from its last checkpoint with `resume=True` and ends, on CPU, with
+exactly the metrics of an uninterrupted run.
+
+The pieces around the loop: `harness.device` (device, seeds, autocast, memory format),
+`harness.optim` (timm optimizer and schedule), `harness.evaluation` (an epoch's metrics),
+`harness.teacher` and `harness.teacher_cache` (the teacher and its soft-target cache),
+`harness.tracking` (the epoch's loss sums) and `harness.signals` (stopping on SIGTERM/SIGINT).
 """
 
 from __future__ import annotations
@@ -13,39 +19,34 @@ import contextlib
 import json
 import logging
 import math
-import shutil
 import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from timm.optim import create_optimizer_v2
-from timm.scheduler import create_scheduler_v2
+from tqdm import tqdm
 
-from harness import checkpoint, distributed, pretrained, provenance, strategies, teacher_cache
+from harness import checkpoint, distributed, lifecycle, pretrained, provenance, strategies, teacher_cache
+from harness.assembly import setup_strategy, student_model, training_forward
 from harness.data import DataBundle, build_data
-from harness.data.preflight import check_data_files
+from harness.device import autocast, autocast_dtype, configure_runtime, resolve_device, use_channels_last
 from harness.distributed import World
-from harness.errors import DivergedError, HarnessError, InterruptedRun, RunStateError, TeacherError
-from harness.features import WithFeatures, feature_shapes, resolve_stages, split_output
+from harness.errors import DivergedError, InterruptedRun, RunStateError
+from harness.evaluation import evaluate
+from harness.features import split_output
 from harness.files import write_json, write_text
-from harness.metrics import (
-    METRIC_COLUMNS,
-    TEACHER_COLUMNS,
-    TEACHER_METRICS,
-    MetricAccumulator,
-    read_metrics,
-    write_metrics,
-)
-from harness.models import build_student, count_parameters
-from harness.recipe import Recipe, RuntimeConfig
+from harness.metrics import METRIC_COLUMNS, TEACHER_COLUMNS, read_metrics, write_metrics
+from harness.models import count_parameters
+from harness.optim import build_optimizer, build_scheduler
+from harness.recipe import Recipe
 from harness.rundir import RunDir
+from harness.signals import StopSignal
 from harness.strategies import StepInputs
-from harness.teacher import RecipeTransform, Teacher, load_teacher, resolve_weights
+from harness.teacher import RecipeTransform, Teacher, TrainRun, build_teacher, measure_teacher, view_forward
+from harness.tracking import LossTracker
 
 log = logging.getLogger("harness")
 
@@ -72,213 +73,23 @@ class RunResult:
     skipped: bool = False  # it had completed before
 
 
-# ------------------------------------------------------------------------------ set-up pieces
-def resolve_device(preference: str) -> torch.device:
-    """'auto' -> cuda if available else cpu; 'cuda' without a GPU is an error."""
-    world = distributed.world_from_env()
-    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise HarnessError("--device cuda: no CUDA device is available (use --device cpu)")
-        return torch.device("cuda", world.local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
+def teacher_run_trainer(runs_dir: Path, options: RunOptions) -> TrainRun:
+    """How a missing teacher run is trained first: resumed where it stopped, with this run's
+    device, progress bar and recipe transform, in the same runs folder."""
 
-
-def configure_runtime(runtime: RuntimeConfig, device: torch.device, seed: int) -> None:
-    """Seed every generator and choose deterministic kernels where asked."""
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
-    torch.backends.cudnn.benchmark = not runtime.deterministic
-    torch.backends.cudnn.deterministic = runtime.deterministic
-    if runtime.deterministic and device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def autocast_dtype(runtime: RuntimeConfig, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on CUDA by default; none on CPU unless asked."""
-    if runtime.amp == "off" or (runtime.amp == "auto" and device.type != "cuda"):
-        return None
-    return torch.bfloat16
-
-
-def use_channels_last(runtime: RuntimeConfig, device: torch.device) -> bool:
-    return runtime.channels_last == "on" or (runtime.channels_last == "auto" and device.type == "cuda")
-
-
-def build_optimizer(recipe: Recipe, model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
-    """timm optimizer; `sgd` maps to timm's `momentum` (plain) or `nesterov`."""
-    cfg = recipe.optim
-    name = cfg.name
-    if name == "sgd":
-        name = "nesterov" if cfg.nesterov else "momentum"
-    kwargs = dict(cfg.kwargs)
-    if name in ("momentum", "nesterov"):
-        kwargs["momentum"] = cfg.momentum
-    return create_optimizer_v2(
-        model,
-        opt=name,
-        lr=lr,
-        weight_decay=cfg.weight_decay,
-        filter_bias_and_bn=not cfg.decay_bias_and_norm,
-        **kwargs,
-    )
-
-
-def build_scheduler(recipe: Recipe, optimizer: torch.optim.Optimizer, updates_per_epoch: int):
-    """timm scheduler stepped per update (None for a constant learning rate)."""
-    s = recipe.schedule
-    if s.name == "constant" and s.warmup_epochs == 0:
-        return None
-    scheduler, _ = create_scheduler_v2(
-        optimizer,
-        sched="step" if s.name == "constant" else s.name,
-        num_epochs=s.epochs,
-        decay_epochs=s.decay_epochs if s.name != "constant" else s.epochs + 1,
-        decay_milestones=s.milestones,
-        decay_rate=s.decay_rate if s.name != "constant" else 1.0,
-        min_lr=s.min_lr,
-        warmup_lr=s.warmup_lr,
-        warmup_epochs=s.warmup_epochs,
-        step_on_epochs=False,
-        updates_per_epoch=updates_per_epoch,
-    )
-    return scheduler
-
-
-# ------------------------------------------------------------------------------ evaluation
-@torch.no_grad()
-def evaluate(
-    model: Callable[[torch.Tensor], torch.Tensor],
-    loader: Any,
-    num_classes: int,
-    n_bins: int,
-    amp: torch.dtype | None,
-    channels_last: bool,
-    device: torch.device,
-) -> dict[str, float]:
-    """Every metric of `harness.metrics` over the whole split (summed exactly across ranks).
-
-    A module is evaluated in eval mode (BatchNorm running statistics, no dropout) and given back
-    in the mode it came in.
-    """
-    was_training = isinstance(model, torch.nn.Module) and model.training
-    if was_training:
-        model.eval()
-    try:
-        acc = MetricAccumulator(num_classes, n_bins, device)
-        loader.set_epoch(0)
-        for batch in loader:
-            x = batch.images.contiguous(memory_format=torch.channels_last) if channels_last else batch.images
-            with autocast(device, amp):
-                logits = model(x)
-            acc.update(logits.float(), batch.targets)
-    finally:
-        if was_training:
-            model.train()
-    distributed.all_reduce_sum(acc.tensors())
-    return acc.compute()
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
-
-
-# ------------------------------------------------------------------------------ loss tracking
-class LossTracker:
-    """Sums of the loss parts over an epoch, kept on the device (no sync per step).
-
-    It also remembers the first step whose loss was not finite, without synchronising.
-    """
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.sums: dict[str, torch.Tensor] = {}
-        self.count = 0
-        self.bad_step = torch.full((), -1, dtype=torch.int64, device=device)
-
-    def add(self, parts: dict[str, torch.Tensor], n: int, step: int) -> None:
-        finite = torch.isfinite(parts["loss"].detach())
-        self.bad_step = torch.where((self.bad_step < 0) & ~finite, step, self.bad_step)
-        for name, value in parts.items():
-            v = value.detach().double() * n
-            self.sums[name] = self.sums[name] + v if name in self.sums else v
-        self.count += n
-
-    def first_bad_step(self) -> int | None:
-        step = int(self.bad_step.item())
-        return None if step < 0 else step
-
-    def state(self) -> dict[str, Any]:
-        return {
-            "sums": {k: v.cpu() for k, v in self.sums.items()},
-            "count": self.count,
-            "bad_step": self.bad_step.cpu(),
-        }
-
-    def load(self, state: dict[str, Any]) -> None:
-        self.sums = {k: v.to(self.device) for k, v in state["sums"].items()}
-        self.count = int(state["count"])
-        self.bad_step = state["bad_step"].to(self.device)
-
-    def means(self) -> dict[str, float]:
-        """Mean of each part over the samples of all ranks."""
-        names = sorted(self.sums)
-        if not names:
-            return {}
-        packed = torch.stack(
-            [self.sums[k] for k in names]
-            + [torch.tensor(float(self.count), dtype=torch.float64, device=self.device)]
+    def train_teacher(teacher_recipe: Recipe) -> RunDir:
+        teacher_options = RunOptions(
+            device=options.device,
+            resume=True,
+            progress=options.progress,
+            transform=options.transform,
         )
-        distributed.all_reduce_sum([packed])
-        total = float(packed[-1])
-        return {k: float(v) / max(total, 1.0) for k, v in zip(names, packed[:-1].tolist(), strict=True)}
+        result = train(teacher_recipe, runs_dir, teacher_options)
+        return RunDir(runs_dir, result.run_id)
+
+    return train_teacher
 
 
-# ------------------------------------------------------------------------------ signals
-class StopSignal:
-    """SIGTERM/SIGINT set a flag; the loop stops at the next step boundary and checkpoints."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> StopSignal:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C stops at once
-        self.signum = signum
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-            # A run nested in another (a teacher trained first) hands the signal to the outer
-            # run's handler, which it had replaced: the outer run must stop too.
-            outer = getattr(handler, "__self__", None)
-            if self.signum is not None and isinstance(outer, StopSignal) and outer.signum is None:
-                outer.signum = self.signum
-
-    #: Under DDP the ranks agree on stopping every this many steps (a collective costs a sync).
-    AGREE_EVERY = 10
-
-    def requested(self, step: int | None = None) -> bool:
-        """Whether to stop now. Alone: the local flag. Under DDP: every rank must stop at the same
-        step, so they agree through an all-reduce, at epoch ends (step None) and every
-        AGREE_EVERY steps."""
-        if not distributed.world_from_env().distributed:
-            return self.signum is not None
-        if step is not None and step % self.AGREE_EVERY:
-            return False
-        return distributed.all_reduce_max(int(self.signum is not None)) > 0
-
-
-# ------------------------------------------------------------------------------ the run
 class Trainer:
     """One run of one recipe: build everything, train, evaluate, write, checkpoint."""
 
@@ -293,12 +104,13 @@ class Trainer:
         self.amp = autocast_dtype(runtime, self.device)
         self.channels_last = use_channels_last(runtime, self.device)
         self.rows: list[dict[str, Any]] = []
-        self.rebuild_cache = False  # `harness cache-teacher --rebuild`
         self.step = 0
         self.epoch = 0  # epochs completed
 
     # -------------------------------------------------------------- building
     def build(self) -> None:
+        """Data, student, strategy, teacher (and its cache), optimizer and scheduler, in the
+        order that fixes every random draw."""
         r = self.recipe
         distributed.init(self.world, self.device)
         configure_runtime(r.runtime, self.device, r.seed)
@@ -310,184 +122,60 @@ class Trainer:
             world_size=self.world.world_size,
         )
         torch.manual_seed(r.seed)  # identical initial weights on every rank
-        model, origin = build_student(r, self.data.num_classes, self.data.channels)
-        model.to(self.device)
-        if self.channels_last:
-            model.to(memory_format=torch.channels_last)
-        if self.world.distributed and r.model.sync_bn:
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        self.model = model
+        self.model, origin = student_model(r, self.data, self.device, self.channels_last, self.world)
         self.strategy = strategies.build_from(r.strategy.name, r.strategy.params)
         self.features = self.strategy.features
-        # The student's declared features come from its one forward pass (timm's
-        # forward_intermediates): DDP and compile wrap that forward.
-        net: torch.nn.Module = model
-        if self.features.student:
-            resolve_stages(model, self.features.student, r.model.arch, "strategy.params", "student")
-            net = WithFeatures(model, self.features.student)
-        self.train_model: torch.nn.Module = self._wrap(net)
-        if r.runtime.compile:
-            self.train_model = torch.compile(self.train_model)
+        self.train_model = training_forward(self.model, self.features.student, r, self.world, self.device)
         self.teacher: Teacher | None = None
         if self.strategy.needs_teacher:
-            arch, kwargs, weights, source = resolve_weights(
-                r, self.runs_dir, self._train_teacher, self.options.transform
+            train_run = teacher_run_trainer(self.runs_dir, self.options)
+            self.teacher, weights = build_teacher(
+                r,
+                self.runs_dir,
+                train_run,
+                self.options.transform,
+                self.data,
+                self.device,
+                self.channels_last,
             )
-            self.teacher = load_teacher(
-                arch,
-                kwargs,
-                weights,
-                source,
-                num_classes=self.data.num_classes,
-                in_chans=self.data.channels,
-                device=self.device,
-                channels_last=self.channels_last,
-            )
-        self._record_pretrained({"model": origin, "teacher": getattr(self.teacher, "origin", None)})
+        origins = {"model": origin, "teacher": getattr(self.teacher, "origin", None)}
+        pretrained.report(origins, self._say, self.run.provenance if self.world.is_main else None)
         self.global_batch = r.data.batch_size * self.world.world_size
         self.lr = r.optim.lr * (self.global_batch / r.optim.lr_base_batch if r.optim.lr_base_batch else 1.0)
-        self.setup_strategy()
+        self.train_strategy = setup_strategy(
+            self.strategy, r, self.data, self.model, self.teacher, self.world, self.device
+        )
         self.optimizer = build_optimizer(r, self.model, self.lr)
         for group in self.strategy.param_groups(self.lr, r.optim.weight_decay):
             self.optimizer.add_param_group(group)
         self.scheduler = build_scheduler(r, self.optimizer, len(self.data.train))
         self.setting_key, self.pipeline = r.setting()
-        self.teacher_metrics = self._teacher_metrics()
-        if self.teacher is not None and r.teacher is not None and r.teacher.cache:
-            self.teacher = self._cached_teacher(self.teacher, weights)
+        self.teacher_metrics: dict[str, Any] = dict.fromkeys(TEACHER_COLUMNS)
+        if self.teacher is not None:
+            self.teacher_metrics = measure_teacher(
+                self.teacher, self.data, r.eval.ece_bins, self.amp, self.channels_last, self.device, self._say
+            )
+            if r.teacher is not None and r.teacher.cache:
+                self.teacher = teacher_cache.open_or_build(
+                    self.teacher,
+                    weights,
+                    self.data,
+                    r,
+                    runs_dir=self.runs_dir,
+                    world=self.world,
+                    say=self._say,
+                    forward=self.teacher_forward,
+                    teacher_metrics=self.teacher_metrics,
+                    device=self.device,
+                )
         # Training randomness (dropout, drop-path) starts here, apart per rank, whatever the
         # teacher's own training or evaluation did to the global generator.
         torch.manual_seed(r.seed + 1000 * self.world.rank)
 
-    def _record_pretrained(self, origins: dict[str, dict | None]) -> None:
-        """Where pretrained weights came from, into the log and provenance.json."""
-        origins = {k: v for k, v in origins.items() if v}
-        for key, value in origins.items():
-            self._say(f"{key} weights: timm pretrained {pretrained.describe(value)}")
-        if origins and self.world.is_main and self.run.provenance.exists():
-            pretrained.record(self.run.provenance, origins)
-
-    def _wrap(self, module: torch.nn.Module, **ddp: Any) -> torch.nn.Module:
-        """`module` for training: under DDP wrapped so its gradients are averaged across ranks."""
-        if not self.world.distributed:
-            return module
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids, **ddp)
-
-    def setup_strategy(self) -> None:
-        """Give the strategy its shapes (one eval-mode pass where it wants features), let it build
-        its modules and state, move them to the device and wrap its trainable part for DDP."""
-        r, d = self.recipe, self.data
-        sample = torch.zeros(2, d.channels, d.image_size, d.image_size, device=self.device)
-        teacher_shapes = {}
-        if self.features.teacher:
-            assert self.teacher is not None
-            t = self.teacher
-            resolve_stages(t.model, self.features.teacher, t.arch, "strategy.params", "teacher")
-            teacher_shapes = feature_shapes(self.teacher.model, self.features.teacher, sample)
-        info = strategies.SetupInfo(
-            num_classes=d.num_classes,
-            train_size=d.train_size,
-            epochs=r.schedule.epochs,
-            steps_per_epoch=len(d.train),
-            student_shapes=feature_shapes(self.model, self.features.student, sample),
-            teacher_shapes=teacher_shapes,
-        )
-        self.strategy.setup(info)
-        self.strategy.to(self.device)
-        trainable = any(p.requires_grad for p in self.strategy.parameters())
-        # broadcast_buffers off: a strategy's buffers are its own state, reduced where it says
-        self.train_strategy: torch.nn.Module = (
-            self._wrap(self.strategy, broadcast_buffers=False) if trainable else self.strategy
-        )
-
     def teacher_forward(self, images: torch.Tensor) -> torch.Tensor:
         """The teacher exactly as a training step calls it (memory format, autocast)."""
         assert self.teacher is not None
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with autocast(self.device, self.amp):
-            return self.teacher(images)
-
-    def _cached_teacher(self, teacher: Teacher, weights: Path) -> Teacher:
-        """Open (building it first if missing) the per-view cache of this teacher's soft targets."""
-        cfg, loader = self.recipe.teacher, self.data.train
-        assert cfg is not None
-        if not hasattr(loader, "epoch_views"):
-            raise TeacherError("teacher.cache: needs data.backend memory or ffcv (replayable views)")
-        meta = teacher_cache.expected_meta(
-            teacher_arch=teacher.arch,
-            teacher_source=teacher.source,
-            weights=weights,
-            data_identity={**json.loads(self.pipeline), **(getattr(loader, "identity", dict)())},
-            view_seed=loader.view_seed,
-            num_samples=self.data.train_size,
-            num_classes=self.data.num_classes,
-            topk=cfg.cache_topk,
-            batch_size=self.recipe.data.batch_size,
-        )
-        root = self.runs_dir / "teacher-cache"
-        folder = Path(cfg.cache_path) if cfg.cache_path else teacher_cache.default_folder(root, meta)
-        if self.rebuild_cache and folder.exists() and self.world.is_main:
-            teacher_cache.remove(folder)
-        distributed.barrier()
-        if not (folder / "meta.json").exists():
-            if cfg.cache_path and folder.exists() and any(folder.iterdir()):
-                raise TeacherError(f"teacher.cache_path: {folder} is not a complete teacher cache")
-            self._say(f"building teacher cache {folder} ({self.recipe.schedule.epochs} epochs)")
-            teacher_cache.build(
-                folder,
-                meta,
-                teacher,
-                loader,
-                self.recipe.schedule.epochs,
-                self.teacher_metrics,
-                forward=self.teacher_forward,
-                rank=self.world.rank,
-                world_size=self.world.world_size,
-            )
-            distributed.barrier()
-        found = teacher_cache.read_meta(folder)
-        teacher_cache.check_meta(folder, found, meta, self.recipe.schedule.epochs)
-        self._say(f"teacher soft targets from cache {folder}")
-        return teacher_cache.CachedTeacher(
-            model=teacher.model,
-            arch=teacher.arch,
-            source=teacher.source,
-            folder=folder,
-            num_classes=self.data.num_classes,
-            views_of=loader.epoch_views,
-            device=self.device,
-        )
-
-    def _train_teacher(self, teacher_recipe: Recipe) -> RunDir:
-        options = RunOptions(
-            device=self.options.device,
-            resume=True,
-            progress=self.options.progress,
-            transform=self.options.transform,
-        )
-        result = train(teacher_recipe, self.runs_dir, options)
-        return RunDir(self.runs_dir, result.run_id)
-
-    def _teacher_metrics(self) -> dict[str, Any]:
-        if self.teacher is None:
-            return dict.fromkeys(TEACHER_COLUMNS)
-        m = evaluate(
-            self.teacher,
-            self.data.val,
-            self.data.num_classes,
-            self.recipe.eval.ece_bins,
-            self.amp,
-            self.channels_last,
-            self.device,
-        )
-        self._say(
-            f"teacher {self.teacher.arch} ({self.teacher.source}): top1 {m['top1']:.2f} "
-            f"nll {m['nll']:.3f} ece {m['ece']:.3f} entropy {m['entropy']:.3f}"
-        )
-        out = {"teacher_arch": self.teacher.arch, "teacher_source": self.teacher.source}
-        return out | {column: m[key] for column, key in TEACHER_METRICS.items()}
+        return view_forward(self.teacher, images, self.device, self.amp, self.channels_last)
 
     # -------------------------------------------------------------- state
     def state(self, step_in_epoch: int, tracker: LossTracker, elapsed: float) -> dict[str, Any]:
@@ -650,95 +338,125 @@ class Trainer:
             raise DivergedError(f"run {self.recipe.run_id} diverged: non-finite loss at step {bad}")
 
     def fit(self, stop: StopSignal) -> None:
-        r = self.recipe
-        start, tracker, elapsed = 0, LossTracker(self.device), 0.0
-        if self.options.resume and self.run.last_checkpoint.exists():
-            start, tracker, elapsed = self.restore()
-            if self.world.is_main:  # training restarts now: say so before the epoch ends
-                self.run.write_status("running", epoch=self.epoch, step=self.step)
-            self._say(f"resuming at epoch {self.epoch + 1}, step {self.step}")
-        every = r.checkpoint.every_steps
-        from tqdm import tqdm
-
-        # tqdm: disable=None shows the bar on a terminal only
-        bar_disabled = (
-            True
-            if not self.world.is_main or self.options.progress is False
-            else (None if self.options.progress is None else False)
-        )
-
-        while self.epoch < r.schedule.epochs:
-            self.train_model.train()
-            self.train_strategy.train()
-            t0 = time.perf_counter() - elapsed
-            steps = len(self.data.train)
-            bar = tqdm(
-                total=steps,
-                initial=start,
-                desc=f"epoch {self.epoch + 1}/{r.schedule.epochs}",
-                disable=bar_disabled,
-                leave=False,
-                dynamic_ncols=True,
-            )
-            for i, batch in self.batches(start):
-                self.train_step(batch, tracker, i, steps)
-                bar.update(1)
-                if (i + 1) % r.runtime.log_every == 0:
-                    self.check_finite(tracker)
-                    bar.set_postfix(loss=f"{float(tracker.sums['loss']) / max(tracker.count, 1):.4f}")
-                stopping = stop.requested(self.step)
-                if i + 1 < steps and (stopping or (every and self.step % every == 0)):
-                    self.check_finite(tracker)
-                    self.save_checkpoint(i + 1, tracker, time.perf_counter() - t0)
-                    if stopping:
-                        bar.close()
-                        self._interrupted(stop)
-            bar.close()
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            epoch_time = time.perf_counter() - t0
-            self.strategy.end_epoch(distributed.all_reduce_sum)
-            distributed.average_buffers(self.model)  # one set of BN statistics for eval and checkpoints
-            self.check_finite(tracker)
-            self.epoch += 1
-            losses = tracker.means()
-            samples = tracker.count * self.world.world_size
-            lr = self.optimizer.param_groups[0]["lr"]
-            if self.epoch % r.eval.every == 0 or self.epoch == r.schedule.epochs:
-                t1 = time.perf_counter()
-                m = evaluate(
-                    self.model,
-                    self.data.val,
-                    self.data.num_classes,
-                    r.eval.ece_bins,
-                    self.amp,
-                    self.channels_last,
-                    self.device,
-                )
-                self.rows.append(self._row(m, losses, lr, epoch_time, time.perf_counter() - t1, samples))
-                self._say(
-                    f"epoch {self.epoch}/{r.schedule.epochs} loss {losses.get('loss', math.nan):.4f} "
-                    f"top1 {m['top1']:.2f} nll {m['nll']:.4f} ece {m['ece']:.4f} "
-                    f"entropy {m['entropy']:.4f} ({epoch_time:.1f} s, {samples / epoch_time:.0f} img/s)"
-                )
-            done = self.epoch == r.schedule.epochs
-            self.write_rows("completed" if done else "running")
+        """Train every remaining epoch: train it, finish it (evaluate, write the metrics), then
+        checkpoint it; a stop signal ends the run `interrupted` at a step or epoch boundary."""
+        start, tracker, elapsed = self.resume_point()
+        while self.epoch < self.recipe.schedule.epochs:
+            epoch_time = self.train_epoch(start, tracker, elapsed, stop)
+            self.finish_epoch(tracker, epoch_time)
             start, tracker, elapsed = 0, LossTracker(self.device), 0.0
-            if self.world.is_main:
-                if self.epoch in r.checkpoint.save_epochs:
-                    checkpoint.save(self.run.epoch_checkpoint(self.epoch), self._weights())
-                if done:
-                    checkpoint.save(self.run.final_weights, self._weights())
-                else:
-                    checkpoint.save(self.run.last_checkpoint, self.state(0, tracker, 0.0))
-                self.run.write_status("completed" if done else "running", epoch=self.epoch, step=self.step)
-                if done:
-                    # Only once `completed` is on disk: a kill before this line resumes from
-                    # last.pt instead of retraining from scratch over the finished metrics.
-                    self.run.last_checkpoint.unlink(missing_ok=True)
-            distributed.barrier()
+            done = self.epoch == self.recipe.schedule.epochs
+            self.checkpoint_epoch(done, tracker)
             if not done and stop.requested():
                 self._interrupted(stop)
+
+    def resume_point(self) -> tuple[int, LossTracker, float]:
+        """(step within the epoch, its loss sums, its seconds so far) to train from: last.pt's
+        with `resume` (then `running` is on disk at once), else the start of the epoch."""
+        if not (self.options.resume and self.run.last_checkpoint.exists()):
+            return 0, LossTracker(self.device), 0.0
+        start, tracker, elapsed = self.restore()
+        if self.world.is_main:  # training restarts now: say so before the epoch ends
+            self.run.write_status("running", epoch=self.epoch, step=self.step)
+        self._say(f"resuming at epoch {self.epoch + 1}, step {self.step}")
+        return start, tracker, elapsed
+
+    def progress_bar(self, start: int, steps: int) -> tqdm:
+        """The epoch's progress bar, on rank 0 only (`progress` None: only on a terminal)."""
+        progress = self.options.progress
+        # tqdm: disable=None shows the bar on a terminal only
+        quiet = not self.world.is_main or progress is False
+        disable = True if quiet else (None if progress is None else False)
+        return tqdm(
+            total=steps,
+            initial=start,
+            desc=f"epoch {self.epoch + 1}/{self.recipe.schedule.epochs}",
+            disable=disable,
+            leave=False,
+            dynamic_ncols=True,
+        )
+
+    def train_epoch(self, start: int, tracker: LossTracker, elapsed: float, stop: StopSignal) -> float:
+        """Train the current epoch from its step `start` (`elapsed` seconds spent in it before),
+        checking the loss every `log_every` steps, checkpointing every `every_steps` and stopping
+        at a step boundary on a signal; returns the epoch's seconds."""
+        every = self.recipe.checkpoint.every_steps
+        self.train_model.train()
+        self.train_strategy.train()
+        t0 = time.perf_counter() - elapsed
+        steps = len(self.data.train)
+        bar = self.progress_bar(start, steps)
+        for i, batch in self.batches(start):
+            self.train_step(batch, tracker, i, steps)
+            bar.update(1)
+            if (i + 1) % self.recipe.runtime.log_every == 0:
+                self.check_finite(tracker)
+                bar.set_postfix(loss=f"{float(tracker.sums['loss']) / max(tracker.count, 1):.4f}")
+            stopping = stop.requested(self.step)
+            if i + 1 < steps and (stopping or (every and self.step % every == 0)):
+                self.check_finite(tracker)
+                self.save_checkpoint(i + 1, tracker, time.perf_counter() - t0)
+                if stopping:
+                    bar.close()
+                    self._interrupted(stop)
+        bar.close()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() - t0
+
+    def finish_epoch(self, tracker: LossTracker, epoch_time: float) -> None:
+        """Close the epoch (the strategy's epoch end, one set of BN statistics, the finite check),
+        evaluate it where due and rewrite the metrics."""
+        r = self.recipe
+        self.strategy.end_epoch(distributed.all_reduce_sum)
+        distributed.average_buffers(self.model)  # one set of BN statistics for eval and checkpoints
+        self.check_finite(tracker)
+        self.epoch += 1
+        losses = tracker.means()
+        samples = tracker.count * self.world.world_size
+        lr = self.optimizer.param_groups[0]["lr"]
+        if self.epoch % r.eval.every == 0 or self.epoch == r.schedule.epochs:
+            self.evaluate_epoch(losses, lr, epoch_time, samples)
+        self.write_rows("completed" if self.epoch == r.schedule.epochs else "running")
+
+    def evaluate_epoch(self, losses: dict[str, float], lr: float, epoch_time: float, samples: int) -> None:
+        """Evaluate the student, append the epoch's metrics row and say it."""
+        r = self.recipe
+        t1 = time.perf_counter()
+        m = evaluate(
+            self.model,
+            self.data.val,
+            self.data.num_classes,
+            r.eval.ece_bins,
+            self.amp,
+            self.channels_last,
+            self.device,
+        )
+        self.rows.append(self._row(m, losses, lr, epoch_time, time.perf_counter() - t1, samples))
+        self._say(
+            f"epoch {self.epoch}/{r.schedule.epochs} loss {losses.get('loss', math.nan):.4f} "
+            f"top1 {m['top1']:.2f} nll {m['nll']:.4f} ece {m['ece']:.4f} "
+            f"entropy {m['entropy']:.4f} ({epoch_time:.1f} s, {samples / epoch_time:.0f} img/s)"
+        )
+
+    def checkpoint_epoch(self, done: bool, tracker: LossTracker) -> None:
+        """Rank 0 keeps the epoch's weights where asked, then the final weights (`done`) or
+        last.pt at the next epoch's start (`tracker` its empty sums), then the status; every rank
+        waits for it."""
+        r = self.recipe
+        if self.world.is_main:
+            if self.epoch in r.checkpoint.save_epochs:
+                checkpoint.save(self.run.epoch_checkpoint(self.epoch), self._weights())
+            if done:
+                checkpoint.save(self.run.final_weights, self._weights())
+            else:
+                checkpoint.save(self.run.last_checkpoint, self.state(0, tracker, 0.0))
+            self.run.write_status("completed" if done else "running", epoch=self.epoch, step=self.step)
+            if done:
+                # Only once `completed` is on disk: a kill before this line resumes from
+                # last.pt instead of retraining from scratch over the finished metrics.
+                self.run.last_checkpoint.unlink(missing_ok=True)
+        distributed.barrier()
 
     def _weights(self) -> dict[str, Any]:
         d = self.data
@@ -767,12 +485,11 @@ class Trainer:
         write_json(self.run.provenance, record)
 
 
-def _set_aside(run: RunDir) -> Path:
-    """Rename a run folder out of the way (nothing is deleted)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    target = run.root.with_name(f"{run.root.name}.old-{stamp}")
-    shutil.move(str(run.root), str(target))
-    return target
+def _completed(recipe: Recipe, run: RunDir) -> RunResult:
+    """The result of a run that had completed before (its metrics read back)."""
+    log.info("run %s already completed: %s", recipe.run_id, run.root)
+    rows = read_metrics(run.metrics) if run.metrics.exists() else []
+    return RunResult(recipe.run_id, run.root, "completed", rows, skipped=True)
 
 
 def train(recipe: Recipe, runs_dir: Path | str, options: RunOptions | None = None) -> RunResult:
@@ -781,31 +498,14 @@ def train(recipe: Recipe, runs_dir: Path | str, options: RunOptions | None = Non
     runs_dir = Path(runs_dir)
     world = distributed.world_from_env()
     run = RunDir(runs_dir, recipe.run_id)
-    status = run.read_status().get("status")
-    if status == "completed" and not options.restart:
-        log.info("run %s already completed: %s", recipe.run_id, run.root)
-        rows = read_metrics(run.metrics) if run.metrics.exists() else []
-        return RunResult(recipe.run_id, run.root, "completed", rows, skipped=True)
-    fresh = not run.last_checkpoint.exists() and not run.metrics.exists()
-    if status is not None and not (options.resume or options.restart or fresh):
-        raise RunStateError(
-            f"{run.root}: run exists with status {status}; pass --resume to continue it "
-            "or --restart to set it aside and start over"
-        )
-    check_data_files(recipe.data)  # a run that cannot start leaves no folder behind
-    if options.restart and run.root.exists() and world.is_main:
-        if run.locked_elsewhere():
-            raise RunStateError(f"{run.root}: run is locked by another process")
-        log.info("previous run set aside as %s", _set_aside(run))
-    distributed.barrier()
+    if lifecycle.prepare(run, recipe, options.resume, options.restart, world):
+        return _completed(recipe, run)
     lock = run if world.is_main else contextlib.nullcontext()
     with lock, StopSignal() as stop:
         # Another process (a second sweep) may have finished the run between the check above
         # and taking the lock: look again now that the run is ours, so it never trains twice.
         if run.read_status().get("status") == "completed" and not options.restart:
-            log.info("run %s already completed: %s", recipe.run_id, run.root)
-            rows = read_metrics(run.metrics) if run.metrics.exists() else []
-            return RunResult(recipe.run_id, run.root, "completed", rows, skipped=True)
+            return _completed(recipe, run)
         trainer = Trainer(recipe, runs_dir, options, world)
         log.info("run %s -> %s", recipe.run_id, run.root)
         try:
@@ -821,27 +521,7 @@ def train(recipe: Recipe, runs_dir: Path | str, options: RunOptions | None = Non
         except (DivergedError, InterruptedRun):
             raise
         except BaseException as exc:
-            # A stop signal that surfaced as another error (a teacher run trained inside this
-            # one was interrupted and reported as a TeacherError) still means `interrupted`.
-            signalled = stop.signum is not None and not isinstance(exc, KeyboardInterrupt)
-            # (a full disk may refuse these writes too: the error that stopped the run is the one
-            # to report)
-            if world.is_main and run.root.exists():
-                message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                with contextlib.suppress(OSError):
-                    if signalled or isinstance(exc, KeyboardInterrupt):
-                        name = signal.Signals(stop.signum).name if signalled else "SIGINT"
-                        run.write_status("interrupted", epoch=trainer.epoch, step=trainer.step, signal=name)
-                    else:
-                        run.write_status(
-                            "failed",
-                            epoch=trainer.epoch,
-                            step=trainer.step,
-                            error=f"{type(exc).__name__}: {message}",
-                        )
-                with contextlib.suppress(Exception):
-                    stopped = signalled or isinstance(exc, KeyboardInterrupt)
-                    trainer.write_rows("interrupted" if stopped else "failed")
+            signalled = lifecycle.record_failure(run, trainer, stop, exc)
             if signalled and isinstance(exc, Exception):
                 raise InterruptedRun(f"run {recipe.run_id} interrupted; resume with --resume") from exc
             raise

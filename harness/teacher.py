@@ -10,6 +10,10 @@ A recipe's `teacher` names either
   missing, harness trains it first (`train_if_missing`) and says so. This gives Tf-KD self
   (stage 1 is the student architecture's own baseline), reversed KD and defective KD as plain
   recipes.
+
+`build_teacher` resolves and loads the recipe's teacher, `measure_teacher` evaluates it (the
+`teacher_*` metric columns) and `view_forward` runs it exactly as a training step does; the
+per-view cache of its soft targets is `harness.teacher_cache`.
 """
 
 from __future__ import annotations
@@ -23,8 +27,12 @@ from typing import Any
 import torch
 
 from harness import checkpoint, pretrained
+from harness.data import DataBundle
+from harness.device import autocast
 from harness.errors import HarnessError, RecipeError, TeacherError
+from harness.evaluation import evaluate
 from harness.features import forward_with_features
+from harness.metrics import TEACHER_METRICS
 from harness.models import build_model
 from harness.recipe import Recipe, load_recipe, recipe_dir
 from harness.rundir import RunDir
@@ -236,3 +244,65 @@ def load_teacher(
         p.requires_grad_(False)
     # a pretrained tag names the weights (the source); the architecture is what precedes it
     return Teacher(model=model, arch=arch.split(".")[0], source=source, origin=origin)
+
+
+def build_teacher(
+    recipe: Recipe,
+    runs_dir: Path,
+    train_run: TrainRun,
+    transform: RecipeTransform | None,
+    data: DataBundle,
+    device: torch.device,
+    channels_last: bool,
+) -> tuple[Teacher, Path]:
+    """(the recipe's frozen teacher on `device`, its weights file); a teacher run that is
+    missing is trained first with `train_run`."""
+    arch, kwargs, weights, source = resolve_weights(recipe, runs_dir, train_run, transform)
+    teacher = load_teacher(
+        arch,
+        kwargs,
+        weights,
+        source,
+        num_classes=data.num_classes,
+        in_chans=data.channels,
+        device=device,
+        channels_last=channels_last,
+    )
+    return teacher, weights
+
+
+def view_forward(
+    teacher: Teacher,
+    images: torch.Tensor,
+    device: torch.device,
+    amp: torch.dtype | None,
+    channels_last: bool,
+) -> torch.Tensor:
+    """The teacher exactly as a training step calls it (memory format, autocast)."""
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    with autocast(device, amp):
+        return teacher(images)
+
+
+#: The teacher's metrics that every row of its student's metrics repeats (`teacher_<name>`).
+
+
+def measure_teacher(
+    teacher: Teacher,
+    data: DataBundle,
+    n_bins: int,
+    amp: torch.dtype | None,
+    channels_last: bool,
+    device: torch.device,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """The teacher's columns of a student's metrics: its arch, source and metrics on the
+    evaluation split (said in the run's log)."""
+    m = evaluate(teacher, data.val, data.num_classes, n_bins, amp, channels_last, device)
+    say(
+        f"teacher {teacher.arch} ({teacher.source}): top1 {m['top1']:.2f} "
+        f"nll {m['nll']:.3f} ece {m['ece']:.3f} entropy {m['entropy']:.3f}"
+    )
+    out = {"teacher_arch": teacher.arch, "teacher_source": teacher.source}
+    return out | {column: m[key] for column, key in TEACHER_METRICS.items()}

@@ -16,6 +16,10 @@ Layout of a cache folder:
                            then `logits` (K float32) or `topk_values` (k float16),
                            `topk_indices` (k int32) and `logsumexp` (float32)
 
+`open_or_build` is what a run (and `harness cache-teacher`) calls: it checks the cache against
+the teacher, data and views, builds it first where it is missing, and returns the
+`CachedTeacher` that reads it.
+
 With full logits a cached run equals the live-teacher run exactly (on CPU, when every batch has
 the cache's batch size: oneDNN picks kernels by batch size). With top-k the other classes share
 the remaining probability mass (at T = 1), which changes soft targets slightly.
@@ -37,9 +41,13 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from harness import distributed
+from harness.data import DataBundle
 from harness.data.base import Batch
+from harness.distributed import World
 from harness.errors import TeacherError
 from harness.files import atomic_write_bytes, write_json
+from harness.recipe import Recipe
 from harness.teacher import Teacher
 
 log = logging.getLogger("harness")
@@ -202,8 +210,6 @@ def build(
 
 def gather_parts(stem: Path, parts: dict[int, torch.Tensor], rank: int, world_size: int) -> dict:
     """Every rank's {first position: logits} on rank 0, through files beside the cache."""
-    from harness import distributed
-
     mine = stem.with_name(f"{stem.name}.part{rank}.pt")
     torch.save(parts, mine)
     distributed.barrier()
@@ -354,3 +360,71 @@ class CachedTeacher(Teacher):
         assert self._file is not None and batch.indices is not None
         rows = self._file.logits(batch.indices.cpu().numpy())
         return rows.to(self.device, non_blocking=True)
+
+
+# ------------------------------------------------------------------------------ opening
+def open_or_build(
+    teacher: Teacher,
+    weights: Path,
+    data: DataBundle,
+    recipe: Recipe,
+    *,
+    runs_dir: Path,
+    world: World,
+    say: Callable[[str], None],
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    teacher_metrics: dict[str, Any],
+    device: torch.device,
+    rebuild: bool = False,
+) -> CachedTeacher:
+    """Open (building it first if missing; `rebuild`: anew) the per-view cache of `teacher`'s
+    soft targets on `data.train`'s views for `recipe` (its `teacher` section: `cache_path`,
+    `cache_topk`), under `<runs_dir>/teacher-cache/` by default. `forward` is the teacher as a
+    training step calls it; every rank calls this (the build splits the batches)."""
+    cfg, loader = recipe.teacher, data.train
+    assert cfg is not None
+    if not hasattr(loader, "epoch_views"):
+        raise TeacherError("teacher.cache: needs data.backend memory or ffcv (replayable views)")
+    epochs = recipe.schedule.epochs
+    meta = expected_meta(
+        teacher_arch=teacher.arch,
+        teacher_source=teacher.source,
+        weights=weights,
+        data_identity={**json.loads(recipe.setting()[1]), **(getattr(loader, "identity", dict)())},
+        view_seed=loader.view_seed,
+        num_samples=data.train_size,
+        num_classes=data.num_classes,
+        topk=cfg.cache_topk,
+        batch_size=recipe.data.batch_size,
+    )
+    folder = Path(cfg.cache_path) if cfg.cache_path else default_folder(runs_dir / "teacher-cache", meta)
+    if rebuild and folder.exists() and world.is_main:
+        remove(folder)
+    distributed.barrier()
+    if not (folder / "meta.json").exists():
+        if cfg.cache_path and folder.exists() and any(folder.iterdir()):
+            raise TeacherError(f"teacher.cache_path: {folder} is not a complete teacher cache")
+        say(f"building teacher cache {folder} ({epochs} epochs)")
+        build(
+            folder,
+            meta,
+            teacher,
+            loader,
+            epochs,
+            teacher_metrics,
+            forward=forward,
+            rank=world.rank,
+            world_size=world.world_size,
+        )
+        distributed.barrier()
+    check_meta(folder, read_meta(folder), meta, epochs)
+    say(f"teacher soft targets from cache {folder}")
+    return CachedTeacher(
+        model=teacher.model,
+        arch=teacher.arch,
+        source=teacher.source,
+        folder=folder,
+        num_classes=data.num_classes,
+        views_of=loader.epoch_views,
+        device=device,
+    )

@@ -161,7 +161,7 @@ def test_teacher_sees_the_students_exact_view_frozen(tmp_path, runs_dir):
     trainer.model.register_forward_pre_hook(lambda m, a: seen["student"].append(a[0].clone()))
     trainer.teacher.model.register_forward_pre_hook(lambda m, a: seen["teacher"].append(a[0].clone()))
     before = {k: v.clone() for k, v in trainer.teacher.model.state_dict().items()}
-    from harness.runner import LossTracker
+    from harness.tracking import LossTracker
 
     tracker = LossTracker(trainer.device)
     trainer.train_model.train()

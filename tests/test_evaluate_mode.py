@@ -1,4 +1,4 @@
-"""`runner.evaluate` measures a network in eval mode and gives it back in the mode it came in."""
+"""`evaluation.evaluate` measures a network in eval mode and gives it back in the mode it came in."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from torch import nn
 
 from harness.data.augment import AugmentSpec
 from harness.data.memory import MemoryLoader
-from harness.runner import evaluate
+from harness.evaluation import evaluate
 
 
 def _net() -> nn.Module:

@@ -106,6 +106,27 @@ def test_cached_kd_equals_live_kd_and_is_shared_by_seeds(tmp_path, runs_dir, wei
     assert list((runs_dir / "teacher-cache").iterdir()) == caches
 
 
+def test_cache_teacher_builds_the_runs_cache_and_no_student(tmp_path, weights):
+    """`harness cache-teacher` builds the data, the teacher and the cache alone: the same bytes
+    as the cache a run builds, and no student run folder; `--rebuild` writes them again."""
+    recipe = str(student(tmp_path, "cached", weights, cache=True))
+    run_cli("run", recipe, "--runs-dir", str(tmp_path / "a"), check=True)
+    ahead = tmp_path / "b"
+    run_cli("cache-teacher", recipe, "--runs-dir", str(ahead), check=True)
+    assert [p.name for p in ahead.iterdir()] == ["teacher-cache"]  # no student built, no log
+
+    def cache_bytes(root):
+        (folder,) = (root / "teacher-cache").iterdir()
+        return folder.name, {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    built_by_run = cache_bytes(tmp_path / "a")
+    assert cache_bytes(ahead) == built_by_run
+    (ahead / "teacher-cache" / built_by_run[0] / "epoch_2.arrow").write_bytes(b"stale")
+    proc = run_cli("cache-teacher", recipe, "--runs-dir", str(ahead), "--rebuild", check=True)
+    assert "building teacher cache" in proc.stderr
+    assert cache_bytes(ahead) == built_by_run
+
+
 def test_topk_cache_runs_and_stays_close(tmp_path, runs_dir, weights):
     live = train(load_recipe(student(tmp_path, "live", weights)), runs_dir, QUIET).rows
     top = train(load_recipe(student(tmp_path, "top3", weights, cache=True, cache_topk=3)), runs_dir, QUIET)

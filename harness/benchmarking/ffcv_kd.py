@@ -34,7 +34,8 @@ from harness.benchmarking.timing import interleaved
 from harness.distributed import World
 from harness.models import build_model
 from harness.recipe import from_mapping
-from harness.runner import LossTracker, RunOptions, Trainer
+from harness.runner import RunOptions, Trainer
+from harness.tracking import LossTracker
 
 KD = {"name": "kd", "params": {"alpha": 0.9, "temperature": 4.0}}
 

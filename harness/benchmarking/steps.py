@@ -31,7 +31,8 @@ from harness.benchmarking.timing import CLOCKS, Timing, interleaved
 from harness.distributed import World
 from harness.models import build_model
 from harness.recipe import from_mapping
-from harness.runner import LossTracker, RunOptions, Trainer
+from harness.runner import RunOptions, Trainer
+from harness.tracking import LossTracker
 
 STRATEGIES: dict[str, dict[str, Any]] = {
     "ce": {"name": "ce"},

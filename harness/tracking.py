@@ -1,0 +1,65 @@
+"""The training loss of an epoch, summed on the device: `LossTracker`.
+
+Each step adds its loss parts (weighted by the batch's samples) without a host sync; the means
+over all ranks are taken once, at the epoch's end. The tracker also remembers the first step
+whose loss was not finite (a diverged run), and is saved in mid-epoch checkpoints so that a
+resumed epoch reports the same means as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from harness import distributed
+
+
+class LossTracker:
+    """Sums of the loss parts over an epoch, kept on the device (no sync per step).
+
+    It also remembers the first step whose loss was not finite, without synchronising.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+        self.bad_step = torch.full((), -1, dtype=torch.int64, device=device)
+
+    def add(self, parts: dict[str, torch.Tensor], n: int, step: int) -> None:
+        finite = torch.isfinite(parts["loss"].detach())
+        self.bad_step = torch.where((self.bad_step < 0) & ~finite, step, self.bad_step)
+        for name, value in parts.items():
+            v = value.detach().double() * n
+            self.sums[name] = self.sums[name] + v if name in self.sums else v
+        self.count += n
+
+    def first_bad_step(self) -> int | None:
+        step = int(self.bad_step.item())
+        return None if step < 0 else step
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "sums": {k: v.cpu() for k, v in self.sums.items()},
+            "count": self.count,
+            "bad_step": self.bad_step.cpu(),
+        }
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.sums = {k: v.to(self.device) for k, v in state["sums"].items()}
+        self.count = int(state["count"])
+        self.bad_step = state["bad_step"].to(self.device)
+
+    def means(self) -> dict[str, float]:
+        """Mean of each part over the samples of all ranks."""
+        names = sorted(self.sums)
+        if not names:
+            return {}
+        packed = torch.stack(
+            [self.sums[k] for k in names]
+            + [torch.tensor(float(self.count), dtype=torch.float64, device=self.device)]
+        )
+        distributed.all_reduce_sum([packed])
+        total = float(packed[-1])
+        return {k: float(v) / max(total, 1.0) for k, v in zip(names, packed[:-1].tolist(), strict=True)}
