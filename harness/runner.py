@@ -202,6 +202,7 @@ class LossTracker:
         self.device = device
         self.sums: dict[str, torch.Tensor] = {}
         self.count = 0
+        self.samples = 0  # samples of all ranks, as of the last means()
         self.bad_step = torch.full((), -1, dtype=torch.int64, device=device)
 
     def add(self, parts: dict[str, torch.Tensor], n: int, step: int) -> None:
@@ -211,6 +212,21 @@ class LossTracker:
             v = value.detach().double() * n
             self.sums[name] = self.sums[name] + v if name in self.sums else v
         self.count += n
+
+    def merge(self, all_reduce_sum: Callable[[list[torch.Tensor]], None], keep: bool) -> None:
+        """Sum the partial epoch over all ranks into this rank if `keep` (rank 0, which saves the
+        checkpoint), else empty it: the epoch's means stay exact, and a resume that hands the
+        saved sums to rank 0 alone counts every rank's samples once."""
+        names = sorted(self.sums)
+        packed = torch.stack(
+            [self.sums[k] for k in names]
+            + [torch.tensor(float(self.count), dtype=torch.float64, device=self.device)]
+        )
+        all_reduce_sum([packed])
+        if not keep:
+            packed.zero_()
+        self.sums = dict(zip(names, packed[:-1].unbind(), strict=True))
+        self.count = int(packed[-1])
 
     def first_bad_step(self) -> int | None:
         step = int(self.bad_step.item())
@@ -239,6 +255,7 @@ class LossTracker:
         )
         distributed.all_reduce_sum([packed])
         total = float(packed[-1])
+        self.samples = int(total)  # of all ranks
         return {k: float(v) / max(total, 1.0) for k, v in zip(names, packed[:-1].tolist(), strict=True)}
 
 
@@ -516,6 +533,8 @@ class Trainer:
 
     def save_checkpoint(self, step_in_epoch: int, tracker: LossTracker, elapsed: float) -> None:
         self.strategy.merge_partial_sums(distributed.all_reduce_sum, keep=self.world.is_main)
+        if self.world.distributed:
+            tracker.merge(distributed.all_reduce_sum, keep=self.world.is_main)
         if self.world.is_main:
             checkpoint.save(self.run.last_checkpoint, self.state(step_in_epoch, tracker, elapsed))
         distributed.barrier()
@@ -536,7 +555,8 @@ class Trainer:
                 self.strategy.merge_partial_sums(lambda tensors: None, keep=False)
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         tracker = LossTracker(self.device)
-        tracker.load(state["tracker"])
+        if self.world.is_main:  # the saved loss sums are all ranks' totals, kept on rank 0
+            tracker.load(state["tracker"])
         if self.run.metrics.exists():
             self.rows = [r for r in read_metrics(self.run.metrics) if r["epoch"] <= self.epoch]
         return int(state["step_in_epoch"]), tracker, float(state["elapsed_in_epoch"])
@@ -710,7 +730,7 @@ class Trainer:
             self.check_finite(tracker)
             self.epoch += 1
             losses = tracker.means()
-            samples = tracker.count * self.world.world_size
+            samples = tracker.samples
             lr = self.optimizer.param_groups[0]["lr"]
             if self.epoch % r.eval.every == 0 or self.epoch == r.schedule.epochs:
                 t1 = time.perf_counter()

@@ -163,21 +163,28 @@ def _job_env(nproc: int) -> dict[str, str]:
     return env
 
 
-def _torchrun(spec: dict[str, Any], python: str) -> list[str]:
+def _torchrun(spec: dict[str, Any], python: str) -> tuple[list[str], dict[str, Any]]:
     """This node's `torchrun ... -m harness run RECIPE --resume` for a run of several processes or
-    nodes (harness.executors.launch: first node of the allocation as rendezvous, port from the job id)."""
+    nodes (harness.executors.launch: first node of the allocation as rendezvous, port from the job
+    id), and the rendezvous as the run's Slurm record keeps it."""
     from submitit import JobEnvironment
 
     from harness.executors.launch import rendezvous_from_slurm, torchrun_command
 
-    rdzv = rendezvous_from_slurm(
-        os.environ, JobEnvironment().hostnames, int(spec.get("nodes", 1)), int(spec.get("nproc", 1))
-    )
+    hosts = JobEnvironment().hostnames
+    rdzv = rendezvous_from_slurm(os.environ, hosts, int(spec.get("nodes", 1)), int(spec.get("nproc", 1)))
     args = ["run", spec["recipe"], "--resume", "--runs-dir", spec["runs_dir"], "--no-progress"]
     args += [a for o in spec["overrides"] for a in ("--set", o)]
     args += ["--device", spec["device"]] if spec.get("device") else []
     log.info("node %d of %d: rendezvous %s (id %s)", rdzv.node_rank, rdzv.nodes, rdzv.endpoint, rdzv.run_id)
-    return torchrun_command(rdzv, args, python)
+    record = {
+        "endpoint": rdzv.endpoint,
+        "id": rdzv.run_id,
+        "nodes": hosts,
+        "nproc_per_node": rdzv.nproc_per_node,
+        "world_size": rdzv.world_size,
+    }
+    return torchrun_command(rdzv, args, python), record
 
 
 def _first_node() -> bool:
@@ -205,20 +212,25 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
 
         facts = scheduler()
         rundir = RunDir(Path(self.spec["runs_dir"]), self.spec["run_id"])
+        nproc = int(self.spec.get("nproc", 1))
+        launched = nproc > 1 or int(self.spec.get("nodes", 1)) > 1
         first = _first_node()
-        if first:
-            _update_record(
-                rundir, started=time.time(), node=facts.get("node"), restart_count=facts.get("restart_count")
-            )
         with tempfile.TemporaryDirectory(prefix="harness-job-") as tmp:
             spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
             spec_path.write_text(json.dumps(self.spec))
-            nproc = int(self.spec.get("nproc", 1))
-            launched = nproc > 1 or int(self.spec.get("nodes", 1)) > 1
+            rendezvous = None
             if launched:  # torchrun on each node, as by hand
-                command = _torchrun(self.spec, self.python)
+                command, rendezvous = _torchrun(self.spec, self.python)
             else:
                 command = [self.python, "-m", "harness.sweep", "worker", str(spec_path), str(result_path)]
+            if first:
+                _update_record(
+                    rundir,
+                    started=time.time(),
+                    node=facts.get("node"),
+                    restart_count=facts.get("restart_count"),
+                    rendezvous=rendezvous,
+                )
             self._child = subprocess.Popen(command, preexec_fn=_ignore_usr2, env=_job_env(nproc))
             # poll rather than wait(): `checkpoint` runs as a signal handler in this thread, and
             # Popen.wait would hold the lock its own poll needs
