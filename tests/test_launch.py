@@ -6,6 +6,12 @@ before Slurm is asked anything, so no cluster is needed).
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import subprocess
+import sys
+
 import pytest
 from submitit import JobEnvironment
 
@@ -13,12 +19,15 @@ from harness.errors import RecipeError
 from harness.executors.launch import (
     PORT_BASE,
     PORT_SPAN,
+    Rendezvous,
     rendezvous_from_slurm,
     rendezvous_port,
     torchrun_command,
 )
 from harness.executors.resources import SlurmResources, load_resources
-from tests.conftest import run_cli, tiny_recipe, write_recipe
+from harness.metrics import read_metrics
+from harness.recipe import load_recipe
+from tests.conftest import REPO, run_cli, tiny_recipe, write_recipe
 
 
 def _after(command: list[str], flag: str) -> str:
@@ -107,3 +116,27 @@ def test_bad_nodes_on_the_command_line_or_in_the_file_is_one_line_exit_2(tmp_pat
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], (args, proc.stderr)
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").glob("*/slurm.json"))
+
+
+@pytest.mark.fashion
+def test_two_node_commands_started_by_hand_train_one_run_of_world_size_2(tmp_path):
+    """The N = 2 commands, each started as one node would (here both on this machine, one rank
+    each): their agents meet at the rendezvous and train one run of two ranks."""
+    path = write_recipe(tmp_path / "r.yaml", tiny_recipe(schedule={"epochs": 1}))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    nodes = []
+    for rank in (0, 1):
+        rdzv = Rendezvous(nodes=2, nproc_per_node=1, node_rank=rank, head="127.0.0.1", port=port, run_id="t2")
+        harness_args = ["run", str(path), "--runs-dir", str(tmp_path / "runs"), "--no-progress"]
+        command = torchrun_command(rdzv, harness_args, python=sys.executable)
+        nodes.append(subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True))
+    errors = [node.communicate(timeout=300)[1] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], errors
+    run = tmp_path / "runs" / load_recipe(path).run_id
+    assert json.loads((run / "status.json").read_text())["status"] == "completed"
+    assert json.loads((run / "provenance.json").read_text())["world_size"] == 2
+    assert "process group: backend gloo, 2 rank(s)" in errors[0]
+    assert [r["global_batch_size"] for r in read_metrics(run / "metrics.parquet")] == [128]
