@@ -81,12 +81,16 @@ def _executor() -> list[Any]:
             "--nodes",
             default=None,
             callback=_integer_or_text,
+            metavar="INTEGER",
             help="Nodes of each run's job (one torchrun per node; over the file's slurm.nodes).",
         ),
         click.option("--gpus-per-run", type=int, default=None, help="GPUs of each run's job."),
         click.option("--cpus-per-run", type=int, default=None, help="CPU cores of each run's job."),
         click.option(
-            "--nproc-per-run", type=int, default=None, help="DDP processes of each run (torchrun in its job)."
+            "--nproc-per-run",
+            type=int,
+            default=None,
+            help="DDP processes of each run on each node (torchrun in its job).",
         ),
         click.option("--mem", default=None, help="Memory of each run's job, e.g. 64G."),
         click.option("--constraint", default=None, help="Slurm node constraint."),
