@@ -280,6 +280,7 @@ def test_bad_slurm_input_is_one_line_and_submits_nothing(slurm, four, tmp_path):
     cases = [
         (["--partition", "nosuch"], {}, "slurm.partition: unknown partition 'nosuch'"),
         (["--time", "soon"], {}, "--time: expected a Slurm time limit"),
+        (["--nodes", "2"], {}, "slurm.nodes: 2 nodes asked for each run, but partition 'debug' has 1"),
         ([], {"PATH": "/nonexistent"}, "sbatch not found on PATH"),
     ]
     bad_conf = tmp_path / "down.conf"

@@ -118,14 +118,27 @@ def _slurm(*args: str, timeout: float = 30) -> str:
 
 
 def preflight(resources: SlurmResources) -> None:
-    """Before anything is submitted: sbatch exists, the controller answers, the partition exists."""
+    """Before anything is submitted: sbatch exists, the controller answers, the partition exists
+    and has as many nodes as a run asks for (a job of more would wait forever)."""
     if shutil.which("sbatch") is None:
         raise SchedulerError("sbatch not found on PATH: install Slurm's client or use --executor local")
-    partitions = [p.strip().rstrip("*") for p in _slurm("sinfo", "-h", "-o", "%P").split()]
-    if resources.partition is not None and resources.partition not in partitions:
-        have = ", ".join(sorted(set(partitions))) or "none"
+    nodes: dict[str, int] = {}
+    default = None
+    for line in _slurm("sinfo", "-h", "-o", "%P|%D").split():
+        name, _, count = line.partition("|")
+        if name.endswith("*"):
+            name = default = name.rstrip("*")
+        nodes[name] = nodes.get(name, 0) + (int(count) if count.isdigit() else 0)
+    if resources.partition is not None and resources.partition not in nodes:
+        have = ", ".join(sorted(nodes)) or "none"
         raise SchedulerError(
             f"slurm.partition: unknown partition {resources.partition!r} (this cluster has: {have})"
+        )
+    partition = resources.partition or default
+    if partition in nodes and resources.nodes > nodes[partition]:
+        raise SchedulerError(
+            f"slurm.nodes: {resources.nodes} nodes asked for each run, "
+            f"but partition {partition!r} has {nodes[partition]}"
         )
 
 
