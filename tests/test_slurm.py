@@ -330,6 +330,7 @@ def test_a_rerun_adopts_queued_jobs_and_a_local_sweep_leaves_them(slurm, four, t
         subprocess.run(["scancel", *jobs.values()], check=False)
 
 
+@pytest.mark.timeout(600)  # a reference run of 2 processes, then the job twice
 def test_two_process_run_starts_through_torchrun_rendezvous_and_resumes_exactly(slurm, tmp_path):
     """`nproc_per_run: 2`: the job's one task starts torchrun with a c10d rendezvous on the
     allocation's first node (the one-node case of the multi-node launch); SIGUSR2 checkpoints it,
