@@ -196,6 +196,8 @@ class Trainer:
 
     def save_checkpoint(self, step_in_epoch: int, tracker: LossTracker, elapsed: float) -> None:
         self.strategy.merge_partial_sums(distributed.all_reduce_sum, keep=self.world.is_main)
+        if self.world.distributed:
+            tracker.merge(distributed.all_reduce_sum, keep=self.world.is_main)
         if self.world.is_main:
             checkpoint.save(self.run.last_checkpoint, self.state(step_in_epoch, tracker, elapsed))
         distributed.barrier()
@@ -216,7 +218,8 @@ class Trainer:
                 self.strategy.merge_partial_sums(lambda tensors: None, keep=False)
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         tracker = LossTracker(self.device)
-        tracker.load(state["tracker"])
+        if self.world.is_main:  # the saved loss sums are all ranks' totals, kept on rank 0
+            tracker.load(state["tracker"])
         if self.run.metrics.exists():
             self.rows = [r for r in read_metrics(self.run.metrics) if r["epoch"] <= self.epoch]
         return int(state["step_in_epoch"]), tracker, float(state["elapsed_in_epoch"])
@@ -413,7 +416,7 @@ class Trainer:
         self.check_finite(tracker)
         self.epoch += 1
         losses = tracker.means()
-        samples = tracker.count * self.world.world_size
+        samples = tracker.samples
         lr = self.optimizer.param_groups[0]["lr"]
         if self.epoch % r.eval.every == 0 or self.epoch == r.schedule.epochs:
             self.evaluate_epoch(losses, lr, epoch_time, samples)

@@ -77,10 +77,20 @@ def _executor() -> list[Any]:
         click.option(
             "--time", "time_limit", default=None, metavar="HH:MM:SS", help="Time limit of each run's job."
         ),
+        click.option(
+            "--nodes",
+            default=None,
+            callback=_integer_or_text,
+            metavar="INTEGER",
+            help="Nodes of each run's job (one torchrun per node; over the file's slurm.nodes).",
+        ),
         click.option("--gpus-per-run", type=int, default=None, help="GPUs of each run's job."),
         click.option("--cpus-per-run", type=int, default=None, help="CPU cores of each run's job."),
         click.option(
-            "--nproc-per-run", type=int, default=None, help="DDP processes of each run (torchrun in its job)."
+            "--nproc-per-run",
+            type=int,
+            default=None,
+            help="DDP processes of each run on each node (torchrun in its job).",
         ),
         click.option("--mem", default=None, help="Memory of each run's job, e.g. 64G."),
         click.option("--constraint", default=None, help="Slurm node constraint."),
@@ -89,6 +99,15 @@ def _executor() -> list[Any]:
         ),
         click.option("--poll", "poll_s", type=click.FloatRange(min=0.2), default=10.0, hidden=True),
     ]
+
+
+def _integer_or_text(ctx: click.Context, param: click.Parameter, value: str | None) -> int | str | None:
+    """An integer option left as text when it is not one, so that the resources check names it in
+    one line (`--nodes: must be an integer, got 'two'`) like a sweep file's key."""
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return value
 
 
 def nightly_options(options: Any, sweep_file: Path, extra: dict[str, Any]) -> Any:
@@ -170,6 +189,7 @@ def _slurm_resources(sweep_file: Path | None, extra: dict[str, Any]) -> Any:
         account=extra["account"],
         qos=extra["qos"],
         time=extra["time_limit"],
+        nodes=extra["nodes"],
         gpus_per_run=extra["gpus_per_run"],
         cpus_per_run=extra["cpus_per_run"],
         nproc_per_run=extra["nproc_per_run"],

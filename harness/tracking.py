@@ -8,6 +8,7 @@ resumed epoch reports the same means as an uninterrupted one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -25,6 +26,7 @@ class LossTracker:
         self.device = device
         self.sums: dict[str, torch.Tensor] = {}
         self.count = 0
+        self.samples = 0  # samples of all ranks, as of the last means()
         self.bad_step = torch.full((), -1, dtype=torch.int64, device=device)
 
     def add(self, parts: dict[str, torch.Tensor], n: int, step: int) -> None:
@@ -34,6 +36,21 @@ class LossTracker:
             v = value.detach().double() * n
             self.sums[name] = self.sums[name] + v if name in self.sums else v
         self.count += n
+
+    def merge(self, all_reduce_sum: Callable[[list[torch.Tensor]], None], keep: bool) -> None:
+        """Sum the partial epoch over all ranks into this rank if `keep` (rank 0, which saves the
+        checkpoint), else empty it: the epoch's means stay exact, and a resume that hands the
+        saved sums to rank 0 alone counts every rank's samples once."""
+        names = sorted(self.sums)
+        packed = torch.stack(
+            [self.sums[k] for k in names]
+            + [torch.tensor(float(self.count), dtype=torch.float64, device=self.device)]
+        )
+        all_reduce_sum([packed])
+        if not keep:
+            packed.zero_()
+        self.sums = dict(zip(names, packed[:-1].unbind(), strict=True))
+        self.count = int(packed[-1])
 
     def first_bad_step(self) -> int | None:
         step = int(self.bad_step.item())
@@ -62,4 +79,5 @@ class LossTracker:
         )
         distributed.all_reduce_sum([packed])
         total = float(packed[-1])
+        self.samples = int(total)  # of all ranks
         return {k: float(v) / max(total, 1.0) for k, v in zip(names, packed[:-1].tolist(), strict=True)}

@@ -280,6 +280,7 @@ def test_bad_slurm_input_is_one_line_and_submits_nothing(slurm, four, tmp_path):
     cases = [
         (["--partition", "nosuch"], {}, "slurm.partition: unknown partition 'nosuch'"),
         (["--time", "soon"], {}, "--time: expected a Slurm time limit"),
+        (["--nodes", "2"], {}, "slurm.nodes: 2 nodes asked for each run, but partition 'debug' has 1"),
         ([], {"PATH": "/nonexistent"}, "sbatch not found on PATH"),
     ]
     bad_conf = tmp_path / "down.conf"
@@ -327,3 +328,45 @@ def test_a_rerun_adopts_queued_jobs_and_a_local_sweep_leaves_them(slurm, four, t
         assert status.returncode == 0 and status.stdout.count("pending") == 4, status.stdout
     finally:
         subprocess.run(["scancel", *jobs.values()], check=False)
+
+
+@pytest.mark.timeout(600)  # a reference run of 2 processes, then the job twice
+def test_two_process_run_starts_through_torchrun_rendezvous_and_resumes_exactly(slurm, tmp_path):
+    """`nproc_per_run: 2`: the job's one task starts torchrun with a c10d rendezvous on the
+    allocation's first node (the one-node case of the multi-node launch); SIGUSR2 checkpoints it,
+    the requeued job resumes it, and it ends with the metrics of an uninterrupted `--nproc 2` run."""
+    path = write_recipe(
+        tmp_path / "ddp.yaml", tiny_recipe(data={"train_subset": 2048}, schedule={"epochs": 3})
+    )
+    run_id = load_recipe(path).run_id
+    # the reference: torchrun by hand on this machine, one thread per rank as in a 2-core job
+    ref = tmp_path / "ref"
+    run_cli(
+        "run", str(path), "--runs-dir", str(ref), "--nproc", "2", env={"OMP_NUM_THREADS": "1"}, check=True
+    )
+    runs = tmp_path / "runs"
+    args = ("sweep", str(path), "--runs-dir", str(runs), "--executor", "slurm", "--no-leaderboard", *POLL)
+    args += ("--nproc-per-run", "2", "--cpus-per-run", "2")
+    proc = run_cli(*args, "--no-wait")
+    assert proc.returncode == 0 and "submitted" in proc.stdout, proc.stderr
+    run = runs / run_id
+    job = job_of(run)
+    wait_status(run, lambda s: s.get("status") == "running" and s.get("epoch", 0) >= 1)
+    subprocess.run(["scancel", "--signal=USR2", job], check=True)
+    stopped = wait_status(run, lambda s: s.get("status") == "interrupted")
+    release(job)
+    proc = run_cli(*args)  # adopts the requeued job and follows it
+    assert proc.returncode == 0 and outcomes(runs)[run_id] == "ran", proc.stderr
+    assert 0 < stopped["step"] < exact(ref / run_id)[-1][EXACT.index("step")]
+    assert exact(run) == exact(ref / run_id)
+    assert (run / "log.txt").read_text().count("resuming at epoch") == 1
+    record = json.loads((run / "slurm.json").read_text())
+    node = record["node"]
+    assert record["rendezvous"] == {
+        "endpoint": f"{node}:{20000 + int(job) % 12000}",
+        "id": job,
+        "nodes": [node],
+        "nproc_per_node": 2,
+        "world_size": 2,
+    }
+    assert json.loads((run / "provenance.json").read_text())["world_size"] == 2

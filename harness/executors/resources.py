@@ -5,9 +5,10 @@
       account: vision           # sbatch --account
       qos: normal               # sbatch --qos
       time: "10:00:00"          # time limit of each run's job: MM, HH:MM:SS or D-HH:MM:SS
-      gpus_per_run: 1           # GPUs of each run (sbatch --gpus-per-node)
-      cpus_per_run: 8           # CPU cores of each run (sbatch --cpus-per-task)
-      nproc_per_run: 1          # DDP processes of each run (torchrun, as `harness run --nproc`)
+      nodes: 1                  # nodes of each run (sbatch --nodes; one torchrun per node)
+      gpus_per_run: 1           # GPUs of each run on each node (sbatch --gpus-per-node)
+      cpus_per_run: 8           # CPU cores of each run on each node (sbatch --cpus-per-task)
+      nproc_per_run: 1          # DDP processes of each run on each node (torchrun --nproc-per-node)
       mem: 64G                  # memory of each run (sbatch --mem)
       constraint: a100          # sbatch --constraint
       signal_before_s: 120      # SIGUSR2 this long before the time limit: checkpoint, requeue
@@ -75,10 +76,15 @@ class SlurmResources:
     account: str | None = field(None, doc="sbatch --account")
     qos: str | None = field(None, doc="sbatch --qos")
     time: str = field("12:00:00", check=_check_time, doc="time limit of each run's job")
-    gpus_per_run: int = field(0, check=ge(0), doc="GPUs of each run (sbatch --gpus-per-node)")
-    cpus_per_run: int = field(1, check=ge(1), doc="CPU cores of each run (sbatch --cpus-per-task)")
+    nodes: int = field(
+        1, check=ge(1), doc="nodes of each run (sbatch --nodes): more than 1 starts one torchrun per node"
+    )
+    gpus_per_run: int = field(0, check=ge(0), doc="GPUs of each run on each node (sbatch --gpus-per-node)")
+    cpus_per_run: int = field(
+        1, check=ge(1), doc="CPU cores of each run on each node (sbatch --cpus-per-task)"
+    )
     nproc_per_run: int = field(
-        1, check=ge(1), doc="DDP processes of each run: more than 1 starts it through torchrun (--nproc)"
+        1, check=ge(1), doc="DDP processes of each run on each node: more than 1 starts it through torchrun"
     )
     mem: str | None = field(None, check=_check_mem, doc="memory of each run (sbatch --mem), e.g. 64G")
     constraint: str | None = field(None, doc="sbatch --constraint")

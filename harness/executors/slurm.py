@@ -9,6 +9,11 @@ failure ends that run only, and the leaderboard is regenerated at the end.
   resources), each student on its own with an `afterok` dependency on its teacher's job, so the
   teacher trains once, before its students; a failed teacher leaves its students failed, with
   the reason (Slurm cancels them: `--kill-on-invalid-dep=yes`).
+* **Several processes or nodes.** A run of `nproc_per_run` > 1 or `nodes` > 1 has one task per
+  node; each starts `torchrun --nnodes N --nproc-per-node G --node-rank $SLURM_NODEID
+  --rdzv-backend c10d --rdzv-endpoint <first node>:<port> --rdzv-id <job id> -m harness run
+  RECIPE --resume` (harness.executors.launch); one node is the case N = 1 of the same command.
+  The first node's task writes the Slurm record and handles the pre-emption signal.
 * **Recorded before and after submission.** `<run>/slurm.json` is written (atomically) with
   state `submitting` before sbatch and with the job id right after; SIGINT/SIGTERM are held
   back in between, so an interrupted sweep never leaves a run submitted but unrecorded. A
@@ -113,14 +118,27 @@ def _slurm(*args: str, timeout: float = 30) -> str:
 
 
 def preflight(resources: SlurmResources) -> None:
-    """Before anything is submitted: sbatch exists, the controller answers, the partition exists."""
+    """Before anything is submitted: sbatch exists, the controller answers, the partition exists
+    and has as many nodes as a run asks for (a job of more would wait forever)."""
     if shutil.which("sbatch") is None:
         raise SchedulerError("sbatch not found on PATH: install Slurm's client or use --executor local")
-    partitions = [p.strip().rstrip("*") for p in _slurm("sinfo", "-h", "-o", "%P").split()]
-    if resources.partition is not None and resources.partition not in partitions:
-        have = ", ".join(sorted(set(partitions))) or "none"
+    nodes: dict[str, int] = {}
+    default = None
+    for line in _slurm("sinfo", "-h", "-o", "%P|%D").split():
+        name, _, count = line.partition("|")
+        if name.endswith("*"):
+            name = default = name.rstrip("*")
+        nodes[name] = nodes.get(name, 0) + (int(count) if count.isdigit() else 0)
+    if resources.partition is not None and resources.partition not in nodes:
+        have = ", ".join(sorted(nodes)) or "none"
         raise SchedulerError(
             f"slurm.partition: unknown partition {resources.partition!r} (this cluster has: {have})"
+        )
+    partition = resources.partition or default
+    if partition in nodes and resources.nodes > nodes[partition]:
+        raise SchedulerError(
+            f"slurm.nodes: {resources.nodes} nodes asked for each run, "
+            f"but partition {partition!r} has {nodes[partition]}"
         )
 
 
@@ -149,13 +167,42 @@ except ImportError:  # pragma: no cover
 
 def _job_env(nproc: int) -> dict[str, str]:
     """The worker's environment: its math libraries use the cores Slurm allocated to the task
-    (SLURM_CPUS_PER_TASK), not whatever OMP_NUM_THREADS the submitting shell exported; torchrun
-    sets its own per-process count when a run has several processes."""
+    (SLURM_CPUS_PER_TASK), shared among the node's `nproc` ranks, not whatever OMP_NUM_THREADS the
+    submitting shell exported."""
     env = dict(os.environ)
     cpus = os.environ.get("SLURM_CPUS_PER_TASK")
-    if cpus and cpus.isdigit() and nproc == 1:
-        env["OMP_NUM_THREADS"] = cpus
+    if cpus and cpus.isdigit():
+        env["OMP_NUM_THREADS"] = str(max(1, int(cpus) // nproc))
     return env
+
+
+def _torchrun(spec: dict[str, Any], python: str) -> tuple[list[str], dict[str, Any]]:
+    """This node's `torchrun ... -m harness run RECIPE --resume` for a run of several processes or
+    nodes (harness.executors.launch: first node of the allocation as rendezvous, port from the job
+    id), and the rendezvous as the run's Slurm record keeps it."""
+    from submitit import JobEnvironment
+
+    from harness.executors.launch import rendezvous_from_slurm, torchrun_command
+
+    hosts = JobEnvironment().hostnames
+    rdzv = rendezvous_from_slurm(os.environ, hosts, int(spec.get("nodes", 1)), int(spec.get("nproc", 1)))
+    args = ["run", spec["recipe"], "--resume", "--runs-dir", spec["runs_dir"], "--no-progress"]
+    args += [a for o in spec["overrides"] for a in ("--set", o)]
+    args += ["--device", spec["device"]] if spec.get("device") else []
+    log.info("node %d of %d: rendezvous %s (id %s)", rdzv.node_rank, rdzv.nodes, rdzv.endpoint, rdzv.run_id)
+    record = {
+        "endpoint": rdzv.endpoint,
+        "id": rdzv.run_id,
+        "nodes": hosts,
+        "nproc_per_node": rdzv.nproc_per_node,
+        "world_size": rdzv.world_size,
+    }
+    return torchrun_command(rdzv, args, python), record
+
+
+def _first_node() -> bool:
+    """This task runs on the allocation's first node (it alone writes the run's Slurm record)."""
+    return int(os.environ.get("SLURM_NODEID", "0") or 0) == 0
 
 
 class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
@@ -178,20 +225,25 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
 
         facts = scheduler()
         rundir = RunDir(Path(self.spec["runs_dir"]), self.spec["run_id"])
-        _update_record(
-            rundir, started=time.time(), node=facts.get("node"), restart_count=facts.get("restart_count")
-        )
+        nproc = int(self.spec.get("nproc", 1))
+        launched = nproc > 1 or int(self.spec.get("nodes", 1)) > 1
+        first = _first_node()
         with tempfile.TemporaryDirectory(prefix="harness-job-") as tmp:
             spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
             spec_path.write_text(json.dumps(self.spec))
-            nproc = int(self.spec.get("nproc", 1))
-            if nproc > 1:  # several processes: `harness run --resume --nproc N` (torchrun), as by hand
-                command = [self.python, "-m", "harness", "run", self.spec["recipe"], "--resume"]
-                command += ["--runs-dir", self.spec["runs_dir"], "--nproc", str(nproc), "--no-progress"]
-                command += [a for o in self.spec["overrides"] for a in ("--set", o)]
-                command += ["--device", self.spec["device"]] if self.spec.get("device") else []
+            rendezvous = None
+            if launched:  # torchrun on each node, as by hand
+                command, rendezvous = _torchrun(self.spec, self.python)
             else:
                 command = [self.python, "-m", "harness.sweep", "worker", str(spec_path), str(result_path)]
+            if first:
+                _update_record(
+                    rundir,
+                    started=time.time(),
+                    node=facts.get("node"),
+                    restart_count=facts.get("restart_count"),
+                    rendezvous=rendezvous,
+                )
             self._child = subprocess.Popen(command, preexec_fn=_ignore_usr2, env=_job_env(nproc))
             # poll rather than wait(): `checkpoint` runs as a signal handler in this thread, and
             # Popen.wait would hold the lock its own poll needs
@@ -200,12 +252,15 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
             try:
                 result = json.loads(result_path.read_text())
             except (OSError, json.JSONDecodeError):
-                result = _outcome_of(code, rundir) if nproc > 1 else {}
+                result = _outcome_of(code, rundir) if launched else {}
                 result = result or {
                     "outcome": "failed",
                     "error": f"worker exited with status {code} without a result",
                 }
-        _update_record(rundir, outcome=result.get("outcome"), error=result.get("error"), ended=time.time())
+        if first:
+            _update_record(
+                rundir, outcome=result.get("outcome"), error=result.get("error"), ended=time.time()
+            )
         if result.get("outcome") in (
             "failed",
             "diverged",
@@ -227,7 +282,8 @@ class RunJob(_Checkpointable):  # type: ignore[misc,valid-type]
 
 
 def _outcome_of(code: int, rundir: RunDir) -> dict[str, Any]:
-    """The outcome of a `harness run` (torchrun) job step, from its exit status and the run folder."""
+    """The outcome of a torchrun job step, from the run folder's status and the exit status
+    (torchrun exits 1 whenever a rank failed, whatever the rank's own status was)."""
     from harness.errors import DivergedError, InterruptedRun, RunBusyError
 
     status = rundir.read_status() if rundir.status_file.exists() else {}
@@ -237,7 +293,7 @@ def _outcome_of(code: int, rundir: RunDir) -> dict[str, Any]:
         DivergedError.exit_code: "diverged",
         InterruptedRun.exit_code: "interrupted",
         RunBusyError.exit_code: "busy",
-    }.get(code, "failed")
+    }.get(code) or {"diverged": "diverged", "interrupted": "interrupted"}.get(status.get("status"), "failed")
     return {"outcome": outcome, "error": status.get("error") or f"harness run exited with status {code}"}
 
 
@@ -305,6 +361,8 @@ def make_executor(folder: Path, resources: SlurmResources, name: str, **extra: A
         "job_name": name,
         "time": resources.timeout_min,
         "cpus_per_task": resources.cpus_per_run,
+        "nodes": resources.nodes,
+        "ntasks_per_node": 1,  # one task per node: it starts the node's torchrun
         "signal_delay_s": resources.signal_before_s,
         "setup": [f"export PYTHONPATH={package_root}${{PYTHONPATH:+:$PYTHONPATH}}"],
         "array_parallelism": 1024,
@@ -331,6 +389,7 @@ def _spec(
         "device": options.device,
         "signal_before_s": resources.signal_before_s,
         "nproc": resources.nproc_per_run,
+        "nodes": resources.nodes,
     }
 
 
@@ -667,7 +726,14 @@ def _submit_leaderboard(
     from dataclasses import replace
 
     light = replace(
-        resources, gpus_per_run=0, cpus_per_run=1, time="1:00:00", mem=None, constraint=None, sbatch=[]
+        resources,
+        nodes=1,
+        gpus_per_run=0,
+        cpus_per_run=1,
+        time="1:00:00",
+        mem=None,
+        constraint=None,
+        sbatch=[],
     )
     ids = ":".join(t.job_id for t in tracked if t.job_id)
     executor = make_executor(
