@@ -28,17 +28,22 @@ all-reduced: count-weighted, never an average of averages.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from harness import provenance
 from harness.files import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from harness.recipe import Recipe
 
 EPS = 1e-12
 
@@ -457,6 +462,83 @@ TEACHER_COLUMNS = tuple(c.name for c in COLUMNS if c.name.startswith("teacher_")
 
 #: The columns the leaderboard summarises over seeds, in schema order.
 BOARD_COLUMNS = tuple(c for c in COLUMNS if c.board is not None)
+
+
+def run_columns(
+    recipe: Recipe,
+    *,
+    strategy_params: dict[str, Any],
+    setting: tuple[str, str],
+    global_batch: int,
+    lr_scaled: float,
+    eval_split: str,
+    teacher: dict[str, Any],
+    device: str,
+    world_size: int,
+    amp: str,
+) -> dict[str, Any]:
+    """The columns every row of a run repeats: its identity, setting and budget (`setting` is
+    `recipe.setting()`), the teacher's columns (`TEACHER_COLUMNS`, None without a teacher) and
+    where it ran. `epoch_row` adds an epoch's own columns to them."""
+    key, pipeline = setting
+    return {
+        "run_id": recipe.run_id,
+        "recipe_name": recipe.name,
+        "recipe_hash": recipe.hash(),
+        "config_hash": recipe.config_hash(),
+        "method": recipe.label,
+        "strategy": recipe.strategy.name,
+        "strategy_params": json.dumps(strategy_params, sort_keys=True),
+        "dataset": recipe.data.dataset,
+        "arch": recipe.model.arch,
+        "seed": recipe.seed,
+        "setting_key": key,
+        "data_pipeline": pipeline,
+        "epochs": recipe.schedule.epochs,
+        "batch_size": recipe.data.batch_size,
+        "global_batch_size": global_batch,
+        "lr_scaled": lr_scaled,
+        "eval_split": eval_split,
+        **{name: teacher[name] for name in TEACHER_COLUMNS},
+        "device": device,
+        "world_size": world_size,
+        "amp": amp,
+        **provenance.versions(),
+        "git_commit": provenance.git_commit(),
+    }
+
+
+def epoch_row(
+    run: dict[str, Any],
+    *,
+    epoch: int,
+    step: int,
+    metrics: dict[str, float],
+    losses: dict[str, float],
+    lr: float,
+    epoch_time: float,
+    eval_time: float,
+    samples: int,
+) -> dict[str, Any]:
+    """One metrics row: the run's columns (`run_columns`), the evaluation's `metrics`
+    (`MetricAccumulator.compute()`), the epoch's loss means (`loss` and its parts), its lr and
+    timing. `status` starts `running`; the runner sets it (and `diverged_step`) on every write."""
+    return {
+        **run,
+        "train_samples": samples,
+        "eval_samples": metrics["n"],
+        "epoch": epoch,
+        "step": step,
+        **{name: metrics[name] for name in METRIC_COLUMNS},
+        "train_loss": losses.get("loss", math.nan),
+        "train_parts": {k: v for k, v in losses.items() if k != "loss"},
+        "lr": lr,
+        "epoch_time_s": epoch_time,
+        "eval_time_s": eval_time,
+        "img_per_s": samples / epoch_time if epoch_time > 0 else math.nan,
+        "status": "running",
+        "diverged_step": None,
+    }
 
 
 def write_metrics(path: Path, rows: Sequence[dict[str, Any]]) -> None:

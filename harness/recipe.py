@@ -59,7 +59,7 @@ def safe_name(name: str | None) -> str | None:
     bad = sorted({c for c in name if c in NAME_FORBIDDEN or ord(c) < 32 or 127 <= ord(c) < 160})
     if bad:
         shown = ", ".join(repr(c) for c in bad)
-        return f"must not contain path separators, control characters or any of <>:\"|?*, got {shown}"
+        return f'must not contain path separators, control characters or any of <>:"|?*, got {shown}'
     return None
 
 

@@ -16,7 +16,6 @@ The pieces around the loop: `harness.device` (device, seeds, autocast, memory fo
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import signal
@@ -27,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from harness import checkpoint, distributed, lifecycle, pretrained, provenance, strategies, teacher_cache
 from harness.assembly import setup_strategy, student_model, training_forward
@@ -38,7 +36,7 @@ from harness.errors import DivergedError, InterruptedRun, RunStateError
 from harness.evaluation import evaluate
 from harness.features import split_output
 from harness.files import write_json, write_text
-from harness.metrics import METRIC_COLUMNS, TEACHER_COLUMNS, read_metrics, write_metrics
+from harness.metrics import TEACHER_COLUMNS, epoch_row, read_metrics, run_columns, write_metrics
 from harness.models import count_parameters
 from harness.optim import build_optimizer, build_scheduler
 from harness.recipe import Recipe
@@ -46,7 +44,7 @@ from harness.rundir import RunDir
 from harness.signals import StopSignal
 from harness.strategies import StepInputs
 from harness.teacher import RecipeTransform, Teacher, TrainRun, build_teacher, measure_teacher, view_forward
-from harness.tracking import LossTracker
+from harness.tracking import LossTracker, progress_bar
 
 log = logging.getLogger("harness")
 
@@ -149,10 +147,9 @@ class Trainer:
         for group in self.strategy.param_groups(self.lr, r.optim.weight_decay):
             self.optimizer.add_param_group(group)
         self.scheduler = build_scheduler(r, self.optimizer, len(self.data.train))
-        self.setting_key, self.pipeline = r.setting()
-        self.teacher_metrics: dict[str, Any] = dict.fromkeys(TEACHER_COLUMNS)
+        teacher_metrics: dict[str, Any] = dict.fromkeys(TEACHER_COLUMNS)
         if self.teacher is not None:
-            self.teacher_metrics = measure_teacher(
+            teacher_metrics = measure_teacher(
                 self.teacher, self.data, r.eval.ece_bins, self.amp, self.channels_last, self.device, self._say
             )
             if r.teacher is not None and r.teacher.cache:
@@ -165,9 +162,21 @@ class Trainer:
                     world=self.world,
                     say=self._say,
                     forward=self.teacher_forward,
-                    teacher_metrics=self.teacher_metrics,
+                    teacher_metrics=teacher_metrics,
                     device=self.device,
                 )
+        self.columns = run_columns(
+            r,
+            strategy_params=self.strategy.param_dict(),
+            setting=r.setting(),
+            global_batch=self.global_batch,
+            lr_scaled=self.lr,
+            eval_split=self.data.eval_split,
+            teacher=teacher_metrics,
+            device=self.device.type,
+            world_size=self.world.world_size,
+            amp=str(self.amp).replace("torch.", "") if self.amp else "off",
+        )
         # Training randomness (dropout, drop-path) starts here, apart per rank, whatever the
         # teacher's own training or evaluation did to the global generator.
         torch.manual_seed(r.seed + 1000 * self.world.rank)
@@ -229,55 +238,6 @@ class Trainer:
         if self.world.is_main:
             log.info(line)
             self.run.log(line)
-
-    def _row(
-        self,
-        metrics: dict[str, float],
-        losses: dict[str, float],
-        lr: float,
-        epoch_time: float,
-        eval_time: float,
-        samples: int,
-    ) -> dict[str, Any]:
-        r = self.recipe
-        return {
-            "run_id": r.run_id,
-            "recipe_name": r.name,
-            "recipe_hash": r.hash(),
-            "config_hash": r.config_hash(),
-            "method": r.label,
-            "strategy": r.strategy.name,
-            "strategy_params": json.dumps(self.strategy.param_dict(), sort_keys=True),
-            "dataset": r.data.dataset,
-            "arch": r.model.arch,
-            "seed": r.seed,
-            "setting_key": self.setting_key,
-            "data_pipeline": self.pipeline,
-            "epochs": r.schedule.epochs,
-            "batch_size": r.data.batch_size,
-            "global_batch_size": self.global_batch,
-            "lr_scaled": self.lr,
-            "train_samples": samples,
-            "eval_split": self.data.eval_split,
-            "eval_samples": metrics["n"],
-            "epoch": self.epoch,
-            "step": self.step,
-            **{k: metrics[k] for k in METRIC_COLUMNS},
-            "train_loss": losses.get("loss", math.nan),
-            "train_parts": {k: v for k, v in losses.items() if k != "loss"},
-            "lr": lr,
-            "epoch_time_s": epoch_time,
-            "eval_time_s": eval_time,
-            "img_per_s": samples / epoch_time if epoch_time > 0 else math.nan,
-            **self.teacher_metrics,
-            "status": "running",
-            "diverged_step": None,
-            "device": self.device.type,
-            "world_size": self.world.world_size,
-            "amp": str(self.amp).replace("torch.", "") if self.amp else "off",
-            **provenance.versions(),
-            "git_commit": provenance.git_commit(),
-        }
 
     def write_rows(self, status: str, diverged_step: int | None = None) -> None:
         if not self.world.is_main:
@@ -364,21 +324,6 @@ class Trainer:
         self._say(f"resuming at epoch {self.epoch + 1}, step {self.step}")
         return start, tracker, elapsed
 
-    def progress_bar(self, start: int, steps: int) -> tqdm:
-        """The epoch's progress bar, on rank 0 only (`progress` None: only on a terminal)."""
-        progress = self.options.progress
-        # tqdm: disable=None shows the bar on a terminal only
-        quiet = not self.world.is_main or progress is False
-        disable = True if quiet else (None if progress is None else False)
-        return tqdm(
-            total=steps,
-            initial=start,
-            desc=f"epoch {self.epoch + 1}/{self.recipe.schedule.epochs}",
-            disable=disable,
-            leave=False,
-            dynamic_ncols=True,
-        )
-
     def train_epoch(self, start: int, tracker: LossTracker, elapsed: float, stop: StopSignal) -> float:
         """Train the current epoch from its step `start` (`elapsed` seconds spent in it before),
         checking the loss every `log_every` steps, checkpointing every `every_steps` and stopping
@@ -388,7 +333,8 @@ class Trainer:
         self.train_strategy.train()
         t0 = time.perf_counter() - elapsed
         steps = len(self.data.train)
-        bar = self.progress_bar(start, steps)
+        desc = f"epoch {self.epoch + 1}/{self.recipe.schedule.epochs}"
+        bar = progress_bar(start, steps, desc, self.world.is_main, self.options.progress)
         for i, batch in self.batches(start):
             self.train_step(batch, tracker, i, steps)
             bar.update(1)
@@ -435,7 +381,20 @@ class Trainer:
             self.channels_last,
             self.device,
         )
-        self.rows.append(self._row(m, losses, lr, epoch_time, time.perf_counter() - t1, samples))
+        eval_time = time.perf_counter() - t1
+        self.rows.append(
+            epoch_row(
+                self.columns,
+                epoch=self.epoch,
+                step=self.step,
+                metrics=m,
+                losses=losses,
+                lr=lr,
+                epoch_time=epoch_time,
+                eval_time=eval_time,
+                samples=samples,
+            )
+        )
         self._say(
             f"epoch {self.epoch}/{r.schedule.epochs} loss {losses.get('loss', math.nan):.4f} "
             f"top1 {m['top1']:.2f} nll {m['nll']:.4f} ece {m['ece']:.4f} "

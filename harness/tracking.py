@@ -1,4 +1,4 @@
-"""The training loss of an epoch, summed on the device: `LossTracker`.
+"""The training loss of an epoch, summed on the device (`LossTracker`), and its progress bar.
 
 Each step adds its loss parts (weighted by the batch's samples) without a host sync; the means
 over all ranks are taken once, at the epoch's end. The tracker also remembers the first step
@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from harness import distributed
 
@@ -81,3 +82,10 @@ class LossTracker:
         total = float(packed[-1])
         self.samples = int(total)  # of all ranks
         return {k: float(v) / max(total, 1.0) for k, v in zip(names, packed[:-1].tolist(), strict=True)}
+
+
+def progress_bar(start: int, steps: int, desc: str, is_main: bool, progress: bool | None) -> tqdm:
+    """An epoch's progress bar at step `start` of `steps`, on rank 0 only; `progress` None shows
+    it on a terminal only (tqdm's disable=None), False never, True always."""
+    disable = True if not is_main or progress is False else (None if progress is None else False)
+    return tqdm(total=steps, initial=start, desc=desc, disable=disable, leave=False, dynamic_ncols=True)
