@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import Any
+from typing import Any, ClassVar
 
 from harness import distributed
 
 
 class StopSignal:
     """SIGTERM/SIGINT set a flag; the loop stops at the next step boundary and checkpoints."""
+
+    #: The StopSignals in force in this process, outermost first.
+    active: ClassVar[list[StopSignal]] = []
 
     def __init__(self) -> None:
         self.signum: int | None = None
@@ -25,7 +28,14 @@ class StopSignal:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._previous[sig] = signal.signal(sig, self._handle)
+        StopSignal.active.append(self)
         return self
+
+    @classmethod
+    def pending(cls) -> bool:
+        """Whether a stop signal has reached any run in force in this process (for code that
+        waits outside the loop, e.g. for another process to let a teacher run go)."""
+        return any(s.signum is not None for s in cls.active)
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signum is not None and signum == signal.SIGINT:
@@ -33,6 +43,8 @@ class StopSignal:
         self.signum = signum
 
     def __exit__(self, *exc: object) -> None:
+        if self in StopSignal.active:
+            StopSignal.active.remove(self)
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
             # A run nested in another (a teacher trained first) hands the signal to the outer

@@ -19,6 +19,7 @@ per-view cache of its soft targets is `harness.teacher_cache`.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,13 +30,14 @@ import torch
 from harness import checkpoint, pretrained
 from harness.data import DataBundle
 from harness.device import autocast
-from harness.errors import HarnessError, RecipeError, TeacherError
+from harness.errors import HarnessError, InterruptedRun, RecipeError, RunBusyError, TeacherError
 from harness.evaluation import evaluate
 from harness.features import forward_with_features
 from harness.metrics import TEACHER_METRICS
 from harness.models import build_model
 from harness.recipe import Recipe, load_recipe, recipe_dir
 from harness.rundir import RunDir
+from harness.signals import StopSignal
 from harness.strategies.registry import Stage
 
 log = logging.getLogger("harness")
@@ -98,6 +100,22 @@ def teacher_recipe(recipe: Recipe, transform: RecipeTransform | None = None) -> 
     return teacher
 
 
+def train_or_wait(run: RunDir, t_recipe: Recipe, train_run: TrainRun, poll: float = 2.0) -> RunDir:
+    """Train the teacher run (or resume it); while another process holds its lock (a concurrent
+    run or sweep slot training the same teacher for its own student), wait for that process to
+    let it go, then take what it left: the completed run, or the unfinished one to resume. A stop
+    signal while waiting ends the wait with `InterruptedRun`."""
+    while True:
+        try:
+            return train_run(t_recipe)
+        except RunBusyError:
+            log.info("teacher run %s is being trained by another process: waiting for it", t_recipe.run_id)
+            while run.locked_elsewhere():
+                if StopSignal.pending():
+                    raise InterruptedRun(f"stopped while waiting for teacher run {t_recipe.run_id}") from None
+                time.sleep(poll)
+
+
 def resolve_weights(
     recipe: Recipe,
     runs_dir: Path,
@@ -131,7 +149,7 @@ def resolve_weights(
         what = "missing" if status is None else f"{status}, resuming it"
         log.info("teacher run %s is %s: training it first", t_recipe.run_id, what)
         try:
-            run = train_run(t_recipe)
+            run = train_or_wait(run, t_recipe, train_run)
         except HarnessError as exc:
             raise TeacherError(f"teacher run {t_recipe.run_id} failed: {exc}") from None
     if cfg.epoch is None:

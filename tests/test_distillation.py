@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import threading
+import time
+
 import pytest
 import torch
 
@@ -9,8 +15,9 @@ from harness.distributed import World
 from harness.metrics import read_metrics
 from harness.models import build_model
 from harness.recipe import load_recipe
+from harness.rundir import RunDir
 from harness.runner import RunOptions, Trainer, train
-from tests.conftest import run_cli, tiny_recipe, write_recipe
+from tests.conftest import REPO, run_cli, tiny_recipe, write_recipe
 
 pytestmark = pytest.mark.fashion
 
@@ -181,3 +188,35 @@ def test_kd_recipe_needs_a_teacher_run_that_exists(tmp_path, runs_dir):
     proc = run_cli("run", str(student), "--runs-dir", str(runs_dir))
     assert proc.returncode == 2
     assert "teacher.run:" in proc.stderr and "recipe file not found" in proc.stderr
+
+
+def test_student_waits_for_a_teacher_run_another_process_holds(tmp_path, stage1, runs_dir):
+    """Two students of one teacher started together (sweep slots, two sweeps): the one that finds
+    the teacher run locked waits for the lock, then takes the teacher over, instead of failing."""
+    recipe = tiny_recipe(strategy=KD, teacher={"run": "stage1.yaml"})
+    student = write_recipe(tmp_path / "recipes" / "s.yaml", recipe)
+    teacher = RunDir(runs_dir, load_recipe(stage1).run_id)
+    teacher.acquire()  # this process stands for the other student, training the teacher
+    cmd = [sys.executable, "-m", "harness", "run", str(student), "--runs-dir", str(runs_dir)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    out = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, text=True, **out)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not any("waiting for it" in line for line in lines):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.2)
+        time.sleep(2.5)  # past the next look at the lock: still waiting, the teacher untouched
+        assert proc.poll() is None, "".join(lines)
+        assert not teacher.metrics.exists()
+    finally:
+        teacher.release()
+    proc.wait(timeout=300)
+    reader.join(timeout=10)
+    assert proc.returncode == 0, "".join(lines)
+    assert teacher.read_status()["status"] == "completed"
+    rows = read_metrics(runs_dir / load_recipe(student).run_id / "metrics.parquet")
+    assert rows[-1]["status"] == "completed" and rows[-1]["teacher_source"] == teacher.run_id
