@@ -232,6 +232,7 @@ class Column:
     kind: pa.DataType
     doc: str  # meaning, one line (docs/metrics.md and the Parquet field metadata)
     metric: bool = False  # a value of `MetricAccumulator.compute()`, copied by the runner
+    identity: bool = False  # describes the run, not the epoch: equal on every row of a run
     teacher: str = ""  # doc of its `teacher_<name>` twin: the teacher's value on the eval split
     board: Board | None = None  # summarised on the leaderboard
 
@@ -261,24 +262,24 @@ TEACHER_TWINS = "teacher twins"
 
 #: The declaration of every metrics.parquet column, in schema order.
 DECLARED: tuple[Column | str, ...] = (
-    Column("run_id", STRING, "<recipe name>-s<seed>-<recipe hash[:8]>"),
-    Column("recipe_name", STRING, "recipe name"),
+    Column("run_id", STRING, "<recipe name>-s<seed>-<recipe hash[:8]>", identity=True),
+    Column("recipe_name", STRING, "recipe name", identity=True),
     Column("recipe_hash", STRING, "sha256 of the resolved recipe's identity"),
     Column("config_hash", STRING, "sha256 of the identity without the seed (groups seeds)"),
-    Column("method", STRING, "leaderboard label (recipe `method`, default strategy name)"),
-    Column("strategy", STRING, "registered strategy name"),
-    Column("strategy_params", STRING, "resolved strategy parameters (JSON)"),
-    Column("dataset", STRING, "data set name"),
-    Column("arch", STRING, "student timm architecture"),
-    Column("seed", INT, "training seed"),
-    Column("setting_key", STRING, "hash of dataset, arch, epochs and data pipeline"),
-    Column("data_pipeline", STRING, "resolved data section, identity part (JSON)"),
-    Column("epochs", INT, "planned training epochs"),
+    Column("method", STRING, "leaderboard label (recipe `method`, default strategy name)", identity=True),
+    Column("strategy", STRING, "registered strategy name", identity=True),
+    Column("strategy_params", STRING, "resolved strategy parameters (JSON)", identity=True),
+    Column("dataset", STRING, "data set name", identity=True),
+    Column("arch", STRING, "student timm architecture", identity=True),
+    Column("seed", INT, "training seed", identity=True),
+    Column("setting_key", STRING, "hash of dataset, arch, epochs and data pipeline", identity=True),
+    Column("data_pipeline", STRING, "resolved data section, identity part (JSON)", identity=True),
+    Column("epochs", INT, "planned training epochs", identity=True),
     Column("batch_size", INT, "per-rank training batch size"),
     Column("global_batch_size", INT, "batch_size x world_size"),
     Column("lr_scaled", FLOAT, "learning rate after batch scaling"),
     Column("train_samples", INT, "training samples per epoch (all ranks)"),
-    Column("eval_split", STRING, "split the metrics are computed on"),
+    Column("eval_split", STRING, "split the metrics are computed on", identity=True),
     Column("eval_samples", INT, "samples evaluated"),
     Column("epoch", INT, "epoch just finished (1-based)"),
     Column("step", INT, "optimizer steps so far"),
@@ -421,8 +422,8 @@ DECLARED: tuple[Column | str, ...] = (
             confidence=6,
         ),
     ),
-    Column("teacher_arch", STRING, "teacher architecture (null without teacher)"),
-    Column("teacher_source", STRING, "teacher run id (and epoch) or weights file"),
+    Column("teacher_arch", STRING, "teacher architecture (null without teacher)", identity=True),
+    Column("teacher_source", STRING, "teacher run id (and epoch) or weights file", identity=True),
     TEACHER_TWINS,
     Column("status", STRING, "run status when written: running|completed|interrupted|failed|diverged"),
     Column("diverged_step", INT, "step of the first non-finite loss (diverged runs)"),
@@ -459,6 +460,9 @@ TEACHER_METRICS = {f"teacher_{c.name}": c.name for c in COLUMNS if c.teacher}
 
 #: The columns that describe the teacher (null for a run without one): its identity and metrics.
 TEACHER_COLUMNS = tuple(c.name for c in COLUMNS if c.name.startswith("teacher_"))
+
+#: The columns that describe the run, not the epoch (the leaderboard checks they agree on every row).
+IDENTITY_COLUMNS = tuple(c.name for c in COLUMNS if c.identity)
 
 #: The columns the leaderboard summarises over seeds, in schema order.
 BOARD_COLUMNS = tuple(c for c in COLUMNS if c.board is not None)

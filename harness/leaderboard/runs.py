@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harness.errors import HarnessError
-from harness.metrics import METRIC_COLUMNS, SCHEMA, TEACHER_COLUMNS
+from harness.metrics import IDENTITY_COLUMNS, METRIC_COLUMNS, SCHEMA, TEACHER_COLUMNS
 
 #: Columns a run's metrics must have for the leaderboard (the rest are read when present).
 REQUIRED_COLUMNS = (
@@ -54,24 +54,6 @@ OPTIONAL_COLUMNS = (
     "img_per_s",
     *TEACHER_COLUMNS,
     "diverged_step",
-)
-
-#: Columns that describe the run, not the epoch: they must agree on every row.
-IDENTITY_COLUMNS = (
-    "run_id",
-    "recipe_name",
-    "method",
-    "strategy",
-    "strategy_params",
-    "dataset",
-    "arch",
-    "seed",
-    "setting_key",
-    "data_pipeline",
-    "epochs",
-    "eval_split",
-    "teacher_arch",
-    "teacher_source",
 )
 
 
