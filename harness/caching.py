@@ -1,7 +1,9 @@
 """`harness cache-teacher`: build (or rebuild) the per-view teacher cache a recipe reads.
 
 Only what the cache needs is built: the recipe's data, its teacher (a missing teacher run is
-trained first, as `harness run` would) and the cache; no student, optimizer or scheduler. The
+trained first with the `train_run` the caller hands in: `harness cache-teacher` passes
+`lifecycle.teacher_run_trainer`, as `harness run` does) and the cache; no student, optimizer or
+scheduler. The
 device, seeds, kernels, memory format and autocast are the run's own, so the cache holds the
 bytes a run of the recipe would build.
 """
@@ -18,14 +20,20 @@ from harness.data import build_data
 from harness.device import autocast_dtype, configure_runtime, resolve_device, use_channels_last
 from harness.errors import RecipeError
 from harness.recipe import Recipe
-from harness.runner import RunOptions, teacher_run_trainer
-from harness.teacher import build_teacher, measure_teacher, view_forward
+from harness.teacher import TrainRun, build_teacher, measure_teacher, view_forward
 
 log = logging.getLogger("harness")
 
 
-def cache_teacher(recipe: Recipe, runs_dir: Path, options: RunOptions, rebuild: bool = False) -> Path:
-    """Make sure the recipe's teacher cache exists (training the teacher run first if missing)."""
+def cache_teacher(
+    recipe: Recipe,
+    runs_dir: Path,
+    train_run: TrainRun | None,
+    device_name: str | None = None,
+    rebuild: bool = False,
+) -> Path:
+    """Make sure the recipe's teacher cache exists (a missing teacher run trained first with
+    `train_run`; None: it must have completed); `device_name` overrides the recipe's device."""
     if recipe.teacher is None:
         raise RecipeError("teacher: the recipe names no teacher, so there is nothing to cache")
     source = recipe.source
@@ -34,7 +42,7 @@ def cache_teacher(recipe: Recipe, runs_dir: Path, options: RunOptions, rebuild: 
     runs_dir = Path(runs_dir)
     world = distributed.world_from_env()
     runtime = recipe.runtime
-    device = resolve_device(options.device or runtime.device)
+    device = resolve_device(device_name or runtime.device)
     amp, channels_last = autocast_dtype(runtime, device), use_channels_last(runtime, device)
 
     def say(line: str) -> None:
@@ -47,10 +55,7 @@ def cache_teacher(recipe: Recipe, runs_dir: Path, options: RunOptions, rebuild: 
         recipe.data, device=device, seed=recipe.seed, rank=world.rank, world_size=world.world_size
     )
     try:
-        train_run = teacher_run_trainer(runs_dir, options)
-        teacher, weights = build_teacher(
-            recipe, runs_dir, train_run, options.transform, data, device, channels_last
-        )
+        teacher, weights = build_teacher(recipe, runs_dir, train_run, None, data, device, channels_last)
         metrics = measure_teacher(teacher, data, recipe.eval.ece_bins, amp, channels_last, device, say)
         cached = teacher_cache.open_or_build(
             teacher,

@@ -107,8 +107,9 @@ def run(
     docs/distributed.md); `--nproc N` is the one-machine shorthand.
     """
     from harness import distributed
+    from harness.lifecycle import train
     from harness.recipe import load_recipe
-    from harness.runner import RunOptions, train
+    from harness.runner import RunOptions
 
     if resume and restart:
         raise click.UsageError("--resume and --restart exclude each other")
@@ -378,10 +379,12 @@ def cache_teacher(
 ) -> None:
     """Build the per-view teacher cache of a KD RECIPE (shared by its students and seeds)."""
     from harness.caching import cache_teacher as build_cache
+    from harness.lifecycle import teacher_run_trainer
     from harness.recipe import load_recipe
     from harness.runner import RunOptions
 
-    folder = build_cache(load_recipe(recipe, overrides), runs_dir, RunOptions(device=device), rebuild)
+    train_run = teacher_run_trainer(runs_dir, RunOptions(device=device))
+    folder = build_cache(load_recipe(recipe, overrides), runs_dir, train_run, device, rebuild)
     click.echo(f"teacher cache: {folder}")
 
 

@@ -1,9 +1,12 @@
-"""Before and after a run trains: whether it may start, and what a run stopped by an error records.
+"""A run's life-cycle around the training loop: `train(recipe, runs_dir)` is the entry point.
 
-`prepare` reports a run that had completed (it is never trained twice), refuses one that exists
-unfinished without `--resume` or `--restart`, checks the data files before any folder is made,
-and sets an existing run aside for `--restart` (renamed, never deleted). `record_failure` marks a
-run stopped by an error `interrupted` (a signal, Ctrl-C) or `failed`, its metrics rows with it.
+`train` takes the run's lock, installs the stop signals and hands the recipe to the loop
+(`harness.runner.Trainer`), which trains a missing teacher run first through
+`teacher_run_trainer`. `prepare` reports a run that had completed (it is never trained twice),
+refuses one that exists unfinished without `--resume` or `--restart`, checks the data files
+before any folder is made, and sets an existing run aside for `--restart` (renamed, never
+deleted). `record_failure` marks a run stopped by an error `interrupted` (a signal, Ctrl-C) or
+`failed`, its metrics rows with it.
 """
 
 from __future__ import annotations
@@ -13,19 +16,21 @@ import logging
 import shutil
 import signal
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from harness import distributed
 from harness.data.preflight import check_data_files
 from harness.distributed import World
-from harness.errors import RunStateError
+from harness.errors import DivergedError, InterruptedRun, RunStateError
+from harness.metrics import read_metrics
+from harness.models import count_parameters
 from harness.recipe import Recipe
 from harness.rundir import RunDir
+from harness.runner import RunOptions, Trainer
 from harness.signals import StopSignal
-
-if TYPE_CHECKING:
-    from harness.runner import Trainer
+from harness.teacher import TrainRun
 
 log = logging.getLogger("harness")
 
@@ -79,3 +84,77 @@ def record_failure(run: RunDir, trainer: Trainer, stop: StopSignal, exc: BaseExc
             stopped = signalled or isinstance(exc, KeyboardInterrupt)
             trainer.write_rows("interrupted" if stopped else "failed")
     return signalled
+
+
+@dataclass
+class RunResult:
+    """What a finished (or already finished) run produced."""
+
+    run_id: str
+    run_dir: Path
+    status: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    skipped: bool = False  # it had completed before
+
+
+def teacher_run_trainer(runs_dir: Path, options: RunOptions) -> TrainRun:
+    """How a missing teacher run is trained first: resumed where it stopped, with this run's
+    device, progress bar and recipe transform, in the same runs folder."""
+
+    def train_teacher(teacher_recipe: Recipe) -> RunDir:
+        teacher_options = RunOptions(
+            device=options.device,
+            resume=True,
+            progress=options.progress,
+            transform=options.transform,
+        )
+        result = train(teacher_recipe, runs_dir, teacher_options)
+        return RunDir(runs_dir, result.run_id)
+
+    return train_teacher
+
+
+def _completed(recipe: Recipe, run: RunDir) -> RunResult:
+    """The result of a run that had completed before (its metrics read back)."""
+    log.info("run %s already completed: %s", recipe.run_id, run.root)
+    rows = read_metrics(run.metrics) if run.metrics.exists() else []
+    return RunResult(recipe.run_id, run.root, "completed", rows, skipped=True)
+
+
+def train(recipe: Recipe, runs_dir: Path | str, options: RunOptions | None = None) -> RunResult:
+    """Train `recipe` into `<runs_dir>/<run_id>/` (or report it done), with resume and signals."""
+    options = options or RunOptions()
+    runs_dir = Path(runs_dir)
+    world = distributed.world_from_env()
+    run = RunDir(runs_dir, recipe.run_id)
+    if prepare(run, recipe, options.resume, options.restart, world):
+        return _completed(recipe, run)
+    lock = run if world.is_main else contextlib.nullcontext()
+    with lock, StopSignal() as stop:
+        # Another process (a second sweep) may have finished the run between the check above
+        # and taking the lock: look again now that the run is ours, so it never trains twice.
+        if run.read_status().get("status") == "completed" and not options.restart:
+            return _completed(recipe, run)
+        trainer = Trainer(recipe, runs_dir, options, world, teacher_run_trainer(runs_dir, options))
+        log.info("run %s -> %s", recipe.run_id, run.root)
+        try:
+            trainer.start_files()
+            trainer.build()
+            trainer._say(
+                f"{recipe.model.arch} ({count_parameters(trainer.model) / 1e6:.2f}M params) "
+                f"with {trainer.strategy!r} on {trainer.data.describe}, device {trainer.device}"
+            )
+            if world.is_main and not (options.resume and run.last_checkpoint.exists()):
+                run.write_status("running", epoch=0, step=0)
+            trainer.fit(stop)
+        except (DivergedError, InterruptedRun):
+            raise
+        except BaseException as exc:
+            signalled = record_failure(run, trainer, stop, exc)
+            if signalled and isinstance(exc, Exception):
+                raise InterruptedRun(f"run {recipe.run_id} interrupted; resume with --resume") from exc
+            raise
+        finally:
+            if hasattr(trainer, "data"):
+                trainer.data.close()
+    return RunResult(recipe.run_id, run.root, "completed", trainer.rows)

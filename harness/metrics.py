@@ -39,7 +39,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from harness import provenance
 from harness.files import atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -477,13 +476,12 @@ def run_columns(
     lr_scaled: float,
     eval_split: str,
     teacher: dict[str, Any],
-    device: str,
-    world_size: int,
-    amp: str,
+    environment: dict[str, Any],
 ) -> dict[str, Any]:
     """The columns every row of a run repeats: its identity, setting and budget (`setting` is
     `recipe.setting()`), the teacher's columns (`TEACHER_COLUMNS`, None without a teacher) and
-    where it ran. `epoch_row` adds an epoch's own columns to them."""
+    `environment`, where it ran (device, world_size, amp, the package versions and git_commit).
+    `epoch_row` adds an epoch's own columns to them."""
     key, pipeline = setting
     return {
         "run_id": recipe.run_id,
@@ -504,11 +502,7 @@ def run_columns(
         "lr_scaled": lr_scaled,
         "eval_split": eval_split,
         **{name: teacher[name] for name in TEACHER_COLUMNS},
-        "device": device,
-        "world_size": world_size,
-        "amp": amp,
-        **provenance.versions(),
-        "git_commit": provenance.git_commit(),
+        **environment,
     }
 
 

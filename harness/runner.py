@@ -1,11 +1,12 @@
 """The one training loop: any strategy, any teacher, any loader; no per-strategy branches.
 
-`train(recipe, runs_dir)` builds the data, the timm student, the strategy (and the teacher it
-needs), the optimizer and scheduler, then trains epoch by epoch: teacher forward -> strategy ->
+`Trainer.build` makes the data, the timm student, the strategy (and the teacher it needs), the
+optimizer and scheduler; `Trainer.fit` trains epoch by epoch: teacher forward -> strategy ->
 step, then evaluate -> write. After each evaluated epoch it appends a metrics row and rewrites
-`metrics.parquet` atomically, and checkpoints. A finished run is never retrained; an
-interrupted one resumes from its last checkpoint with `resume=True` and ends, on CPU, with
-exactly the metrics of an uninterrupted run.
+`metrics.parquet` atomically, and checkpoints. An interrupted run resumes from its last
+checkpoint with `resume=True` and ends, on CPU, with exactly the metrics of an uninterrupted
+run. The entry point, `harness.lifecycle.train(recipe, runs_dir)`, takes the run's lock and
+signals around it and never retrains a finished run.
 
 The pieces around the loop: `harness.device` (device, seeds, autocast, memory format),
 `harness.optim` (timm optimizer and schedule), `harness.evaluation` (an epoch's metrics),
@@ -15,19 +16,18 @@ The pieces around the loop: `harness.device` (device, seeds, autocast, memory fo
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from harness import checkpoint, distributed, lifecycle, pretrained, provenance, strategies, teacher_cache
+from harness import checkpoint, distributed, pretrained, provenance, strategies, teacher_cache
 from harness.assembly import setup_strategy, student_model, training_forward
 from harness.data import DataBundle, build_data
 from harness.device import autocast, autocast_dtype, configure_runtime, resolve_device, use_channels_last
@@ -37,7 +37,6 @@ from harness.evaluation import evaluate
 from harness.features import split_output
 from harness.files import write_json, write_text
 from harness.metrics import TEACHER_COLUMNS, epoch_row, read_metrics, run_columns, write_metrics
-from harness.models import count_parameters
 from harness.optim import build_optimizer, build_scheduler
 from harness.recipe import Recipe
 from harness.rundir import RunDir
@@ -60,39 +59,19 @@ class RunOptions:
     transform: RecipeTransform | None = None  # applied to teacher recipes too (e.g. smoke mode)
 
 
-@dataclass
-class RunResult:
-    """What a finished (or already finished) run produced."""
-
-    run_id: str
-    run_dir: Path
-    status: str
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    skipped: bool = False  # it had completed before
-
-
-def teacher_run_trainer(runs_dir: Path, options: RunOptions) -> TrainRun:
-    """How a missing teacher run is trained first: resumed where it stopped, with this run's
-    device, progress bar and recipe transform, in the same runs folder."""
-
-    def train_teacher(teacher_recipe: Recipe) -> RunDir:
-        teacher_options = RunOptions(
-            device=options.device,
-            resume=True,
-            progress=options.progress,
-            transform=options.transform,
-        )
-        result = train(teacher_recipe, runs_dir, teacher_options)
-        return RunDir(runs_dir, result.run_id)
-
-    return train_teacher
-
-
 class Trainer:
     """One run of one recipe: build everything, train, evaluate, write, checkpoint."""
 
-    def __init__(self, recipe: Recipe, runs_dir: Path, options: RunOptions, world: World) -> None:
+    def __init__(
+        self,
+        recipe: Recipe,
+        runs_dir: Path,
+        options: RunOptions,
+        world: World,
+        train_teacher: TrainRun | None = None,
+    ) -> None:
         self.recipe = recipe
+        self.train_teacher = train_teacher  # trains a missing teacher run (None: one is required)
         self.runs_dir = Path(runs_dir)
         self.options = options
         self.world = world
@@ -126,11 +105,10 @@ class Trainer:
         self.train_model = training_forward(self.model, self.features.student, r, self.world, self.device)
         self.teacher: Teacher | None = None
         if self.strategy.needs_teacher:
-            train_run = teacher_run_trainer(self.runs_dir, self.options)
             self.teacher, weights = build_teacher(
                 r,
                 self.runs_dir,
-                train_run,
+                self.train_teacher,
                 self.options.transform,
                 self.data,
                 self.device,
@@ -173,9 +151,13 @@ class Trainer:
             lr_scaled=self.lr,
             eval_split=self.data.eval_split,
             teacher=teacher_metrics,
-            device=self.device.type,
-            world_size=self.world.world_size,
-            amp=str(self.amp).replace("torch.", "") if self.amp else "off",
+            environment={
+                "device": self.device.type,
+                "world_size": self.world.world_size,
+                "amp": str(self.amp).replace("torch.", "") if self.amp else "off",
+                **provenance.versions(),
+                "git_commit": provenance.git_commit(),
+            },
         )
         # Training randomness (dropout, drop-path) starts here, apart per rank, whatever the
         # teacher's own training or evaluation did to the global generator.
@@ -445,49 +427,3 @@ class Trainer:
         write_text(self.run.recipe, self.recipe.to_yaml())
         record = provenance.collect(self.device, self.recipe.hash(), self.world.world_size)
         write_json(self.run.provenance, record)
-
-
-def _completed(recipe: Recipe, run: RunDir) -> RunResult:
-    """The result of a run that had completed before (its metrics read back)."""
-    log.info("run %s already completed: %s", recipe.run_id, run.root)
-    rows = read_metrics(run.metrics) if run.metrics.exists() else []
-    return RunResult(recipe.run_id, run.root, "completed", rows, skipped=True)
-
-
-def train(recipe: Recipe, runs_dir: Path | str, options: RunOptions | None = None) -> RunResult:
-    """Train `recipe` into `<runs_dir>/<run_id>/` (or report it done), with resume and signals."""
-    options = options or RunOptions()
-    runs_dir = Path(runs_dir)
-    world = distributed.world_from_env()
-    run = RunDir(runs_dir, recipe.run_id)
-    if lifecycle.prepare(run, recipe, options.resume, options.restart, world):
-        return _completed(recipe, run)
-    lock = run if world.is_main else contextlib.nullcontext()
-    with lock, StopSignal() as stop:
-        # Another process (a second sweep) may have finished the run between the check above
-        # and taking the lock: look again now that the run is ours, so it never trains twice.
-        if run.read_status().get("status") == "completed" and not options.restart:
-            return _completed(recipe, run)
-        trainer = Trainer(recipe, runs_dir, options, world)
-        log.info("run %s -> %s", recipe.run_id, run.root)
-        try:
-            trainer.start_files()
-            trainer.build()
-            trainer._say(
-                f"{recipe.model.arch} ({count_parameters(trainer.model) / 1e6:.2f}M params) "
-                f"with {trainer.strategy!r} on {trainer.data.describe}, device {trainer.device}"
-            )
-            if world.is_main and not (options.resume and run.last_checkpoint.exists()):
-                run.write_status("running", epoch=0, step=0)
-            trainer.fit(stop)
-        except (DivergedError, InterruptedRun):
-            raise
-        except BaseException as exc:
-            signalled = lifecycle.record_failure(run, trainer, stop, exc)
-            if signalled and isinstance(exc, Exception):
-                raise InterruptedRun(f"run {recipe.run_id} interrupted; resume with --resume") from exc
-            raise
-        finally:
-            if hasattr(trainer, "data"):
-                trainer.data.close()
-    return RunResult(recipe.run_id, run.root, "completed", trainer.rows)

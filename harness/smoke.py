@@ -26,9 +26,10 @@ import torch
 
 from harness.cifar_kd_models import STRIDE8_ARCHS
 from harness.data.datasets import INFOS
+from harness.lifecycle import RunResult, train
 from harness.models import CIFAR_ARCHS
 from harness.recipe import Recipe, from_mapping
-from harness.runner import RunOptions, RunResult, train
+from harness.runner import RunOptions
 from harness.schema import to_dict
 from harness.teacher import teacher_recipe
 

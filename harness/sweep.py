@@ -20,7 +20,7 @@ Each run trains in its own worker process (`python -m harness.sweep worker SPEC 
 isolation: an out-of-memory kill, a segfault or a hung CUDA context ends that run only, GPU memory
 is returned between runs, and torch's process-wide state (seeds, deterministic-algorithm flags,
 cuDNN settings, compiled graphs) cannot leak from one run into the next. The worker calls the
-same `runner.train` as `harness run --resume` and reports its outcome in a small JSON file, so
+same `lifecycle.train` as `harness run --resume` and reports its outcome in a small JSON file, so
 the sweep knows exactly whether a run trained, was found complete, was busy, diverged or failed
 (with the error). A process start costs a few seconds, nothing next to a GPU run.
 
@@ -633,7 +633,8 @@ def worker_main(spec_path: str, result_path: str) -> int:
     if cpus and hasattr(os, "sched_setaffinity"):
         with contextlib.suppress(OSError, ValueError):
             os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
-    from harness.runner import RunOptions, train
+    from harness.lifecycle import train
+    from harness.runner import RunOptions
 
     logging.basicConfig(level=logging.INFO, format="harness: %(message)s", stream=sys.stderr)
     spec = json.loads(Path(spec_path).read_text())

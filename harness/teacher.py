@@ -119,7 +119,7 @@ def train_or_wait(run: RunDir, t_recipe: Recipe, train_run: TrainRun, poll: floa
 def resolve_weights(
     recipe: Recipe,
     runs_dir: Path,
-    train_run: TrainRun,
+    train_run: TrainRun | None,
     transform: RecipeTransform | None = None,
 ) -> tuple[str, dict, Path, str]:
     """(arch, timm kwargs, weights file, source description) of the recipe's teacher."""
@@ -140,11 +140,12 @@ def resolve_weights(
     run = RunDir(runs_dir, t_recipe.run_id)
     status = run.status
     if status != "completed":
-        if not cfg.train_if_missing:
+        if not cfg.train_if_missing or train_run is None:
             state = f"its status is {status}" if status else "it has not run"
+            option = " or set teacher.train_if_missing" if train_run is not None else ""
             raise TeacherError(
                 f"teacher.run: teacher run {t_recipe.run_id} is not complete ({state}); "
-                f"run `harness run {t_recipe.source}` first or set teacher.train_if_missing"
+                f"run `harness run {t_recipe.source}` first{option}"
             )
         what = "missing" if status is None else f"{status}, resuming it"
         log.info("teacher run %s is %s: training it first", t_recipe.run_id, what)
@@ -267,14 +268,14 @@ def load_teacher(
 def build_teacher(
     recipe: Recipe,
     runs_dir: Path,
-    train_run: TrainRun,
+    train_run: TrainRun | None,
     transform: RecipeTransform | None,
     data: DataBundle,
     device: torch.device,
     channels_last: bool,
 ) -> tuple[Teacher, Path]:
     """(the recipe's frozen teacher on `device`, its weights file); a teacher run that is
-    missing is trained first with `train_run`."""
+    missing is trained first with `train_run` (None: it must have completed)."""
     arch, kwargs, weights, source = resolve_weights(recipe, runs_dir, train_run, transform)
     teacher = load_teacher(
         arch,

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from harness.distributed import world_from_env
+from harness.lifecycle import teacher_run_trainer
 from harness.recipe import load_recipe
 from harness.runner import RunOptions, Trainer
 from harness.tracking import LossTracker
@@ -42,7 +43,9 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     recipe = load_recipe(args.recipe, args.overrides)
-    trainer = Trainer(recipe, args.runs_dir, RunOptions(progress=False), world_from_env())
+    options = RunOptions(progress=False)
+    train_teacher = teacher_run_trainer(args.runs_dir, options)
+    trainer = Trainer(recipe, args.runs_dir, options, world_from_env(), train_teacher)
     trainer.build()
     head = trainer.model.get_classifier()
     pooled: dict[str, torch.Tensor] = {}

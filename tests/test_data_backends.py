@@ -17,8 +17,9 @@ from __future__ import annotations
 import pytest
 
 from harness.data.convert import ConvertOptions, convert
+from harness.lifecycle import train
 from harness.recipe import from_mapping
-from harness.runner import RunOptions, train
+from harness.runner import RunOptions
 from tests.conftest import tiny_recipe
 from tests.datagen import fashion_subset
 

@@ -22,8 +22,9 @@ import torch
 from harness.data import build_data
 from harness.data.convert import ArraySource, ConvertOptions, convert, stored_size, write_beton
 from harness.errors import DataError
+from harness.lifecycle import train
 from harness.recipe import DataConfig, from_mapping
-from harness.runner import RunOptions, train
+from harness.runner import RunOptions
 from harness.schema import from_dict
 from tests.conftest import run_cli, tiny_recipe, write_recipe
 from tests.datagen import (

@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 
 from harness.errors import DivergedError
+from harness.lifecycle import train
 from harness.metrics import read_metrics
 from harness.recipe import load_recipe
-from harness.runner import RunOptions, train
+from harness.runner import RunOptions
 from tests.conftest import REPO, run_cli, tiny_recipe, write_recipe
 
 pytestmark = pytest.mark.fashion

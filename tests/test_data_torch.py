@@ -11,8 +11,9 @@ from harness.data.datasets import subset_indices
 from harness.data.pipeline import DeviceStage, progressive_resolution
 from harness.data.torch_loader import CentreCrop
 from harness.errors import DataError, RecipeError
+from harness.lifecycle import train
 from harness.recipe import DataConfig, ProgressiveConfig, from_mapping, load_recipe
-from harness.runner import RunOptions, train
+from harness.runner import RunOptions
 from harness.schema import from_dict
 from tests.conftest import run_cli, tiny_recipe, write_recipe
 from tests.datagen import write_image_folder

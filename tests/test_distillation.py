@@ -12,11 +12,12 @@ import pytest
 import torch
 
 from harness.distributed import World
+from harness.lifecycle import train
 from harness.metrics import read_metrics
 from harness.models import build_model
 from harness.recipe import load_recipe
 from harness.rundir import RunDir
-from harness.runner import RunOptions, Trainer, train
+from harness.runner import RunOptions, Trainer
 from tests.conftest import REPO, run_cli, tiny_recipe, write_recipe
 
 pytestmark = pytest.mark.fashion

@@ -22,10 +22,11 @@ import torch
 from harness import teacher_cache
 from harness.data import build_data
 from harness.errors import TeacherError
+from harness.lifecycle import train
 from harness.metrics import read_metrics
 from harness.models import build_model
 from harness.recipe import load_recipe
-from harness.runner import RunOptions, train
+from harness.runner import RunOptions
 from tests.conftest import REPO, run_cli, tiny_recipe, write_recipe
 from tests.datagen import write_image_folder
 from tests.test_resume import start_run, strike_when

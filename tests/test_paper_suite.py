@@ -19,9 +19,10 @@ import yaml
 from click.testing import CliRunner
 
 from harness.cli import main
+from harness.lifecycle import train
 from harness.models import CIFAR_ARCHS, build_model
 from harness.recipe import load_recipe
-from harness.runner import RunOptions, train
+from harness.runner import RunOptions
 from harness.smoke import one_thread, run_smoke, smoke, smoke_image_size
 from harness.teacher import teacher_recipe
 from tests.conftest import REPO, run_cli

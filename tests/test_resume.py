@@ -25,9 +25,10 @@ import torch
 
 from harness import checkpoint
 from harness.errors import DivergedError, RunStateError
+from harness.lifecycle import train
 from harness.metrics import SCHEMA, read_metrics
 from harness.recipe import load_recipe
-from harness.runner import RunOptions, train
+from harness.runner import RunOptions
 from tests.conftest import REPO, tiny_recipe, write_recipe
 
 pytestmark = pytest.mark.fashion

@@ -9,9 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from harness.lifecycle import train
 from harness.metrics import SCHEMA, read_metrics
 from harness.recipe import load_recipe
-from harness.runner import RunOptions, train
+from harness.runner import RunOptions
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.fashion

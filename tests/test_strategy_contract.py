@@ -23,10 +23,11 @@ import torch
 from harness import strategies
 from harness.errors import RecipeError
 from harness.features import feature_shapes, forward_with_features
+from harness.lifecycle import train
 from harness.metrics import read_metrics
 from harness.models import build_model
 from harness.recipe import load_recipe
-from harness.runner import RunOptions, train
+from harness.runner import RunOptions
 from tests.conftest import REPO, run_cli, tiny_recipe, write_recipe
 from tests.test_resume import SMALL, STEPS_PER_EPOCH, exact, start_run, strike_when
 

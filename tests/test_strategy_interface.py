@@ -20,10 +20,11 @@ import torch.nn.functional as F
 from harness import checkpoint, strategies
 from harness.errors import InterruptedRun, RecipeError
 from harness.features import forward_with_features
+from harness.lifecycle import train
 from harness.metrics import read_metrics
 from harness.models import build_model
 from harness.recipe import load_recipe
-from harness.runner import RunOptions, train
+from harness.runner import RunOptions
 from harness.schema import field
 from harness.strategies import registry
 from tests.conftest import tiny_recipe, write_recipe

@@ -11,9 +11,10 @@ import torch
 from harness import teacher_cache
 from harness.data import build_data
 from harness.errors import TeacherError
+from harness.lifecycle import train
 from harness.models import build_model
 from harness.recipe import load_recipe
-from harness.runner import RunOptions, train
+from harness.runner import RunOptions
 from tests.conftest import run_cli, tiny_recipe, write_recipe
 
 pytestmark = pytest.mark.fashion

@@ -233,9 +233,10 @@ def check_ffcv_kd(s: Sizes) -> list[dict]:
 
 def check_cached_equals_live(s: Sizes, tmp: Path) -> list[dict]:
     """A short ffcv KD run with the cache gives the live-teacher run's metrics."""
+    from harness.lifecycle import train
     from harness.models import build_model
     from harness.recipe import from_mapping
-    from harness.runner import RunOptions, train
+    from harness.runner import RunOptions
 
     cfg = ffcv_kd.FfcvKdConfig(images=s.kd_images, stored=s.loader_stored, classes=10)
     beton = ffcv_kd.make_betons(tmp / "equal", cfg, workers=os.cpu_count() or 1)

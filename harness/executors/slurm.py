@@ -2,7 +2,7 @@
 
 What it keeps from the local sweep: a completed run is skipped, a diverged one reported, an
 unfinished one resumed (the job runs the same worker as a local sweep, `python -m harness.sweep
-worker`, which calls `runner.train` with resume), a run held by another process is `busy`, a
+worker`, which calls `lifecycle.train` with resume), a run held by another process is `busy`, a
 failure ends that run only, and the leaderboard is regenerated at the end.
 
 * **One job per run**, the runs without a teacher in the sweep in one job array (they share the
