@@ -86,6 +86,18 @@ def scheduler() -> dict[str, Any]:
     return facts
 
 
+def environment(device: torch.device, world_size: int, amp: torch.dtype | None) -> dict[str, Any]:
+    """Where a run trains, as its metrics rows record it: device type, world size, autocast
+    dtype ("off" without), the package versions and the git commit."""
+    return {
+        "device": device.type,
+        "world_size": world_size,
+        "amp": str(amp).replace("torch.", "") if amp else "off",
+        **versions(),
+        "git_commit": git_commit(),
+    }
+
+
 def collect(device: torch.device, recipe_hash: str, world_size: int) -> dict[str, Any]:
     """The provenance record saved as provenance.json."""
     return {

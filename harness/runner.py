@@ -151,13 +151,7 @@ class Trainer:
             lr_scaled=self.lr,
             eval_split=self.data.eval_split,
             teacher=teacher_metrics,
-            environment={
-                "device": self.device.type,
-                "world_size": self.world.world_size,
-                "amp": str(self.amp).replace("torch.", "") if self.amp else "off",
-                **provenance.versions(),
-                "git_commit": provenance.git_commit(),
-            },
+            environment=provenance.environment(self.device, self.world.world_size, self.amp),
         )
         # Training randomness (dropout, drop-path) starts here, apart per rank, whatever the
         # teacher's own training or evaluation did to the global generator.
