@@ -471,18 +471,17 @@ def run_columns(
     recipe: Recipe,
     *,
     strategy_params: dict[str, Any],
-    setting: tuple[str, str],
     global_batch: int,
     lr_scaled: float,
     eval_split: str,
     teacher: dict[str, Any],
     environment: dict[str, Any],
 ) -> dict[str, Any]:
-    """The columns every row of a run repeats: its identity, setting and budget (`setting` is
-    `recipe.setting()`), the teacher's columns (`TEACHER_COLUMNS`, None without a teacher) and
+    """The columns every row of a run repeats: its identity, setting (`recipe.setting()`) and
+    budget, the teacher's columns (`TEACHER_COLUMNS`, None without a teacher) and
     `environment`, where it ran (device, world_size, amp, the package versions and git_commit).
     `epoch_row` adds an epoch's own columns to them."""
-    key, pipeline = setting
+    key, pipeline = recipe.setting()
     return {
         "run_id": recipe.run_id,
         "recipe_name": recipe.name,

@@ -146,7 +146,6 @@ class Trainer:
         self.columns = run_columns(
             r,
             strategy_params=self.strategy.param_dict(),
-            setting=r.setting(),
             global_batch=self.global_batch,
             lr_scaled=self.lr,
             eval_split=self.data.eval_split,
