@@ -18,7 +18,7 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["harness", "harness.*"]),
-    package_data={"harness.executors": ["rates.csv"]},
+    package_data={"harness.sweeps": ["rates.csv"]},
     install_requires=[
         "torch==2.14.1",
         "torchvision==0.29.1",

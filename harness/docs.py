@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from harness import metrics
+from harness.config.recipe import Recipe
 from harness.metrics import SCHEMA
-from harness.recipe import Recipe
 from harness.schema import describe_fields
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -25,7 +25,7 @@ def recipe_reference() -> str:
     lines = [
         "# Recipe fields",
         "",
-        "Generated from `harness/recipe.py` by `python -m harness.docs`; do not edit by hand.",
+        "Generated from `harness/config/recipe.py` by `python -m harness.docs`; do not edit by hand.",
         "Every key is checked: an unknown key, a wrong type or an out-of-range value fails with one",
         "line naming its dotted path. `strategy.params` are checked by the strategy (see",
         "`harness/strategies/`). `runtime`, `checkpoint`, `description`, `data.num_workers`,",
@@ -66,7 +66,7 @@ def metrics_reference() -> str:
     lines = [
         "# metrics.parquet",
         "",
-        "Generated from `harness/metrics.py` by `python -m harness.docs`; do not edit by hand.",
+        "Generated from `harness/metrics/__init__.py` by `python -m harness.docs`; do not edit by hand.",
         "Each run writes `<runs-dir>/<run_id>/metrics.parquet`, one row per evaluated epoch,",
         "rewritten atomically (temporary file, fsync, rename) after each epoch. Confidence metrics",
         "are computed on the evaluation split named in `eval_split` (the test split for",
@@ -79,7 +79,7 @@ def metrics_reference() -> str:
         doc = (f.metadata or {}).get(b"doc", b"").decode()
         lines.append(f"| `{f.name}` | {f.type} | {_cell(doc)} |")
     lines += _board_reference()
-    lines += ["", "## Definitions", "", "From the docstring of `harness/metrics.py`:", ""]
+    lines += ["", "## Definitions", "", "From the docstring of `harness/metrics/__init__.py`:", ""]
     lines += inspect.cleandoc(metrics.__doc__ or "").splitlines()
     return "\n".join(lines) + "\n"
 

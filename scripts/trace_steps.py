@@ -23,11 +23,11 @@ from pathlib import Path
 
 import torch
 
-from harness.distributed import world_from_env
-from harness.lifecycle import teacher_run_trainer
-from harness.recipe import load_recipe
-from harness.runner import RunOptions, Trainer
-from harness.tracking import LossTracker
+from harness.config.recipe import load_recipe
+from harness.runtime.distributed import world_from_env
+from harness.training.lifecycle import teacher_run_trainer
+from harness.training.loop import RunOptions, Trainer
+from harness.training.tracking import LossTracker
 
 
 def parse_args() -> argparse.Namespace:

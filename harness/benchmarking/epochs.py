@@ -37,11 +37,11 @@ import torch
 
 from harness.benchmarking.steps import bare_model, bare_update
 from harness.benchmarking.timing import CLOCKS, Timing, interleaved, sync
+from harness.config.recipe import from_mapping
 from harness.data import Loader
 from harness.data.memory import MemoryLoader
-from harness.distributed import World
-from harness.recipe import from_mapping
-from harness.runner import RunOptions, StopSignal, Trainer
+from harness.runtime.distributed import World
+from harness.training.loop import RunOptions, StopSignal, Trainer
 
 Batches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
 

@@ -28,14 +28,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness import teacher_cache
 from harness.benchmarking.steps import cycling_batches
 from harness.benchmarking.timing import interleaved
-from harness.distributed import World
-from harness.models import build_model
-from harness.recipe import from_mapping
-from harness.runner import RunOptions, Trainer
-from harness.tracking import LossTracker
+from harness.config.recipe import from_mapping
+from harness.models.build import build_model
+from harness.runtime.distributed import World
+from harness.teachers import cache as teacher_cache
+from harness.training.loop import RunOptions, Trainer
+from harness.training.tracking import LossTracker
 
 KD = {"name": "kd", "params": {"alpha": 0.9, "temperature": 4.0}}
 

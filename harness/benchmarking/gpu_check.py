@@ -150,8 +150,8 @@ def check_steps(s: Sizes, tmp: Path) -> list[dict]:
 
 def check_loader(s: Sizes, tmp: Path) -> list[dict]:
     """The ffcv loader at 224 px (seeded RRC + flip, all cores) up to batches on the device."""
+    from harness.config.recipe import DataConfig
     from harness.data import build_data
-    from harness.recipe import DataConfig
     from harness.schema import from_dict
 
     cfg = ffcv_kd.FfcvKdConfig(images=s.loader_images, stored=s.loader_stored, classes=10)
@@ -233,10 +233,10 @@ def check_ffcv_kd(s: Sizes) -> list[dict]:
 
 def check_cached_equals_live(s: Sizes, tmp: Path) -> list[dict]:
     """A short ffcv KD run with the cache gives the live-teacher run's metrics."""
-    from harness.lifecycle import train
-    from harness.models import build_model
-    from harness.recipe import from_mapping
-    from harness.runner import RunOptions
+    from harness.config.recipe import from_mapping
+    from harness.models.build import build_model
+    from harness.training.lifecycle import train
+    from harness.training.loop import RunOptions
 
     cfg = ffcv_kd.FfcvKdConfig(images=s.kd_images, stored=s.loader_stored, classes=10)
     beton = ffcv_kd.make_betons(tmp / "equal", cfg, workers=os.cpu_count() or 1)

@@ -56,10 +56,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from harness.config.recipe import DataConfig
 from harness.data.convert import ConvertOptions, convert
 from harness.data.datasets import load_fashion_mnist
 from harness.data.pipeline import RRC_RATIO, DeviceStage, Plan
-from harness.recipe import DataConfig
 from harness.schema import from_dict
 
 #: The folder holding the `harness` package: fresh processes import this same harness from it.

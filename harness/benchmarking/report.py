@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from harness import provenance
-from harness.files import atomic_write_bytes
+from harness.store import provenance
+from harness.store.files import atomic_write_bytes
 
 
 def context(device: str) -> dict[str, Any]:

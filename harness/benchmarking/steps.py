@@ -28,11 +28,11 @@ from timm.optim import create_optimizer_v2
 
 from harness import strategies
 from harness.benchmarking.timing import CLOCKS, Timing, interleaved
-from harness.distributed import World
-from harness.models import build_model
-from harness.recipe import from_mapping
-from harness.runner import RunOptions, Trainer
-from harness.tracking import LossTracker
+from harness.config.recipe import from_mapping
+from harness.models.build import build_model
+from harness.runtime.distributed import World
+from harness.training.loop import RunOptions, Trainer
+from harness.training.tracking import LossTracker
 
 STRATEGIES: dict[str, dict[str, Any]] = {
     "ce": {"name": "ce"},

@@ -13,12 +13,12 @@ import importlib
 import torch
 import torch.nn.functional as F
 
+from harness.config.recipe import DataConfig
 from harness.data.augment import AugmentSpec
 from harness.data.base import Batch, DataBundle, Loader
 from harness.data.datasets import INFOS, load_configured_split, subset_indices
 from harness.data.memory import MemoryLoader
 from harness.errors import DataError
-from harness.recipe import DataConfig
 
 __all__ = ["Batch", "DataBundle", "Loader", "augment_spec", "build_data"]
 

@@ -23,7 +23,7 @@ import torch
 from harness.errors import DataError
 
 if TYPE_CHECKING:
-    from harness.recipe import DataConfig
+    from harness.config.recipe import DataConfig
 
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_HINT = "install it with: apt-get install dataset-fashion-mnist"

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness.config.recipe import DataConfig
 from harness.data.augment import epoch_generator
 from harness.data.base import Batch, DataBundle
 from harness.data.datasets import INFOS
@@ -56,7 +57,6 @@ from harness.data.ffcv_env import require_ffcv
 from harness.data.ffcv_views import CENTRE, RRC, TRANSLATE, ViewSpec, ViewState, seeded_decoder
 from harness.data.pipeline import RRC_RATIO, DeviceStage, Plan, build_bundle
 from harness.errors import DataError
-from harness.recipe import DataConfig
 
 BATCHES_AHEAD = 3
 _POLL_S = 0.25

@@ -33,10 +33,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from harness.config.recipe import DataConfig, ProgressiveConfig
 from harness.data.augment import rotate
 from harness.data.base import DataBundle, Loader
 from harness.data.datasets import INFOS, subset_indices
-from harness.recipe import DataConfig, ProgressiveConfig
 
 RRC_RATIO = (3 / 4, 4 / 3)  # aspect-ratio range of the random-resized crop (torchvision, ffcv)
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from harness.config.recipe import DataConfig
 from harness.data.datasets import cifar_files, fashion_mnist_files
 from harness.errors import DataError
-from harness.recipe import DataConfig
 
 #: ffcv-imagenet's naming: <split>_<max resolution>_<compress probability>_<jpeg quality>.beton
 FFCV_IMAGENET_NAME = re.compile(r"^[A-Za-z]+_(?P<res>\d+)_(?P<prob>\d+(?:\.\d+)?)_(?P<quality>\d+)$")

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from harness.config.recipe import DataConfig
 from harness.data.augment import epoch_generator
 from harness.data.base import Batch, DataBundle
 from harness.data.datasets import (
@@ -35,7 +36,6 @@ from harness.data.datasets import (
 )
 from harness.data.pipeline import RRC_RATIO, DeviceStage, Plan, build_bundle
 from harness.errors import DataError
-from harness.recipe import DataConfig
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.files import atomic_write_bytes
 from harness.leaderboard.aggregate import Setting, build_settings
 from harness.leaderboard.baselines import CE, LS
 from harness.leaderboard.html_page import render_html
@@ -28,6 +27,7 @@ from harness.leaderboard.markdown import render_markdown
 from harness.leaderboard.reference import References, load_references
 from harness.leaderboard.runs import LeaderboardError, SetApart, load_runs
 from harness.leaderboard.table import records, to_csv, to_parquet
+from harness.store.files import atomic_write_bytes
 
 __all__ = ["OUTPUT_FILES", "LeaderboardError", "LeaderboardResult", "SetApart", "SettingSummary", "generate"]
 

@@ -12,7 +12,7 @@ follows mdistiller's `ConvReg` (mdistiller/distillers/_common.py): a 3x3 stride-
 the student's map is twice the teacher's side, a 4x4 stride-2 transposed convolution when half,
 otherwise a (1 + H_s - H_t) x (1 + W_s - W_t) convolution (1x1 at equal sides).
 
-Stages are timm `feature_info` indices; RepDistiller's CIFAR networks (`harness.cifar_kd_models`)
+Stages are timm `feature_info` indices; RepDistiller's CIFAR networks (`harness.models.cifar`)
 number them as mdistiller's `feats` list, so stage 2 is mdistiller's hint layer.
 """
 

@@ -1,0 +1,662 @@
+"""Recipes: the YAML schema of a run and its strict loading.
+
+A recipe pairs a timm architecture with a training strategy and a data loader. Loading is
+strict: an unknown key, a wrong type or an out-of-range value fails with one line naming the
+dotted path (`optim.lr: must be > 0, got -1`); an unknown architecture or strategy lists close
+matches. `--set a.b=value` overrides are parsed as YAML values and checked the same way.
+
+A recipe owns its identities, and every other module asks it for them: `run_id` (name, seed and
+`hash()` of the identity: the run's folder), `config_hash()` (the identity without the seed),
+`group_key()` (the runs of a sweep that differ only in seed) and `setting()` (the leaderboard's
+matched setting and the data pipeline it compares).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from harness.errors import RecipeError
+from harness.schema import SEED_MAX, between, each, fail, field, from_dict, ge, gt, suggest, to_dict
+
+Backend = Literal["memory", "torch", "ffcv"]
+
+#: data fields that change how data is loaded, never what a run learns: not part of its identity
+LOADER_ONLY = ("num_workers", "eval_batch_size", "loader_timeout_s")
+#: data fields outside the leaderboard's setting: the seeds of the views, the batch, the backend
+# and where the files are (the same data pipeline whatever they are)
+SETTING_FREE_DATA = ("view_seed", "batch_size", "drop_last", "backend", "train_path", "val_path", "root")
+
+
+#: longest recipe name in UTF-8 bytes: `<name>-s<seed>-<hash8>.old-<stamp>` (a run set aside)
+#: must stay under the 255 bytes a folder name may take on Linux and macOS file systems
+NAME_MAX_BYTES = 150
+#: characters a name may not hold: path separators, and those Windows and SMB shares refuse
+NAME_FORBIDDEN = '/\\<>:"|?*'
+
+
+def safe_name(name: str | None) -> str | None:
+    """A recipe name becomes a folder name (`<name>-s<seed>-<hash8>`): 1 to 150 bytes of UTF-8,
+    no leading dot, no path separator, none of `<>:"|?*`, no control character."""
+    if name is None:
+        return None
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        return f"must be valid text (UTF-8), got {name!r}"
+    if not name or name.startswith(".") or size > NAME_MAX_BYTES:
+        return (
+            f"must be 1 to {NAME_MAX_BYTES} bytes of UTF-8 (a folder name), not starting with '.', "
+            f"got {size} bytes: {name[:40]!r}{'...' if len(name) > 40 else ''}"
+        )
+    bad = sorted({c for c in name if c in NAME_FORBIDDEN or ord(c) < 32 or 127 <= ord(c) < 160})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad)
+        return f'must not contain path separators, control characters or any of <>:"|?*, got {shown}'
+    return None
+
+
+@dataclass(kw_only=True)
+class ModelConfig:
+    """The student network: a timm architecture (or one registered by harness)."""
+
+    arch: str = field(doc="timm model name, e.g. resnet18")
+    kwargs: dict[str, Any] = field({}, doc="extra keyword arguments for timm.create_model")
+    sync_bn: bool = field(False, doc="convert BatchNorm to SyncBatchNorm under DDP")
+    pretrained: bool | str = field(
+        False, doc="start from timm's pretrained weights: true (default tag) or a tag, e.g. a1_in1k"
+    )
+    pretrained_file: str | None = field(None, doc="those weights from a local file (timm's overlay)")
+
+    def validate(self, path: str) -> None:
+        check_arch(self.arch, f"{path}.arch" if path else "arch")
+        check_pretrained(self, f"{path}.pretrained" if path else "pretrained")
+        for reserved in ("num_classes", "in_chans", "pretrained", "pretrained_cfg_overlay"):
+            if reserved in self.kwargs:
+                fail(f"{path}.kwargs.{reserved}", "set by harness from the data (remove it)")
+
+
+@dataclass(kw_only=True)
+class AugmentConfig:
+    """Training-view augmentation.
+
+    The memory backend applies it all on the device; torch and ffcv crop and flip in the loader
+    and rotate on the device.
+    """
+
+    crop_padding: int = field(0, check=ge(0), doc="random crop after zero padding (pixels)")
+    hflip: bool = field(False, doc="random horizontal flip")
+    rotation_degrees: float = field(0.0, check=between(0, 180), doc="random rotation range")
+    random_resized_crop: bool = field(False, doc="ImageNet-style crop (torch/ffcv backends)")
+    scale_min: float = field(0.08, check=between(0, 1, lo_open=True), doc="RRC minimum scale")
+
+
+@dataclass(kw_only=True)
+class ProgressiveConfig:
+    """Progressive resizing as in ffcv-imagenet: low resolution early, high resolution late.
+
+    Epochs count from 0 (ffcv-imagenet's `start_ramp` / `end_ramp`): up to `start_epoch` the
+    training crops are `min_res`, from `end_epoch` on `max_res`, in between the linear
+    interpolation rounded to a multiple of `step`. Evaluation keeps its own resolution.
+    """
+
+    min_res: int = field(check=gt(0), doc="training resolution up to start_epoch")
+    max_res: int = field(check=gt(0), doc="training resolution from end_epoch on")
+    start_epoch: int = field(check=ge(0), doc="last epoch (from 0) at min_res")
+    end_epoch: int = field(check=ge(1), doc="first epoch (from 0) at max_res")
+    step: int = field(32, check=ge(1), doc="ramp resolutions are rounded to multiples of this")
+
+    def validate(self, path: str) -> None:
+        if self.max_res < self.min_res:
+            fail(f"{path}.max_res", f"must be >= min_res ({self.min_res}), got {self.max_res}")
+        if self.end_epoch <= self.start_epoch:
+            fail(f"{path}.end_epoch", f"must be > start_epoch ({self.start_epoch}), got {self.end_epoch}")
+
+
+@dataclass(kw_only=True)
+class DataConfig:
+    """Which data, through which loader, in which batches."""
+
+    dataset: Literal["fashion_mnist", "cifar10", "cifar100", "imagenet", "synthetic"] = field(
+        doc="data set name"
+    )
+    backend: Backend = field("memory", doc="memory | torch | ffcv")
+    root: str | None = field(None, doc="data folder (default: the embedded Fashion-MNIST)")
+    train_path: str | None = field(None, doc="ffcv: train .beton")
+    val_path: str | None = field(None, doc="ffcv: validation .beton")
+    image_size: int | None = field(None, check=gt(0), doc="train resolution (default: native)")
+    val_image_size: int | None = field(None, check=gt(0), doc="eval resolution (default: same)")
+    num_classes: int | None = field(None, check=ge(2), doc="classes (synthetic/imagefolder)")
+    channels: int | None = field(None, check=between(1, 4), doc="image channels (synthetic)")
+    synthetic_size: int = field(512, check=ge(1), doc="synthetic: training samples")
+    train_subset: int | None = field(None, check=ge(1), doc="use a fixed subset of the train split")
+    val_subset: int | None = field(None, check=ge(1), doc="use a fixed subset of the val split")
+    subset_seed: int = field(
+        0, check=ge(0), int_max=SEED_MAX, doc="seed of the fixed subsets (same for every run)"
+    )
+    view_seed: int | None = field(
+        None,
+        check=ge(0),
+        int_max=SEED_MAX,
+        doc="seed of the augmented views (default: the run's seed); fix it to share a teacher cache",
+    )
+    batch_size: int = field(128, check=ge(1), doc="per-rank training batch size")
+    eval_batch_size: int = field(512, check=ge(1), doc="per-rank evaluation batch size")
+    num_workers: int = field(
+        0, check=ge(0), doc="torch: worker processes (0: main process); ffcv: threads (0: one per core)"
+    )
+    drop_last: bool = field(False, doc="drop the last partial training batch")
+    augment: AugmentConfig = field(AugmentConfig, doc="training augmentation")
+    val_crop_ratio: float = field(
+        224 / 256,
+        check=between(0, 1, lo_open=True),
+        doc="imagenet eval: centre crop side / shorter image side, then resized (224/256)",
+    )
+    progressive: ProgressiveConfig | None = field(None, doc="progressive training resolution")
+    loader_timeout_s: float = field(
+        600.0, check=gt(0), doc="torch/ffcv: a batch late by this many seconds is an error (not a hang)"
+    )
+
+    def validate(self, path: str) -> None:
+        base = f"{path}." if path else ""
+        if self.backend == "ffcv":
+            for name in ("train_path", "val_path"):
+                if getattr(self, name) is None:
+                    fail(f"{base}{name}", "required with backend ffcv (a .beton file)")
+        if self.dataset == "imagenet" and self.backend == "memory":
+            fail(f"{base}backend", "imagenet does not fit in memory; use ffcv or torch")
+        if self.dataset == "imagenet" and self.backend == "torch" and self.root is None:
+            fail(f"{base}root", "required with backend torch for imagenet (a folder holding train/ and val/)")
+        if self.progressive is not None:
+            if self.backend == "memory":
+                fail(f"{base}progressive", "needs backend torch or ffcv (memory keeps one resolution)")
+            if self.dataset != "imagenet" and not self.augment.random_resized_crop:
+                fail(f"{base}progressive", "resizes decoded crops: needs imagenet or random_resized_crop")
+            if self.image_size is not None:
+                fail(f"{base}image_size", "give either image_size or progressive, not both")
+
+
+@dataclass(kw_only=True)
+class StrategyConfig:
+    """The training strategy (see `harness.strategies`) and its parameters."""
+
+    name: str = field(doc="registered strategy name: ce, label_smoothing, kd, tfkd_reg, ...")
+    params: dict[str, Any] = field({}, doc="the strategy's parameters (checked by the strategy)")
+
+    def validate(self, path: str) -> None:
+        from harness import strategies
+
+        strategies.build_from(self.name, self.params, path or "strategy")
+
+
+@dataclass(kw_only=True)
+class TeacherConfig:
+    """Where the teacher comes from: a weights file, or a harness run (at its end or epoch N)."""
+
+    run: str | None = field(None, doc="recipe of the teacher run (relative to this recipe)")
+    seed: int | None = field(
+        None, check=ge(0), int_max=SEED_MAX, doc="seed of the teacher run (default: the student's seed)"
+    )
+    epoch: int | None = field(None, check=ge(1), doc="use the run's checkpoint at this epoch")
+    train_if_missing: bool = field(True, doc="train the teacher run first when it is missing")
+    arch: str | None = field(None, doc="timm architecture (with `weights`)")
+    kwargs: dict[str, Any] = field({}, doc="timm.create_model kwargs (with `weights`)")
+    weights: str | None = field(None, doc="local state_dict file of `arch`")
+    pretrained: bool | str = field(False, doc="timm's pretrained `arch`: true (default tag) or a tag")
+    pretrained_file: str | None = field(None, doc="pretrained `arch` weights from a local file")
+    cache: bool = field(False, doc="read soft targets from a per-view teacher cache (memory, ffcv)")
+    cache_topk: int | None = field(None, check=ge(1), doc="cache the top-k logits only (default: all K)")
+    cache_path: str | None = field(None, doc="cache folder (default: <runs-dir>/teacher-cache/...)")
+
+    def validate(self, path: str) -> None:
+        timm_weights = bool(self.pretrained) or self.pretrained_file is not None
+        if sum((self.run is not None, self.weights is not None, timm_weights)) != 1:
+            fail(path, "give exactly one of `run` (a teacher recipe), `weights` (a file) or `pretrained`")
+        if timm_weights:
+            if self.arch is None:
+                fail(f"{path}.arch", "required with `pretrained`")
+            check_arch(self.arch, f"{path}.arch")
+            check_pretrained(self, f"{path}.pretrained")
+            if self.epoch is not None:
+                fail(f"{path}.epoch", "only for a teacher `run`")
+        elif self.weights is not None:
+            if self.arch is None:
+                fail(f"{path}.arch", "required with `weights`")
+            check_arch(self.arch, f"{path}.arch")
+            if self.epoch is not None:
+                fail(f"{path}.epoch", "only for a teacher `run`")
+        elif self.arch is not None or self.kwargs:
+            fail(f"{path}.arch", "comes from the teacher run's recipe; remove it")
+
+
+@dataclass(kw_only=True)
+class OptimConfig:
+    """Optimizer, built by timm's `create_optimizer_v2`."""
+
+    name: str = field("sgd", doc="timm optimizer name (sgd, adamw, lamb, ...)")
+    lr: float = field(0.1, check=gt(0), doc="learning rate (before batch scaling)")
+    lr_base_batch: int | None = field(
+        None, check=ge(1), doc="if set, lr scales by global_batch / lr_base_batch"
+    )
+    momentum: float = field(0.9, check=between(0, 1, hi_open=True), doc="SGD momentum")
+    nesterov: bool = field(False, doc="Nesterov momentum (sgd)")
+    weight_decay: float = field(5e-4, check=ge(0), doc="weight decay")
+    decay_bias_and_norm: bool = field(True, doc="apply weight decay to biases and norm layers too")
+    kwargs: dict[str, Any] = field({}, doc="extra optimizer keyword arguments")
+
+    def validate(self, path: str) -> None:
+        from timm.optim import list_optimizers
+
+        if self.name not in list_optimizers():
+            hint = suggest(self.name, list_optimizers())
+            fail(f"{path}.name", f"unknown timm optimizer {self.name!r}{hint}")
+
+
+@dataclass(kw_only=True)
+class ScheduleConfig:
+    """Training length and learning-rate schedule (timm's `create_scheduler_v2`)."""
+
+    epochs: int = field(10, check=ge(1), doc="training epochs")
+    name: Literal["cosine", "step", "multistep", "constant", "poly", "tanh"] = field(
+        "cosine", doc="schedule shape"
+    )
+    warmup_epochs: int = field(0, check=ge(0), doc="linear warm-up epochs (per step)")
+    warmup_lr: float = field(0.0, check=ge(0), doc="learning rate at the start of warm-up")
+    milestones: list[int] = field([], check=each(ge(1)), doc="multistep: epochs to decay at")
+    decay_epochs: float | None = field(None, check=gt(0), doc="step: decay period in epochs")
+    decay_rate: float = field(0.1, check=gt(0), doc="step/multistep decay factor (gamma)")
+    min_lr: float = field(0.0, check=ge(0), doc="cosine/poly floor")
+
+    def validate(self, path: str) -> None:
+        if self.name == "multistep" and not self.milestones:
+            fail(f"{path}.milestones", "required for the multistep schedule")
+        if self.name == "step" and self.decay_epochs is None:
+            fail(f"{path}.decay_epochs", "required for the step schedule")
+        if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
+            fail(f"{path}.warmup_epochs", f"must be < epochs ({self.epochs})")
+
+
+@dataclass(kw_only=True)
+class EvalConfig:
+    """Evaluation on the validation split."""
+
+    every: int = field(1, check=ge(1), doc="evaluate every N epochs (and always the last)")
+    ece_bins: int = field(15, check=ge(1), doc="equal-width bins of the ECE")
+
+
+@dataclass(kw_only=True)
+class CheckpointConfig:
+    """What the run keeps on disk (never part of the run's identity)."""
+
+    save_epochs: list[int] = field([], check=each(ge(1)), doc="keep checkpoints of these epochs")
+    every_steps: int = field(0, check=ge(0), doc="also checkpoint every N steps (0: epoch ends)")
+
+
+@dataclass(kw_only=True)
+class RuntimeConfig:
+    """How the run executes (not part of the run's identity)."""
+
+    device: Literal["auto", "cpu", "cuda"] = field("auto", doc="auto: cuda if available")
+    amp: Literal["auto", "bf16", "off"] = field("auto", doc="auto: bf16 autocast on CUDA")
+    channels_last: Literal["auto", "on", "off"] = field("auto", doc="auto: on for CUDA")
+    compile: bool = field(False, doc="torch.compile the student")
+    deterministic: bool = field(True, doc="deterministic algorithms (exact CPU reruns)")
+    log_every: int = field(50, check=ge(1), doc="steps between progress updates")
+
+
+@dataclass(kw_only=True)
+class Recipe:
+    """One training run: model, data, strategy, optional teacher, optimisation, evaluation."""
+
+    name: str | None = field(None, check=safe_name, doc="recipe name (default: the file name)")
+    method: str | None = field(None, doc="label on the leaderboard (default: strategy name)")
+    description: str = field("", doc="free text; say where the hyper-parameters come from")
+    seed: int = field(0, check=ge(0), int_max=SEED_MAX, doc="training seed (0 to 2**32 - 1)")
+    model: ModelConfig = field(doc="student model")
+    data: DataConfig = field(doc="data set and loader")
+    strategy: StrategyConfig = field(doc="training strategy")
+    teacher: TeacherConfig | None = field(None, doc="teacher (strategies that need one)")
+    optim: OptimConfig = field(OptimConfig, doc="optimizer")
+    schedule: ScheduleConfig = field(ScheduleConfig, doc="epochs and learning-rate schedule")
+    eval: EvalConfig = field(EvalConfig, doc="evaluation")
+    checkpoint: CheckpointConfig = field(CheckpointConfig, doc="checkpoints kept")
+    runtime: RuntimeConfig = field(RuntimeConfig, doc="execution")
+    source: str | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
+
+    def validate(self, path: str) -> None:
+        from harness import strategies
+
+        needs = strategies.get(self.strategy.name).needs_teacher
+        if needs and self.teacher is None:
+            fail("teacher", f"required: strategy {self.strategy.name!r} distils from a teacher")
+        if not needs and self.teacher is not None:
+            fail("teacher", f"strategy {self.strategy.name!r} uses no teacher; remove it")
+        if self.teacher is not None and self.teacher.cache and self.data.backend == "torch":
+            fail("teacher.cache", "needs data.backend memory or ffcv (replayable views); use a live teacher")
+        features = strategies.build_from(self.strategy.name, self.strategy.params).features
+        if self.teacher is not None and self.teacher.cache and features.teacher:
+            fail(
+                "teacher.cache",
+                f"strategy {self.strategy.name!r} needs teacher features and the cache holds "
+                "logits only; use a live teacher (cache: false)",
+            )
+        if features.student:
+            from harness.models.features import check_arch_stages
+
+            check_arch_stages(self.model.arch, self.model.kwargs, features.student, "student")
+        for e in self.checkpoint.save_epochs:
+            if e > self.schedule.epochs:
+                fail("checkpoint.save_epochs", f"epoch {e} > schedule.epochs ({self.schedule.epochs})")
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def label(self) -> str:
+        return self.method or self.strategy.name
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that determine the run's results (runtime, checkpoint and loader settings excluded)."""
+        d = to_dict(self)
+        for key in ("description", "runtime", "checkpoint"):
+            d.pop(key)
+        for key in LOADER_ONLY:  # how data is loaded, not what is learnt
+            d["data"].pop(key)
+        from harness.models.pretrained import identity_section
+
+        for key in ("model", "teacher"):  # pretrained weights: their tag and file hash
+            identity_section(d.get(key), recipe_dir(self))
+        return d
+
+    def hash(self) -> str:
+        """sha256 of the identity (hex); equal recipes give equal hashes."""
+        return _sha256_json(self.identity())
+
+    def config_hash(self) -> str:
+        """sha256 of the identity without the seed: the runs of one configuration over seeds."""
+        identity = self.identity()
+        identity.pop("seed")
+        return _sha256_json(identity)
+
+    @property
+    def run_id(self) -> str:
+        """`<name>-s<seed>-<hash8>`: a run is identified by its resolved recipe and seed."""
+        return f"{self.name}-s{self.seed}-{self.hash()[:8]}"
+
+    def group_key(self) -> str:
+        """`<name>-<config_hash8>`: the runs of a sweep that differ only in their seed."""
+        return f"{self.name}-{self.config_hash()[:8]}"
+
+    def setting(self) -> tuple[str, str]:
+        """(setting key, data pipeline JSON): the leaderboard compares runs whose data, arch and
+        budget match. The key is sha256[:12] of dataset, arch, its kwargs, epochs and the data
+        pipeline; the pipeline is the data section without how or where it is loaded, the seeds
+        of the views and the batch (a Tf-KD self recipe may use another batch than its baseline)."""
+        data = to_dict(self.data)
+        for key in (*LOADER_ONLY, *SETTING_FREE_DATA):
+            data.pop(key, None)
+        pipeline = json.dumps(data, sort_keys=True)
+        blob = json.dumps(
+            {
+                "dataset": self.data.dataset,
+                "arch": self.model.arch,
+                "kwargs": self.model.kwargs,
+                "epochs": self.schedule.epochs,
+                "data": data,
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:12], pipeline
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(to_dict(self), sort_keys=False)
+
+
+def _sha256_json(value: Any) -> str:
+    """sha256 (hex) of `value` as compact JSON with sorted keys: the form every recipe hash uses."""
+    blob = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+# ------------------------------------------------------------------------------ architecture
+def check_arch(arch: str, path: str) -> None:
+    """Fail with close matches if `arch` is neither a timm model nor registered by harness."""
+    import timm
+
+    from harness import models  # registers the harness architectures with timm
+
+    del models
+    if timm.is_model(arch):
+        return
+    hint = suggest(arch, timm.list_models())
+    fail(path, f"unknown timm architecture {arch!r}{hint}")
+
+
+def check_pretrained(cfg: ModelConfig | TeacherConfig, path: str) -> None:
+    """A pretrained tag timm knows for `cfg.arch` (close matches if not)."""
+    if not cfg.pretrained and cfg.pretrained_file is None:
+        return
+    from harness.models.pretrained import resolve_tag
+
+    assert cfg.arch is not None
+    try:
+        resolve_tag(cfg.arch, cfg.pretrained or True, path)
+    except RecipeError as exc:
+        fail(path, str(exc).split(": ", 1)[1])
+
+
+# ------------------------------------------------------------------------------ loading
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b=value` -> (['a', 'b'], value parsed as a YAML scalar/list/mapping)."""
+    if "=" not in text:
+        raise RecipeError(f"--set {text}: expected KEY=VALUE, e.g. optim.lr=0.05")
+    key, raw = text.split("=", 1)
+    keys = key.strip().split(".")
+    if not all(keys):
+        raise RecipeError(f"--set {text}: empty key in {key!r}")
+    try:
+        value = parse_yaml(raw) if raw.strip() else ""
+    except ValueError as exc:
+        raise RecipeError(f"--set {text}: value is not valid YAML ({exc})") from None
+    return keys, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """A copy of `data` with each `a.b=value` applied (validated later with the whole recipe)."""
+    data = copy.deepcopy(data)
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = data
+        for i, k in enumerate(keys[:-1]):
+            child = node.get(k)
+            if child is None:
+                child = node[k] = {}
+            elif not isinstance(child, dict):
+                raise RecipeError(f"--set {text}: {'.'.join(keys[: i + 1])} is not a section")
+            node = child
+        node[keys[-1]] = value
+    return data
+
+
+#: the largest YAML document read (a recipe is a few kB; a sweep file a few more)
+YAML_MAX_BYTES = 1 << 20
+#: the most values a document may hold once its aliases are expanded: a "billion laughs" document
+#: is small, but every later step (merging, hashing, validation) would walk its expansion
+YAML_MAX_NODES = 100_000
+
+
+def parse_yaml(text: str) -> Any:
+    """`yaml.safe_load(text)`; any failure is a ValueError with a one-line reason.
+
+    PyYAML raises more than `YAMLError` on hostile input: an explicit tag with a value it cannot
+    construct (`!!float x`, `!!timestamp`, `2001-13-01`) raises ValueError, KeyError, IndexError or
+    AttributeError from inside the constructor, and deep nesting a RecursionError. A document over
+    YAML_MAX_BYTES, or whose aliases expand to more than YAML_MAX_NODES values or refer to
+    themselves, is refused before anything walks it.
+    """
+    if len(text.encode("utf-8", "surrogatepass")) > YAML_MAX_BYTES:
+        raise ValueError(f"document larger than {YAML_MAX_BYTES} bytes")
+    try:
+        data = yaml.safe_load(text)
+        _check_expansion(data)
+        return data
+    except Exception as exc:  # every parser failure means "invalid YAML" (see above)
+        if isinstance(exc, (yaml.YAMLError, YamlTooLarge)):
+            reason = _first_line(exc)
+        else:
+            reason = f"{type(exc).__name__}: {exc}"
+        raise ValueError(" ".join(reason.split())[:300]) from None
+
+
+class YamlTooLarge(ValueError):
+    """A YAML document whose aliases expand past YAML_MAX_NODES or refer to themselves."""
+
+
+def _check_expansion(data: Any) -> None:
+    """Count the values of `data` with every alias expanded, in time linear in the document
+    (shared sub-trees are counted once and multiplied); refuse a self-referring alias."""
+    sizes: dict[int, int] = {}
+    open_ids: set[int] = set()
+
+    def size(value: Any) -> int:
+        if not isinstance(value, (list, dict)):
+            return 1
+        key = id(value)
+        if key in sizes:
+            return sizes[key]
+        if key in open_ids:
+            raise YamlTooLarge("an alias refers to a value that holds it (a cycle)")
+        open_ids.add(key)
+        items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+        total = 1
+        for item in items:
+            total += size(item)
+            if total > YAML_MAX_NODES:
+                raise YamlTooLarge(f"aliases expand to more than {YAML_MAX_NODES} values")
+        open_ids.discard(key)
+        sizes[key] = total
+        return total
+
+    size(data)
+
+
+def read_yaml_file(path: Path, what: str) -> Any:
+    """Parse a YAML file (safe_load); a missing, unreadable or invalid file is one line naming it."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: {what} file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{path}: cannot read {what} ({exc})") from None
+    try:
+        return parse_yaml(text)
+    except ValueError as exc:
+        raise RecipeError(f"{path}: invalid YAML ({exc})") from None
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a recipe file as a mapping (safe_load); errors name the file."""
+    data = read_yaml_file(path, "recipe")
+    if data is None:
+        raise RecipeError(f"{path}: recipe is empty")
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe must be a mapping, got {type(data).__name__}")
+    return data
+
+
+# Keys that describe one file and are never inherited through `extends`.
+NOT_INHERITED = ("name", "method", "description")
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` on top of `base`: mappings merge key by key, anything else is replaced."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def read_recipe_tree(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a recipe and, through `extends: <file>`, the recipes it builds on (deep-merged).
+
+    `extends` is resolved relative to the file that names it. The base's `name`, `method` and
+    `description` are not inherited: they describe the base file alone.
+    """
+    data = read_yaml(path)
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base:
+        raise RecipeError(f"{path}: extends: must be the path of another recipe")
+    if "\x00" in base:
+        raise RecipeError(f"{path}: extends: a path cannot contain a NUL byte, got {base!r}")
+    base_path = (path.resolve().parent / base).resolve()  # beside the real file, not a symlink
+    if base_path in (*chain, path.resolve()):
+        raise RecipeError(f"{path}: extends: {base} makes a cycle")
+    try:
+        parent = read_recipe_tree(base_path, (*chain, path.resolve()))
+    except RecipeError as exc:
+        raise RecipeError(f"{path}: extends: {exc}") from None
+    for key in NOT_INHERITED:
+        parent.pop(key, None)
+    return deep_merge(parent, data)
+
+
+def from_mapping(data: dict[str, Any], name: str, source: str = "") -> Recipe:
+    """Validate a recipe mapping; `name` is used when the recipe gives none."""
+    try:
+        recipe = from_dict(Recipe, data)
+    except RecipeError as exc:
+        if not source:
+            raise
+        raise RecipeError(f"{source}: {exc}") from None
+    if recipe.name is None:
+        problem = safe_name(name)
+        if problem:
+            fail("name", f"not given, and the file name cannot name a run folder: it {problem}")
+        recipe.name = name
+    return recipe
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Load, override and validate the recipe at `path`; any problem is one RecipeError line."""
+    path = Path(path)
+    data = read_recipe_tree(path)
+    try:
+        data = apply_overrides(data, list(overrides))
+    except RecipeError as exc:
+        raise RecipeError(f"{path}: {exc}") from None
+    try:
+        recipe = from_mapping(data, path.stem)
+    except RecipeError as exc:
+        raise RecipeError(f"{_source_of(exc, path, overrides)}: {exc}") from None
+    recipe.source = str(path)
+    return recipe
+
+
+def _source_of(error: RecipeError, path: Path, overrides: list[str] | tuple[str, ...]) -> str:
+    """Where a bad value came from: the last `--set` that wrote the failing field (or a section
+    holding it), else the recipe file."""
+    if error.field:
+        for text in reversed(overrides):
+            key = text.split("=", 1)[0].strip()
+            if error.field == key or error.field.startswith(f"{key}.") or error.field.startswith(f"{key}["):
+                return f"--set {text}"
+    return str(path)
+
+
+def recipe_dir(recipe: Recipe) -> Path:
+    """Folder of the file `recipe` was loaded from (the current folder if none)."""
+    return Path(recipe.source).resolve().parent if recipe.source else Path.cwd()
+
+
+def _first_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())

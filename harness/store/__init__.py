@@ -1,0 +1,6 @@
+"""What a run leaves on disk: its folder, status and lock (`rundir`), atomic files and locks
+(`files`), checkpoints, provenance.
+
+May import: `harness.errors`, `harness.config`, `harness.metrics` (the column registry).
+Never the loop, sweeps or the CLI.
+"""

@@ -1,0 +1,105 @@
+"""`harness sweep --plan`: device-hours from the nightly history, else the per-architecture rates."""
+
+from __future__ import annotations
+
+from harness.sweeps.estimate import pack, parse_window
+from harness.sweeps.nightly import write_snapshot
+from harness.sweeps.sweep import plan_sweep
+from tests.conftest import REPO, run_cli
+
+STUDY = REPO / "sweeps" / "fashion_mnist_study.yaml"
+
+
+#: The recipes of the study's first, timed run: 33 runs in 64 min of training on a 2-core CPU (README).
+TIMED = (
+    "resnet10t_ce",
+    "resnet10t_defective_kd",
+    "resnet10t_kd",
+    "resnet10t_kd_t1",
+    "resnet10t_kd_t1_ls_teacher",
+    "resnet10t_label_smoothing",
+    "resnet10t_tfkd_reg",
+    "resnet10t_tfkd_self",
+    "resnet18_ce",
+    "resnet18_label_smoothing",
+    "resnet18_reversed_kd",
+)
+
+
+def measured_study(tmp_path):
+    """A sweep file of the 11 recipes whose 33 runs the README timed (all are committed runs)."""
+    committed = {p.name.rsplit("-s", 1)[0] for p in (REPO / "leaderboard" / "runs").iterdir()}
+    assert set(TIMED) <= committed
+    lines = ["seeds: [0, 1, 2]", "recipes:"]
+    lines += [f"  - {REPO / 'recipes' / 'fashion_mnist' / name}.yaml" for name in TIMED]
+    path = tmp_path / "measured_study.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_plan_of_the_study_fits_its_measured_time(tmp_path):
+    # the committed study's runs took 64 min of training on the reference CPU (README); its plan
+    # must agree
+    study = measured_study(tmp_path)
+    proc = run_cli(
+        "sweep",
+        "--file",
+        str(study),
+        "--plan",
+        "--devices",
+        "1",
+        "--window",
+        "90m",
+        "--history",
+        str(tmp_path),
+    )
+    assert proc.returncode == 0, proc.stderr
+    total = next(line for line in proc.stdout.splitlines() if line.startswith("total:"))
+    hours = float(total.split()[1])
+    assert 0.8 <= hours <= 1.4, total
+    assert "1 devices x 1.5 h: fits" in proc.stdout
+    proc = run_cli(
+        "sweep",
+        "--file",
+        str(study),
+        "--plan",
+        "--devices",
+        "1",
+        "--window",
+        "30m",
+        "--history",
+        str(tmp_path),
+    )
+    assert proc.returncode == 1 and "does NOT fit" in proc.stdout
+
+
+def test_history_replaces_the_rate_and_unknown_runs_are_said(tmp_path):
+    runs = plan_sweep([], STUDY, [0], [])
+    group = runs[0].group
+    write_snapshot(
+        tmp_path / "2026-01-01.parquet", [{"night": "2026-01-01", "group": group, "img_per_s_mean": 100.0}]
+    )
+    write_snapshot(
+        tmp_path / "2026-01-02.parquet", [{"night": "2026-01-02", "group": group, "img_per_s_mean": 50.0}]
+    )
+    proc = run_cli("sweep", "--file", str(STUDY), "--seeds", "0", "--plan", "--history", str(tmp_path))
+    line = next(line for line in proc.stdout.splitlines() if line.startswith(runs[0].run_id))
+    assert "history 2026-01-02" in line and " 50 " in line  # the newest night wins
+    nightly = run_cli(
+        "sweep",
+        "--file",
+        str(REPO / "sweeps" / "nightly_gpu.yaml"),
+        "--plan",
+        "--devices",
+        "8",
+        "--window",
+        "10h",
+    )
+    assert (
+        nightly.returncode == 0 and "cannot tell" in nightly.stdout
+    )  # CIFAR-100 has no rate before its first night
+
+
+def test_packing_and_windows():
+    assert pack([4, 3, 3, 2], 2) == 6 and pack([1.0], 8) == 1.0  # longest first onto the least-loaded device
+    assert parse_window("10h") == 10 and parse_window("90m") == 1.5 and parse_window("3600s") == 1
