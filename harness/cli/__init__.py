@@ -9,9 +9,8 @@ from pathlib import Path
 import click
 
 from harness.cli import sweep_options as sweep_cli
+from harness.cli.options import DEFAULT_RUNS_DIR, device_option, runs_dir_option, set_option
 from harness.errors import OS_ERROR_EXIT, HarnessError, describe_os_error
-
-DEFAULT_RUNS_DIR = "runs"
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -37,16 +36,6 @@ class HarnessGroup(click.Group):
             ctx.exit(OS_ERROR_EXIT)
 
 
-runs_dir_option = click.option(
-    "--runs-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_RUNS_DIR,
-    envvar="HARNESS_RUNS_DIR",
-    show_default=True,
-    help="Folder holding one sub-folder per run (env HARNESS_RUNS_DIR).",
-)
-
-
 @click.group(cls=HarnessGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @click.version_option(package_name="harness")
@@ -58,19 +47,8 @@ def main(verbose: bool) -> None:
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
 @runs_dir_option
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a recipe field, e.g. --set optim.lr=0.05 (repeatable, type-checked).",
-)
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default=None,
-    help="Device (default: the recipe's runtime.device).",
-)
+@set_option("Override a recipe field, e.g. --set optim.lr=0.05 (repeatable, type-checked).")
+@device_option("Device (default: the recipe's runtime.device).")
 @click.option("--resume", is_flag=True, help="Continue an unfinished run from its last checkpoint.")
 @click.option(
     "--restart", is_flag=True, help="Set an existing run aside (renamed, not deleted) and train it again."
@@ -154,17 +132,9 @@ def _summary(rows: list[dict]) -> str:
     help="Sweep file: recipes, seeds and overrides (format: docs/sweeps.md).",
 )
 @click.option("--seeds", default=None, metavar="0,1,2", help="Seeds of every recipe (replace the file's).")
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a field of every recipe (after the sweep file's overrides; repeatable).",
-)
+@set_option("Override a field of every recipe (after the sweep file's overrides; repeatable).")
 @runs_dir_option
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None, help="Device of every run."
-)
+@device_option("Device of every run.")
 @click.option(
     "--leaderboard-out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -235,12 +205,8 @@ def sweep(
     help="Also write the report here.",
 )
 @click.option("--seeds", default=None, metavar="0,1,2", help="Seeds of every recipe (replace the file's).")
-@click.option(
-    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a field of every recipe."
-)
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None, help="Device of every run."
-)
+@set_option("Override a field of every recipe.")
+@device_option("Device of every run.")
 @click.option(
     "--k", type=click.FloatRange(min=0), default=2.0, show_default=True, help="Top-1: seed stds allowed."
 )
@@ -302,7 +268,7 @@ def nightly(
 
 @main.command()
 @click.argument("recipes", nargs=-1, required=True, metavar="RECIPES_OR_GLOBS...")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override fields.")
+@set_option("Override fields.")
 def validate(recipes: tuple[str, ...], overrides: tuple[str, ...]) -> None:
     """Check RECIPES strictly without running them (one line per problem).
 
@@ -371,8 +337,8 @@ def leaderboard(runs_dir: Path, out: Path | None, force: bool) -> None:
 @main.command(name="cache-teacher")
 @click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
 @runs_dir_option
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override fields.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None)
+@set_option("Override fields.")
+@device_option()
 @click.option("--rebuild", is_flag=True, help="Delete the recipe's existing cache and build it again.")
 def cache_teacher(
     recipe: Path, runs_dir: Path, overrides: tuple[str, ...], device: str | None, rebuild: bool
@@ -397,7 +363,7 @@ def cache_teacher(
     show_default=True,
     help="Which weights: final, last or epoch_<N>.",
 )
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option(default="auto")
 def evaluate(run_dir: Path, which: str, device: str) -> None:
     """Evaluate a run's saved weights on its evaluation split; prints the metrics as JSON."""
     import json
@@ -428,7 +394,7 @@ def evaluate(run_dir: Path, which: str, device: str) -> None:
     show_default=True,
     help="Interleaved rounds of the step and epoch suites (more: steadier medians on a busy machine).",
 )
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@device_option(default="cpu", choices=("cpu", "cuda"))
 @click.option(
     "--clock",
     type=click.Choice(["wall", "cpu"]),

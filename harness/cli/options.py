@@ -1,0 +1,43 @@
+"""Options that several commands share, declared once: `--runs-dir`, `--set`, `--device`.
+
+Each is a decorator factory, so a command states only what differs (the help of `--set` on a
+sweep, the default of `--device` on `harness eval`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+DEFAULT_RUNS_DIR = "runs"
+DEVICES = ("auto", "cpu", "cuda")
+
+runs_dir_option = click.option(
+    "--runs-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_RUNS_DIR,
+    envvar="HARNESS_RUNS_DIR",
+    show_default=True,
+    help="Folder holding one sub-folder per run (env HARNESS_RUNS_DIR).",
+)
+
+
+def set_option(help: str = "Override fields.") -> Callable[[Any], Any]:
+    """`--set KEY=VALUE` (repeatable) into the parameter `overrides`."""
+    return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=help)
+
+
+def device_option(
+    help: str | None = None, default: str | None = None, choices: tuple[str, ...] = DEVICES
+) -> Callable[[Any], Any]:
+    """`--device` among `choices`; None (the default) leaves the recipe's `runtime.device`."""
+    return click.option(
+        "--device",
+        type=click.Choice(list(choices)),
+        default=default,
+        show_default=default is not None,
+        help=help,
+    )
