@@ -9,9 +9,8 @@ import inspect
 import sys
 from pathlib import Path
 
-from harness import metrics
 from harness.config.recipe import Recipe
-from harness.metrics import SCHEMA
+from harness.metrics import columns, functions
 from harness.schema import describe_fields
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -66,43 +65,45 @@ def metrics_reference() -> str:
     lines = [
         "# metrics.parquet",
         "",
-        "Generated from `harness/metrics/__init__.py` by `python -m harness.docs`; do not edit by hand.",
+        "Generated from `harness/metrics/columns.py` by `python -m harness.docs`; do not edit by hand.",
         "Each run writes `<runs-dir>/<run_id>/metrics.parquet`, one row per evaluated epoch,",
-        "rewritten atomically (temporary file, fsync, rename) after each epoch. Confidence metrics",
-        "are computed on the evaluation split named in `eval_split` (the test split for",
-        "Fashion-MNIST and CIFAR, the validation split for ImageNet).",
+        "rewritten atomically (temporary file, fsync, rename) after each epoch by",
+        "`harness/store/metrics_file.py`. Confidence metrics are computed on the evaluation split",
+        "named in `eval_split` (the test split for Fashion-MNIST and CIFAR, the validation split for",
+        "ImageNet).",
         "",
         "| column | type | meaning |",
         "| --- | --- | --- |",
     ]
-    for f in SCHEMA:
+    for f in columns.SCHEMA:
         doc = (f.metadata or {}).get(b"doc", b"").decode()
         lines.append(f"| `{f.name}` | {f.type} | {_cell(doc)} |")
     lines += _board_reference()
-    lines += ["", "## Definitions", "", "From the docstring of `harness/metrics/__init__.py`:", ""]
-    lines += inspect.cleandoc(metrics.__doc__ or "").splitlines()
+    lines += ["", "## Definitions", "", "From the docstring of `harness/metrics/functions.py`:", ""]
+    lines += inspect.cleandoc(functions.__doc__ or "").splitlines()
     return "\n".join(lines) + "\n"
 
 
 def _board_reference() -> list[str]:
-    """The columns `harness leaderboard` summarises over seeds, as declared in metrics.COLUMNS."""
+    """The columns `harness leaderboard` summarises over seeds, as declared in `columns.COLUMNS`."""
     reduce = {"last": "last epoch", "throughput": "all epochs: sum(train_samples) / sum(epoch_time_s)"}
     lines = [
         "",
         "## On the leaderboard",
         "",
-        "Every column above is declared once, in `harness.metrics.COLUMNS` (name, type, meaning, its",
-        "`teacher_` twin, how the leaderboard shows it); the schema, the runner's rows and the",
-        "leaderboard are derived from it. A row written without one of the columns, or with an",
-        "undeclared one, is refused. `harness leaderboard` summarises these per run, then over seeds",
-        "(mean and sample std, as `<value>_mean` and `<value>_std` in leaderboard.parquet); `top1`",
-        "also gives each run's best epoch (`top1_best`, `best_epoch`). `label` and `decimals` are how",
-        "the pages show a figure; `better` is the direction of a score (`-`: a measure, not a score).",
+        "Every column above is declared once, in `harness.metrics.columns.COLUMNS` (name, type,",
+        "meaning, its `teacher_` twin, how the leaderboard shows it); the schema, the runner's rows and",
+        "the leaderboard are derived from it. A row written without one of the columns, or with an",
+        "undeclared one, is refused (`harness.store.metrics_file.write_metrics`). `harness leaderboard`",
+        "summarises these per run, then over seeds (mean and sample std, as `<value>_mean` and",
+        "`<value>_std` in leaderboard.parquet); `top1` also gives each run's best epoch (`top1_best`,",
+        "`best_epoch`). `label` and `decimals` are how the pages show a figure; `better` is the",
+        "direction of a score (`-`: a measure, not a score).",
         "",
         "| column | per-run value | from | label | decimals | better |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for c in metrics.BOARD_COLUMNS:
+    for c in columns.BOARD_COLUMNS:
         b = c.board
         better = b.better or "-"
         cells = [f"`{c.name}`", f"`{b.value}`", reduce[b.reduce], _cell(b.label), str(b.decimals), better]

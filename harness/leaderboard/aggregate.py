@@ -51,7 +51,7 @@ from harness.leaderboard.baselines import BASELINES, CE, LS
 from harness.leaderboard.reference import ReferenceResult
 from harness.leaderboard.runs import Run, SetApart
 from harness.leaderboard.stats import Interval, is_number, mean, sample_std, throughput, welch_interval
-from harness.metrics import BOARD_COLUMNS
+from harness.metrics.columns import BOARD_COLUMNS
 
 #: Rows are listed in this method order, then any other method alphabetically.
 METHOD_ORDER = (CE.method, LS.method, "kd", "tfkd_self", "tfkd_reg", "reversed_kd", "defective_kd")

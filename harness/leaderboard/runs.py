@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harness.errors import HarnessError
-from harness.metrics import IDENTITY_COLUMNS, METRIC_COLUMNS, SCHEMA, TEACHER_COLUMNS
+from harness.metrics.columns import IDENTITY_COLUMNS, METRIC_COLUMNS, SCHEMA, TEACHER_COLUMNS
 
 #: Columns a run's metrics must have for the leaderboard (the rest are read when present).
 REQUIRED_COLUMNS = (

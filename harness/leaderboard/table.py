@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from harness.leaderboard.aggregate import BEST_VALUES, RUN_VALUES, Row, Setting
 from harness.leaderboard.baselines import BASELINES
 from harness.leaderboard.reference import ReferenceResult
-from harness.metrics import BOARD_COLUMNS
+from harness.metrics.columns import BOARD_COLUMNS
 
 STRING, INT, FLOAT = pa.string(), pa.int64(), pa.float64()
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from harness.leaderboard.baselines import CE
 from harness.leaderboard.stats import Interval
-from harness.metrics import BOARD_COLUMNS, TEACHER_METRICS, Column
+from harness.metrics.columns import BOARD_COLUMNS, TEACHER_METRICS, Column
 
 if TYPE_CHECKING:
     from harness.leaderboard.aggregate import Row, Setting

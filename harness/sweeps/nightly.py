@@ -49,8 +49,8 @@ import pyarrow.parquet as pq
 
 from harness.errors import HarnessError, InterruptedRun
 from harness.leaderboard.stats import is_number, mean, pooled_std, sample_std, throughput
-from harness.metrics import read_metrics
 from harness.store.files import atomic_write_bytes
+from harness.store.metrics_file import read_metrics
 from harness.store.rundir import RunDir
 from harness.sweeps.sweep import SweepOptions, SweepSummary, plan_sweep, run_sweep
 

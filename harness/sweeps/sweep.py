@@ -590,7 +590,7 @@ def _fill_from_folder(record: RunRecord, rundir: RunDir, status: dict[str, Any])
     record.epoch, record.step = status.get("epoch"), status.get("step")
     record.diverged_step = status.get("diverged_step")
     if rundir.metrics.exists():
-        from harness.metrics import read_metrics
+        from harness.store.metrics_file import read_metrics
 
         with contextlib.suppress(Exception):
             rows = read_metrics(rundir.metrics)

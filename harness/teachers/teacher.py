@@ -30,7 +30,7 @@ import torch
 from harness.config.recipe import Recipe, load_recipe, recipe_dir
 from harness.data import DataBundle
 from harness.errors import HarnessError, InterruptedRun, RecipeError, RunBusyError, TeacherError
-from harness.metrics import TEACHER_METRICS
+from harness.metrics.columns import TEACHER_METRICS
 from harness.models import pretrained
 from harness.models.build import build_model
 from harness.models.features import forward_with_features

@@ -17,7 +17,7 @@ import torch
 from harness.config.recipe import from_mapping, read_yaml
 from harness.data import build_data
 from harness.errors import RunStateError
-from harness.metrics import MetricAccumulator
+from harness.metrics.accumulator import MetricAccumulator
 from harness.models.build import build_model
 from harness.runtime import distributed
 from harness.runtime.device import (

@@ -23,11 +23,11 @@ from typing import Any
 from harness.config.recipe import Recipe
 from harness.data.preflight import check_data_files
 from harness.errors import DivergedError, InterruptedRun, RunStateError
-from harness.metrics import read_metrics
 from harness.models.build import count_parameters
 from harness.runtime import distributed
 from harness.runtime.distributed import World
 from harness.runtime.signals import StopSignal
+from harness.store.metrics_file import read_metrics
 from harness.store.rundir import RunDir
 from harness.teachers.teacher import TrainRun
 from harness.training.loop import RunOptions, Trainer

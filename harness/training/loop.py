@@ -32,7 +32,7 @@ from harness import strategies
 from harness.config.recipe import Recipe
 from harness.data import DataBundle, build_data
 from harness.errors import DivergedError, InterruptedRun, RunStateError
-from harness.metrics import TEACHER_COLUMNS, epoch_row, read_metrics, run_columns, write_metrics
+from harness.metrics.columns import TEACHER_COLUMNS, epoch_row, run_columns
 from harness.models import pretrained
 from harness.models.features import split_output
 from harness.runtime import distributed
@@ -47,6 +47,7 @@ from harness.runtime.distributed import World
 from harness.runtime.signals import StopSignal
 from harness.store import checkpoint, provenance
 from harness.store.files import write_json, write_text
+from harness.store.metrics_file import read_metrics, write_metrics
 from harness.store.rundir import RunDir
 from harness.strategies import StepInputs
 from harness.teachers import cache as teacher_cache

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
+import subprocess
+import sys
 
 import pyarrow.parquet as pq
 import pytest
@@ -19,6 +20,8 @@ from harness.metrics import (
     stability,
     topk_accuracy,
 )
+from harness.store import metrics_file
+from tests.conftest import REPO
 
 PROBS = torch.tensor(
     [
@@ -104,14 +107,14 @@ def _row(**values: object) -> dict:
 
 def test_parquet_writer_is_atomic_and_typed(tmp_path):
     path = tmp_path / "m.parquet"
-    metrics.write_metrics(path, [_row(run_id="r", epoch=1, top1=50.0, train_parts={"ce": 1.0})])
+    metrics_file.write_metrics(path, [_row(run_id="r", epoch=1, top1=50.0, train_parts={"ce": 1.0})])
     table = pq.read_table(path)
     assert table.schema.equals(metrics.SCHEMA, check_metadata=False)
-    assert metrics.read_metrics(path)[0]["train_parts"] == {"ce": 1.0}
+    assert metrics_file.read_metrics(path)[0]["train_parts"] == {"ce": 1.0}
     # a failing write leaves the previous file intact and no temporary file behind
     with pytest.raises(Exception):  # noqa: B017
-        metrics.write_metrics(path, [_row(run_id="r", epoch="not an int")])
-    assert metrics.read_metrics(path)[0]["top1"] == 50.0
+        metrics_file.write_metrics(path, [_row(run_id="r", epoch="not an int")])
+    assert metrics_file.read_metrics(path)[0]["top1"] == 50.0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.parquet"]
 
 
@@ -157,7 +160,7 @@ def test_stability_averages_over_the_classes_present():
     acc = MetricAccumulator(4)
     acc.update(probs.clamp_min(1e-30).log(), TARGETS)
     assert acc.compute()["stability"] == pytest.approx(1 - 0.035 / 3, rel=1e-6)
-    doc = (Path(__file__).resolve().parent.parent / "docs" / "metrics.md").read_text()
+    doc = (REPO / "docs" / "metrics.md").read_text()
     assert "classes present" in doc and "The paper divides by K" in doc
 
 
@@ -171,16 +174,16 @@ def test_stability_averages_over_the_classes_present():
 )
 def test_a_row_without_a_declared_column_is_refused(tmp_path, drop, add, message):
     path = tmp_path / "m.parquet"
-    metrics.write_metrics(path, [_row(run_id="r", epoch=1, top1=50.0)])
+    metrics_file.write_metrics(path, [_row(run_id="r", epoch=1, top1=50.0)])
     bad = _row(run_id="r", epoch=2, top1=60.0)
     if drop:
         del bad[drop]
     if add:
         bad[add] = 0.5
     with pytest.raises(ValueError, match=message) as caught:
-        metrics.write_metrics(path, [_row(run_id="r", epoch=1, top1=50.0), bad])
+        metrics_file.write_metrics(path, [_row(run_id="r", epoch=1, top1=50.0), bad])
     assert "\n" not in str(caught.value)
-    assert [r["epoch"] for r in metrics.read_metrics(path)] == [1]  # the earlier file is kept
+    assert [r["epoch"] for r in metrics_file.read_metrics(path)] == [1]  # the earlier file is kept
 
 
 def test_column_lists_are_derived_from_the_declaration():
@@ -202,3 +205,23 @@ def test_column_lists_are_derived_from_the_declaration():
     values = [c.board.value for c in metrics.BOARD_COLUMNS]
     assert len(set(values)) == len(values)
     assert all(c.board.better in ("higher", "lower", "") for c in metrics.BOARD_COLUMNS)
+
+
+def test_public_names_load_from_their_modules_and_the_registry_needs_no_torch():
+    """`from harness.metrics import ...` keeps working (loaded on first use); the column registry and
+    the Parquet file need no torch."""
+    from harness.metrics import accumulator, columns, functions
+
+    assert metrics.topk_accuracy is functions.topk_accuracy
+    assert metrics.MetricAccumulator is accumulator.MetricAccumulator
+    assert metrics.COLUMNS is columns.COLUMNS and metrics.Board is columns.Board
+    assert {"topk_accuracy", "MetricAccumulator", "COLUMNS"} <= set(dir(metrics))
+    with pytest.raises(AttributeError, match="no attribute 'write_metrics'"):
+        metrics.write_metrics  # noqa: B018
+    code = (
+        "import sys, harness.metrics.columns, harness.store.metrics_file\n"
+        "from harness.metrics import COLUMNS, SCHEMA, Board\n"
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

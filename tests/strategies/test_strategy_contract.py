@@ -23,9 +23,9 @@ import torch
 from harness import strategies
 from harness.config.recipe import load_recipe
 from harness.errors import RecipeError
-from harness.metrics import read_metrics
 from harness.models.build import build_model
 from harness.models.features import feature_shapes, forward_with_features
+from harness.store.metrics_file import read_metrics
 from harness.training.lifecycle import train
 from harness.training.loop import RunOptions
 from tests.conftest import REPO, run_cli, tiny_recipe, write_recipe

@@ -20,11 +20,11 @@ import torch.nn.functional as F
 from harness import strategies
 from harness.config.recipe import load_recipe
 from harness.errors import InterruptedRun, RecipeError
-from harness.metrics import read_metrics
 from harness.models.build import build_model
 from harness.models.features import forward_with_features
 from harness.schema import field
 from harness.store import checkpoint
+from harness.store.metrics_file import read_metrics
 from harness.strategies import registry
 from harness.training.lifecycle import train
 from harness.training.loop import RunOptions

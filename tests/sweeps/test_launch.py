@@ -17,7 +17,7 @@ from submitit import JobEnvironment
 
 from harness.config.recipe import load_recipe
 from harness.errors import RecipeError
-from harness.metrics import read_metrics
+from harness.store.metrics_file import read_metrics
 from harness.sweeps.launch import (
     PORT_BASE,
     PORT_SPAN,

@@ -10,7 +10,7 @@ import pytest
 
 from harness.config.recipe import load_recipe
 from harness.leaderboard.stats import pooled_std, throughput
-from harness.metrics import read_metrics
+from harness.store.metrics_file import read_metrics
 from harness.store.rundir import RunDir
 from harness.sweeps.nightly import (
     SNAPSHOT_SCHEMA,

@@ -19,7 +19,7 @@ import torch
 
 from harness.config.recipe import load_recipe
 from harness.errors import RecipeError
-from harness.metrics import read_metrics
+from harness.store.metrics_file import read_metrics
 from harness.sweeps.sweep import (
     SweepEntry,
     SweepFile,

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from harness.config.recipe import load_recipe
-from harness.metrics import read_metrics
 from harness.models.build import build_model
 from harness.runtime.distributed import World
+from harness.store.metrics_file import read_metrics
 from harness.store.rundir import RunDir
 from harness.training.lifecycle import train
 from harness.training.loop import RunOptions, Trainer

@@ -22,8 +22,8 @@ import torch
 from harness.config.recipe import load_recipe
 from harness.data import build_data
 from harness.errors import TeacherError
-from harness.metrics import read_metrics
 from harness.models.build import build_model
+from harness.store.metrics_file import read_metrics
 from harness.teachers import cache as teacher_cache
 from harness.training.lifecycle import train
 from harness.training.loop import RunOptions

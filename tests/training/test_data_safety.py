@@ -20,7 +20,7 @@ import pytest
 
 from harness.config.recipe import load_recipe
 from harness.errors import DivergedError
-from harness.metrics import read_metrics
+from harness.store.metrics_file import read_metrics
 from harness.training.lifecycle import train
 from harness.training.loop import RunOptions
 from tests.conftest import REPO, run_cli, tiny_recipe, write_recipe

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from harness.config.recipe import load_recipe
-from harness.metrics import read_metrics
+from harness.store.metrics_file import read_metrics
 from tests.conftest import REPO, run_cli
 
 pytestmark = [pytest.mark.fashion, pytest.mark.timeout(600)]

@@ -25,8 +25,9 @@ import torch
 
 from harness.config.recipe import load_recipe
 from harness.errors import DivergedError, RunStateError
-from harness.metrics import SCHEMA, read_metrics
+from harness.metrics.columns import SCHEMA
 from harness.store import checkpoint
+from harness.store.metrics_file import read_metrics
 from harness.training.lifecycle import train
 from harness.training.loop import RunOptions
 from tests.conftest import REPO, tiny_recipe, write_recipe

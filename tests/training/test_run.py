@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from harness.config.recipe import load_recipe
-from harness.metrics import SCHEMA, read_metrics
+from harness.metrics.columns import SCHEMA
+from harness.store.metrics_file import read_metrics
 from harness.training.lifecycle import train
 from harness.training.loop import RunOptions
 from tests.conftest import run_cli
