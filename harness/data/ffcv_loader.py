@@ -18,9 +18,10 @@ ffcv 1.0.2's traps, and what this module does about each:
    issue #396). `check_pipeline` enforces numba operations only, then `ToTensor` last; nothing
    (not even `NormalizeImage`) runs after it inside ffcv.
 2. An exception in ffcv's loader thread never reaches the consumer, which waits forever.
-   `WatchedLoader` runs each epoch in a thread that catches the exception and hands it over:
-   the training loop gets a `DataError` naming the .beton. A thread that ends without a word,
-   or produces no batch for `data.loader_timeout_s`, is an error as well, never a hang.
+   `WatchedLoader` (`harness.data.ffcv_ops`) runs each epoch in a thread that catches the
+   exception and hands it over: the training loop gets a `DataError` naming the .beton. A thread
+   that ends without a word, or produces no batch for `data.loader_timeout_s`, is an error as
+   well, never a hang.
 3. ffcv writes each batch into one of `batches_ahead + 2` buffers it reuses. The batches this
    loader yields are new tensors (device images, copied labels and indices): safe to keep.
 4. numba compiles the pipeline in every process (~20 s at the first batch on a 2-core
@@ -36,14 +37,11 @@ sample counted once). `Batch.indices` are positions in the split (after `train_s
 
 from __future__ import annotations
 
-import functools
 import os
-import queue
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -59,153 +57,16 @@ from harness.data.pipeline import RRC_RATIO, DeviceStage, Plan, build_bundle
 from harness.errors import DataError
 
 BATCHES_AHEAD = 3
-_POLL_S = 0.25
 
 
-# ------------------------------------------------------------------------------ ffcv classes
-def ffcv_api() -> SimpleNamespace:
-    """ffcv's pieces and our subclasses of them (ffcv is an optional extra, imported on first use)."""
+# ------------------------------------------------------------------------------ ffcv itself
+def ffcv_api() -> ModuleType:
+    """`harness.data.ffcv_ops`: ffcv's pieces and our subclasses of them (ffcv is an optional
+    extra, imported on first use)."""
     require_ffcv()  # cheap once imported; keeps numba's expected cache warnings quiet
-    return _api()
+    from harness.data import ffcv_ops
 
-
-@functools.cache
-def _api() -> SimpleNamespace:
-    from dataclasses import replace
-
-    from ffcv.fields.basics import IntDecoder
-    from ffcv.fields.rgb_image import (
-        CenterCropRGBImageDecoder,
-        RandomResizedCropRGBImageDecoder,
-        SimpleRGBImageDecoder,
-    )
-    from ffcv.loader import Loader, OrderOption
-    from ffcv.loader.epoch_iterator import IS_CUDA, EpochIterator
-    from ffcv.pipeline.allocation_query import AllocationQuery
-    from ffcv.pipeline.compiler import Compiler
-    from ffcv.pipeline.operation import Operation
-    from ffcv.pipeline.pipeline_spec import PipelineSpec
-    from ffcv.transforms import RandomHorizontalFlip, RandomTranslate, ToTensor
-    from ffcv.traversal_order.base import TraversalOrder
-
-    class SampleIndexDecoder(Operation):
-        """Decodes nothing: writes each sample's position in the .beton (for `Batch.indices`)."""
-
-        def declare_state_and_memory(self, previous_state):
-            shape, dtype = (1,), np.dtype("<i8")
-            state = replace(previous_state, jit_mode=True, shape=shape, dtype=dtype)
-            return state, AllocationQuery(shape, dtype)
-
-        def generate_code(self):
-            def positions(batch_indices, destination, metadata, storage_state):
-                for i in range(len(batch_indices)):
-                    destination[i, 0] = batch_indices[i]
-                return destination[: len(batch_indices)]
-
-            return positions
-
-    class ShardedShuffle(TraversalOrder):
-        """Each epoch a permutation seeded by (seed, epoch); rank r takes the r-th equal slice.
-
-        ffcv's Loader "instantiates" an order instance by calling it with itself.
-        """
-
-        def __init__(self, seed: int, rank: int, world_size: int) -> None:
-            self.shuffle_seed, self.rank, self.world_size = seed, rank, world_size
-
-        def __call__(self, loader):
-            super().__init__(loader)
-            self.indices = np.asarray(self.indices)
-            return self
-
-        def sample_order(self, epoch: int):
-            perm = np.random.default_rng([self.shuffle_seed, epoch]).permutation(len(self.indices))
-            share = len(self.indices) // self.world_size
-            return self.indices[perm[self.rank * share : (self.rank + 1) * share]]
-
-    failed = object()  # what the epoch thread posts when it fails
-
-    class WatchedEpoch(EpochIterator):
-        """ffcv's epoch thread, with its failure handed to the consumer and a stall timeout."""
-
-        def __init__(self, loader, order) -> None:
-            self.failure: BaseException | None = None
-            super().__init__(loader, order)  # starts the thread
-
-        def run(self) -> None:
-            try:
-                super().run()
-            except BaseException as exc:
-                self.failure = exc
-                self._post(failed)
-
-        def _post(self, item) -> None:
-            while not self.terminate_event.is_set():
-                try:
-                    self.output_queue.put(item, timeout=_POLL_S)
-                    return
-                except queue.Full:
-                    continue
-
-        def _fail(self, message: str, cause: BaseException | None = None):
-            self.close()
-            raise DataError(f"{self.loader.fname}: {message}") from cause
-
-        def __next__(self):
-            started = time.monotonic()
-            timeout = self.loader.stall_timeout_s
-            while True:
-                try:
-                    item = self.output_queue.get(timeout=_POLL_S)
-                    break
-                except queue.Empty:
-                    if not self.is_alive() and self.output_queue.empty():
-                        self._fail("the ffcv loader thread ended without finishing the epoch")
-                    if time.monotonic() - started > timeout:
-                        self._fail(
-                            f"no batch from the ffcv loader in {timeout:g} s (its thread is stuck; "
-                            "data.loader_timeout_s sets this limit)"
-                        )
-            if item is failed:
-                exc = self.failure
-                text = str(exc).strip().splitlines()[0] if exc is not None and str(exc).strip() else ""
-                self._fail(f"the ffcv loader failed: {type(exc).__name__}{': ' + text if text else ''}", exc)
-            if item is None:
-                self.close()
-                raise StopIteration
-            slot, result = item
-            if IS_CUDA:
-                self.current_stream.wait_stream(self.cuda_streams[slot])
-            return result
-
-    class WatchedLoader(Loader):
-        """ffcv's Loader whose epochs run in `WatchedEpoch` threads."""
-
-        stall_timeout_s: float = 600.0
-
-        def __iter__(self):
-            Compiler.set_num_threads(self.num_workers)
-            order = self.next_traversal_order()
-            self.next_epoch += 1
-            if self.code is None or self.recompile:
-                self.generate_code()
-            return WatchedEpoch(self, order[: len(self) * self.batch_size])
-
-    return SimpleNamespace(
-        CenterCropRGBImageDecoder=CenterCropRGBImageDecoder,
-        RandomResizedCropRGBImageDecoder=RandomResizedCropRGBImageDecoder,
-        SimpleRGBImageDecoder=SimpleRGBImageDecoder,
-        IntDecoder=IntDecoder,
-        RandomHorizontalFlip=RandomHorizontalFlip,
-        RandomTranslate=RandomTranslate,
-        ToTensor=ToTensor,
-        OrderOption=OrderOption,
-        PipelineSpec=PipelineSpec,
-        SampleIndexDecoder=SampleIndexDecoder,
-        ShardedShuffle=ShardedShuffle,
-        WatchedEpoch=WatchedEpoch,
-        WatchedLoader=WatchedLoader,
-    )
+    return ffcv_ops
 
 
 # ------------------------------------------------------------------------------ pipelines
@@ -213,15 +74,10 @@ def check_pipeline(ops: list) -> list:
     """Raise unless `ops` are ffcv numba operations followed by `ToTensor` (upstream issue #396:
     a numba operation after a torch one hangs the loader)."""
     api = ffcv_api()
-    from ffcv.pipeline.operation import Operation
-    from ffcv.transforms import Convert, ToDevice, ToTorchImage, View
-    from ffcv.transforms.module import ModuleWrapper
-
     if not ops or not isinstance(ops[-1], api.ToTensor):
         raise ValueError("an ffcv pipeline must end with ToTensor (normalisation runs on the device)")
-    torch_ops = (api.ToTensor, ToDevice, ToTorchImage, Convert, View, ModuleWrapper, torch.nn.Module)
     for op in ops[:-1]:
-        if isinstance(op, torch_ops) or not isinstance(op, Operation):
+        if isinstance(op, api.TORCH_OPERATIONS) or not isinstance(op, api.Operation):
             raise ValueError(
                 f"{type(op).__name__} before ToTensor: only numba operations may come first (ffcv #396)"
             )
@@ -307,22 +163,19 @@ class BetonInfo:
 
 def inspect_beton(path: Path, key: str, dataset: str = "imagenet") -> BetonInfo:
     """Open a .beton's header and metadata; errors name the recipe key `key` or the file."""
-    ffcv_api()
-    from ffcv.fields import IntField, RGBImageField
-    from ffcv.reader import Reader
-
+    api = ffcv_api()
     if not path.is_file():
         from harness.data.preflight import convert_command
 
         raise DataError(f"{key}: {path} not found; write it with: {convert_command(dataset, key, path)}")
     try:
-        reader = Reader(str(path))
+        reader = api.Reader(str(path))
         meta = reader.metadata
     except Exception as exc:
         raise DataError(f"{path}: not a readable FFCV .beton file ({type(exc).__name__}: {exc})") from None
     handlers = reader.handlers
-    image_ok = isinstance(handlers.get("image"), RGBImageField)
-    if not image_ok or not isinstance(handlers.get("label"), IntField):
+    image_ok = isinstance(handlers.get("image"), api.RGBImageField)
+    if not image_ok or not isinstance(handlers.get("label"), api.IntField):
         found = ", ".join(f"{k} ({type(v).__name__})" for k, v in handlers.items())
         expected = "the fields image (RGBImageField) and label (IntField)"
         raise DataError(f"{path}: expected {expected}, found {found}")
