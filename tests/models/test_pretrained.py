@@ -8,7 +8,7 @@ import pytest
 import timm
 import torch
 
-from harness.config.recipe import load_recipe
+from harness.config import load_recipe
 from harness.errors import RecipeError, TeacherError
 from harness.models import pretrained
 from harness.models.build import build_student

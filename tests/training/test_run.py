@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from harness.config.recipe import load_recipe
+from harness.config import load_recipe
 from harness.metrics import SCHEMA, read_metrics
 from harness.training.lifecycle import train
 from harness.training.loop import RunOptions
