@@ -14,11 +14,13 @@ May import: `harness.errors`, `harness.schema`, `harness.models.names` (the arch
 registers with timm); inside the checks that need them, the strategy registry, `harness.models.pretrained`
 (pretrained tags, weights' hashes) and `harness.models.features` (a feature strategy's stages).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +28,7 @@ from typing import Any, Literal
 import yaml
 
 from harness.errors import RecipeError
+from harness.models.names import HARNESS_ARCHS
 from harness.schema import SEED_MAX, between, each, fail, field, ge, gt, suggest, to_dict
 
 Backend = Literal["memory", "torch", "ffcv"]
@@ -427,16 +430,19 @@ def _sha256_json(value: Any) -> str:
 
 # ------------------------------------------------------------------------------ architecture
 def check_arch(arch: str, path: str) -> None:
-    """Fail with close matches if `arch` is neither a timm model nor registered by harness."""
+    """Fail with close matches if `arch` is neither a timm model nor one harness registers with
+    timm (`harness.models.names`: checked without importing the model code)."""
     import timm
 
-    from harness import models  # registers the harness architectures with timm
-
-    del models
-    if timm.is_model(arch):
+    if arch.split(".", 1)[0] in HARNESS_ARCHS or timm.is_model(arch):  # an arch may carry a `.tag`
         return
-    hint = suggest(arch, timm.list_models())
-    fail(path, f"unknown timm architecture {arch!r}{hint}")
+    known = sorted({*timm.list_models(), *HARNESS_ARCHS}, key=_natural_key)  # timm.list_models' order
+    fail(path, f"unknown timm architecture {arch!r}{suggest(arch, known)}")
+
+
+def _natural_key(name: str) -> list[int | str]:
+    """Sort key that puts `resnet18` before `resnet101`, as timm lists its models."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name.lower())]
 
 
 def check_pretrained(cfg: ModelConfig | TeacherConfig, path: str) -> None:
