@@ -196,9 +196,10 @@ class StrategyConfig:
     params: dict[str, Any] = field({}, doc="the strategy's parameters (checked by the strategy)")
 
     def validate(self, path: str) -> None:
-        from harness import strategies
+        from harness import strategies  # fills the registry
 
-        strategies.build_from(self.name, self.params, path or "strategy")
+        # the name and the Params only: Recipe.validate builds the strategy, once
+        strategies.registry.check(self.name, self.params, path or "strategy")
 
 
 @dataclass(kw_only=True)
@@ -345,7 +346,7 @@ class Recipe:
             fail("teacher", f"strategy {self.strategy.name!r} uses no teacher; remove it")
         if self.teacher is not None and self.teacher.cache and self.data.backend == "torch":
             fail("teacher.cache", "needs data.backend memory or ffcv (replayable views); use a live teacher")
-        features = strategies.build_from(self.strategy.name, self.strategy.params).features
+        features = strategies.build_from(self.strategy.name, self.strategy.params).features  # the one build
         if self.teacher is not None and self.teacher.cache and features.teacher:
             fail(
                 "teacher.cache",
