@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from harness.config.recipe import load_recipe
+from harness.config import load_recipe
 from harness.runtime.distributed import world_from_env
 from harness.training.lifecycle import teacher_run_trainer
 from harness.training.loop import RunOptions, Trainer

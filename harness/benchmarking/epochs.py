@@ -37,7 +37,7 @@ import torch
 
 from harness.benchmarking.steps import bare_model, bare_update
 from harness.benchmarking.timing import CLOCKS, Timing, interleaved, sync
-from harness.config.recipe import from_mapping
+from harness.config import from_mapping
 from harness.data import Loader
 from harness.data.memory import MemoryLoader
 from harness.runtime.distributed import World

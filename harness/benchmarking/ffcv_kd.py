@@ -30,7 +30,7 @@ import torch
 
 from harness.benchmarking.steps import cycling_batches
 from harness.benchmarking.timing import interleaved
-from harness.config.recipe import from_mapping
+from harness.config import from_mapping
 from harness.models.build import build_model
 from harness.runtime.distributed import World
 from harness.teachers import cache as teacher_cache

@@ -233,7 +233,7 @@ def check_ffcv_kd(s: Sizes) -> list[dict]:
 
 def check_cached_equals_live(s: Sizes, tmp: Path) -> list[dict]:
     """A short ffcv KD run with the cache gives the live-teacher run's metrics."""
-    from harness.config.recipe import from_mapping
+    from harness.config import from_mapping
     from harness.models.build import build_model
     from harness.training.lifecycle import train
     from harness.training.loop import RunOptions

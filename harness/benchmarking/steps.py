@@ -28,7 +28,7 @@ from timm.optim import create_optimizer_v2
 
 from harness import strategies
 from harness.benchmarking.timing import CLOCKS, Timing, interleaved
-from harness.config.recipe import from_mapping
+from harness.config import from_mapping
 from harness.models.build import build_model
 from harness.runtime.distributed import World
 from harness.training.loop import RunOptions, Trainer

@@ -1,7 +1,20 @@
-"""Recipes: the YAML schema of a run, its strict loading and the identities derived from it.
+"""Recipes: the schema of a run and its identities (`recipe`), reading them from YAML (`loading`).
 
-Owns the recipe dataclasses (`Recipe` and its sections), YAML reading with its limits, `extends:`
-and `--set` overrides, and the identities (`Recipe.hash`, `run_id`, `group_key`, `setting`).
-May import: `harness.errors`, `harness.schema`; for the checks that need them, the strategy
-registry (`harness.strategies`) and the names of the architectures (`harness.models`).
+The common names are here: `from harness.config import Recipe, load_recipe`.
+May import: `harness.errors`, `harness.schema`; see each module for the rest.
 """
+
+from harness.config.loading import from_mapping, load_recipe, read_yaml, read_yaml_file
+from harness.config.recipe import DataConfig, ProgressiveConfig, Recipe, RuntimeConfig, recipe_dir
+
+__all__ = [
+    "DataConfig",
+    "ProgressiveConfig",
+    "Recipe",
+    "RuntimeConfig",
+    "from_mapping",
+    "load_recipe",
+    "read_yaml",
+    "read_yaml_file",
+    "recipe_dir",
+]

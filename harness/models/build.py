@@ -30,11 +30,16 @@ and size: depthwise-separable blocks, a 1024-wide head, overall stride 8 as the 
 ShuffleNetV2; 1.6M parameters at 100 classes against about 1.4M: ShuffleNetV2's 2.3M at 1000
 classes less 900 rows of its 1024-wide classifier). Their numbers are not the papers'
 GoogLeNet / ShuffleNetV2 numbers; docs/paper_suite.md says so beside each target.
+
+Importing this module also registers RepDistiller's networks (`harness.models.cifar`). The names of
+both sets are in `harness.models.names`, which a recipe checks without importing this code.
+May import: `harness.errors`, `harness.models` (names, cifar, pretrained); never `harness.config`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import timm
@@ -50,7 +55,13 @@ from timm.models import (
 from timm.models.resnet import Bottleneck
 from torch import nn
 
+# RepDistiller's CIFAR-100 KD benchmark networks (resnet8x4_cifar, wrn_40_2_cifar, ...): registered
+# with timm on import, like the variants below.
+import harness.models.cifar  # noqa: F401
 from harness.errors import RecipeError
+from harness.models.names import CIFAR_ARCHS, cifar_cfg
+
+__all__ = ["CIFAR_ARCHS", "build_model", "build_student", "count_parameters"]
 
 
 def build_model(
@@ -70,21 +81,19 @@ def build_model(
         raise RecipeError(f"model.kwargs: timm cannot build {arch} with {kwargs or {}} ({first})") from None
 
 
-def build_student(recipe: Any, num_classes: int, in_chans: int) -> tuple[torch.nn.Module, dict | None]:
+def build_student(
+    recipe: Any, num_classes: int, in_chans: int, base: Path
+) -> tuple[torch.nn.Module, dict | None]:
     """The recipe's student and the origin of its pretrained weights (None when it starts from
-    random weights)."""
-    from harness.config.recipe import recipe_dir
+    random weights). A relative `model.pretrained_file` is looked for in `base` (the recipe's
+    folder: `harness.config.recipe.recipe_dir`) when it is not in the current folder."""
     from harness.models import pretrained
 
     cfg = recipe.model
     if not cfg.pretrained and cfg.pretrained_file is None:
         return build_model(cfg.arch, num_classes, in_chans, cfg.kwargs), None
     tag = pretrained.resolve_tag(cfg.arch, cfg.pretrained or True, "model.pretrained")
-    file = (
-        None
-        if cfg.pretrained_file is None
-        else pretrained.local_file(cfg.pretrained_file, recipe_dir(recipe))
-    )
+    file = None if cfg.pretrained_file is None else pretrained.local_file(cfg.pretrained_file, base)
     model = pretrained.create(
         tag, num_classes=num_classes, in_chans=in_chans, kwargs=cfg.kwargs, file=file, path="model.pretrained"
     )
@@ -97,35 +106,16 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 
 # ------------------------------------------------------------------------------ CIFAR variants
-CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
-CIFAR100_STD = (0.2673, 0.2564, 0.2762)
-
-
-def _cifar_cfg(first_conv: str, classifier: str, pool: int) -> dict[str, Any]:
-    """timm pretrained-cfg metadata of a CIFAR variant (no weights exist: no url, no hub id)."""
-    return {
-        "num_classes": 100,
-        "input_size": (3, 32, 32),
-        "pool_size": (pool, pool),
-        "crop_pct": 1.0,
-        "interpolation": "bilinear",
-        "mean": CIFAR100_MEAN,
-        "std": CIFAR100_STD,
-        "first_conv": first_conv,
-        "classifier": classifier,
-    }
-
-
 # timm's register_model reads this module-level name to attach each variant's cfg.
 default_cfgs = generate_default_cfgs(
     {
-        "resnet18_cifar": _cifar_cfg("conv1", "fc", 4),
-        "resnet50_cifar": _cifar_cfg("conv1", "fc", 4),
-        "resnext29_8x64d_cifar": _cifar_cfg("conv1", "fc", 8),
-        "mobilenetv2_cifar": _cifar_cfg("conv_stem", "classifier", 4),
-        "densenet121_cifar": _cifar_cfg("features.conv0", "classifier", 4),
-        "inception_v3_cifar": _cifar_cfg("Conv2d_1a_3x3.conv", "fc", 7),
-        "mobilenetv3_small_cifar": _cifar_cfg("conv_stem", "classifier", 4),
+        "resnet18_cifar": cifar_cfg("conv1", "fc", 4),
+        "resnet50_cifar": cifar_cfg("conv1", "fc", 4),
+        "resnext29_8x64d_cifar": cifar_cfg("conv1", "fc", 8),
+        "mobilenetv2_cifar": cifar_cfg("conv_stem", "classifier", 4),
+        "densenet121_cifar": cifar_cfg("features.conv0", "classifier", 4),
+        "inception_v3_cifar": cifar_cfg("Conv2d_1a_3x3.conv", "fc", 7),
+        "mobilenetv3_small_cifar": cifar_cfg("conv_stem", "classifier", 4),
     }
 )
 
@@ -288,19 +278,3 @@ def mobilenetv3_small_cifar(pretrained: bool = False, **kwargs: Any) -> nn.Modul
     """MobileNetV3-Small 1.0 with a CIFAR stem: timm's stand-in for the papers' ShuffleNetV2."""
     kwargs = _check_args("mobilenetv3_small_cifar", pretrained, kwargs)
     return _from_timm("mobilenetv3_small_cifar", "mobilenetv3_small_100", _mobilenetv3_small_cifar, **kwargs)
-
-
-CIFAR_ARCHS = (
-    "resnet18_cifar",
-    "resnet50_cifar",
-    "resnext29_8x64d_cifar",
-    "mobilenetv2_cifar",
-    "densenet121_cifar",
-    "inception_v3_cifar",
-    "mobilenetv3_small_cifar",
-)
-
-
-# RepDistiller's CIFAR-100 KD benchmark networks (resnet8x4_cifar, wrn_40_2_cifar, ...): registered
-# with timm on import, like the variants above.
-import harness.models.cifar  # noqa: E402,F401

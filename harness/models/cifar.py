@@ -49,7 +49,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from timm.models._features import feature_take_indices
 from torch import nn
 
-from harness.models.build import _cifar_cfg
+from harness.models.names import CIFAR_KD_ARCHS, cifar_cfg
 
 
 # ------------------------------------------------------------------------------ base
@@ -435,8 +435,7 @@ ARCHS: dict[str, tuple[Any, dict[str, Any]]] = {
     "mobilenetv2_half_cifar": (mobilenetv2_cifar_rd, {"expand": 6, "width": 0.5}),
     "shufflenetv1_cifar": (shufflenet_v1, {}),
 }
-CIFAR_KD_ARCHS = tuple(ARCHS)
-"""The registered names."""
+assert tuple(ARCHS) == CIFAR_KD_ARCHS, "harness.models.names lists the networks registered here, in order"
 STRIDE8_ARCHS = tuple(name for name in ARCHS if name != "mobilenetv2_half_cifar")
 """The networks of overall stride 8 or less (MobileNetV2's is 16: its stride-2 stem)."""
 
@@ -451,7 +450,7 @@ def _pool_size(name: str) -> int:
 # timm's register_model reads this module-level name to attach each network's cfg.
 default_cfgs = generate_default_cfgs(
     {
-        name: _cifar_cfg("stem" if name.startswith("wrn") else "stem.0", "fc", _pool_size(name))
+        name: cifar_cfg("stem" if name.startswith("wrn") else "stem.0", "fc", _pool_size(name))
         for name in ARCHS
     }
 )

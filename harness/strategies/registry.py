@@ -189,10 +189,16 @@ def get(name: str, path: str = "strategy.name") -> type[Strategy]:
         ) from None
 
 
+def check(name: str, params: dict[str, Any] | None, path: str = "strategy") -> Any:
+    """The validated `Params` of strategy `name`, without building the strategy (errors name
+    `<path>.name` or `<path>.params.<key>`)."""
+    cls = get(name, f"{path}.name")
+    return from_dict(cls.Params, params or {}, f"{path}.params")
+
+
 def build_from(name: str, params: dict[str, Any] | None, path: str = "strategy") -> Strategy:
     """Build a strategy, validating `params` strictly (errors name `<path>.params.<key>`)."""
-    cls = get(name, f"{path}.name")
-    return cls(from_dict(cls.Params, params or {}, f"{path}.params"))
+    return get(name, f"{path}.name")(check(name, params, path))
 
 
 def build(name: str, **params: Any) -> Strategy:

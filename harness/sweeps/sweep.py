@@ -55,7 +55,7 @@ from dataclasses import field as dc_field
 from pathlib import Path
 from typing import Any
 
-from harness.config.recipe import Recipe, load_recipe, read_yaml_file
+from harness.config import Recipe, load_recipe, read_yaml_file
 from harness.errors import (
     DivergedError,
     HarnessError,

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from harness.config.recipe import Recipe, load_recipe, recipe_dir
+from harness.config import Recipe, load_recipe, recipe_dir
 from harness.data import DataBundle
 from harness.errors import HarnessError, InterruptedRun, RecipeError, RunBusyError, TeacherError
 from harness.metrics.columns import TEACHER_METRICS

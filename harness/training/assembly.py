@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from harness import strategies
-from harness.config.recipe import Recipe
+from harness.config.recipe import Recipe, recipe_dir
 from harness.data import DataBundle
 from harness.models.build import build_student
 from harness.models.features import WithFeatures, feature_shapes, resolve_stages
@@ -37,7 +37,7 @@ def student_model(
     recipe: Recipe, data: DataBundle, device: torch.device, channels_last: bool, world: World
 ) -> tuple[torch.nn.Module, dict | None]:
     """(the recipe's timm student on `device`, where its pretrained weights came from)."""
-    model, origin = build_student(recipe, data.num_classes, data.channels)
+    model, origin = build_student(recipe, data.num_classes, data.channels, recipe_dir(recipe))
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from harness.config.recipe import from_mapping, read_yaml
+from harness.config import from_mapping, read_yaml
 from harness.data import build_data
 from harness.errors import RunStateError
 from harness.metrics.accumulator import MetricAccumulator

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from harness.config.recipe import Recipe, from_mapping
+from harness.config import Recipe, from_mapping
 from harness.data.datasets import INFOS
 from harness.models.build import CIFAR_ARCHS
 from harness.models.cifar import STRIDE8_ARCHS

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.config.recipe import from_mapping
+from harness.config import from_mapping
 from harness.errors import DataError
 from harness.leaderboard import MARKER, LeaderboardError, generate
 from tests.conftest import REPO, run_cli, tiny_recipe, write_recipe

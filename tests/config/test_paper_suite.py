@@ -19,7 +19,7 @@ import yaml
 from click.testing import CliRunner
 
 from harness.cli import main
-from harness.config.recipe import load_recipe
+from harness.config import load_recipe
 from harness.models.build import CIFAR_ARCHS, build_model
 from harness.teachers.teacher import teacher_recipe
 from harness.training.lifecycle import train

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from harness.config.recipe import load_recipe
+from harness.config import load_recipe
 from harness.errors import RecipeError
 from tests.conftest import REPO, run_cli, tiny_recipe, write_recipe
 
@@ -165,3 +165,21 @@ def test_recipe_identities_match_the_committed_runs():
         assert recipe.config_hash() == row["config_hash"]
         assert recipe.group_key() == f"{row['recipe_name']}-{row['config_hash'][:8]}"
         assert recipe.setting() == (row["setting_key"], row["data_pipeline"])
+
+
+def test_validation_builds_the_strategy_once(tmp_path, monkeypatch):
+    """Validating a recipe checks the strategy's parameters and builds the strategy once (for the
+    features it declares), not once per check."""
+    from harness import strategies
+
+    cls = strategies.get("label_smoothing")
+    built = []
+    init = cls.__init__
+
+    def counting_init(self, params):
+        built.append(params)
+        init(self, params)
+
+    monkeypatch.setattr(cls, "__init__", counting_init)
+    load(tmp_path, strategy={"name": "label_smoothing", "params": {"epsilon": 0.1}})
+    assert len(built) == 1

@@ -14,7 +14,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.config.recipe import Recipe, from_mapping, load_recipe
+from harness.config import Recipe, from_mapping, load_recipe
 from harness.errors import HarnessError
 from harness.schema import describe_fields
 from harness.sweeps.sweep import load_sweep_file

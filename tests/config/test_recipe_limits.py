@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from harness.config.recipe import load_recipe
+from harness.config import load_recipe
 from harness.errors import RecipeError
 from tests.conftest import run_cli, tiny_recipe, write_recipe
 

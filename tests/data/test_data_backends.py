@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.config.recipe import from_mapping
+from harness.config import from_mapping
 from harness.data.convert import ConvertOptions, convert
 from harness.training.lifecycle import train
 from harness.training.loop import RunOptions

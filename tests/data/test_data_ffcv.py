@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.config.recipe import DataConfig, from_mapping
+from harness.config import DataConfig, from_mapping
 from harness.data import build_data
 from harness.data.convert import ArraySource, ConvertOptions, convert, stored_size, write_beton
 from harness.errors import DataError

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from harness.config.recipe import DataConfig, ProgressiveConfig, from_mapping, load_recipe
+from harness.config import DataConfig, ProgressiveConfig, from_mapping, load_recipe
 from harness.data import build_data
 from harness.data.datasets import subset_indices
 from harness.data.pipeline import DeviceStage, progressive_resolution

@@ -19,7 +19,7 @@ import timm
 import torch
 import yaml
 
-from harness.config.recipe import load_recipe
+from harness.config import load_recipe
 from harness.leaderboard.reference import load_references
 from harness.models.build import build_model, count_parameters
 from harness.models.cifar import CIFAR_KD_ARCHS

@@ -8,7 +8,7 @@ import pytest
 import timm
 import torch
 
-from harness.config.recipe import load_recipe
+from harness.config import load_recipe, recipe_dir
 from harness.errors import RecipeError, TeacherError
 from harness.models import pretrained
 from harness.models.build import build_student
@@ -36,7 +36,7 @@ def test_student_from_local_file_through_timm_overlay(tmp_path, weights):
         tmp_path / "r.yaml", tiny_recipe(model={"arch": "test_resnet", "pretrained_file": str(path)})
     )
     recipe = load_recipe(recipe_path)
-    model, origin = build_student(recipe, 10, 1)
+    model, origin = build_student(recipe, 10, 1, recipe_dir(recipe))
     got = model.state_dict()
     # the backbone is the file's; the classifier is new: the tag's weights predict 1000 classes
     assert all(torch.equal(got[k], v) for k, v in state.items() if not k.startswith("fc."))

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from harness import strategies
-from harness.config.recipe import load_recipe
+from harness.config import load_recipe
 from harness.errors import RecipeError
 from harness.models.build import build_model
 from harness.models.features import feature_shapes, forward_with_features

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from harness import strategies
-from harness.config.recipe import load_recipe
+from harness.config import load_recipe
 from harness.errors import InterruptedRun, RecipeError
 from harness.models.build import build_model
 from harness.models.features import forward_with_features

@@ -15,7 +15,7 @@ import sys
 import pytest
 from submitit import JobEnvironment
 
-from harness.config.recipe import load_recipe
+from harness.config import load_recipe
 from harness.errors import RecipeError
 from harness.store.metrics_file import read_metrics
 from harness.sweeps.launch import (

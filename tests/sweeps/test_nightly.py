@@ -8,7 +8,7 @@ import statistics
 import pyarrow.parquet as pq
 import pytest
 
-from harness.config.recipe import load_recipe
+from harness.config import load_recipe
 from harness.leaderboard.stats import pooled_std, throughput
 from harness.store.metrics_file import read_metrics
 from harness.store.rundir import RunDir

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.config.recipe import load_recipe
+from harness.config import load_recipe
 from harness.store.metrics_file import read_metrics
 from tests.conftest import REPO, run_cli, tiny_recipe, write_recipe
 

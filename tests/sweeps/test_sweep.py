@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.config.recipe import load_recipe
+from harness.config import load_recipe
 from harness.errors import RecipeError
 from harness.store.metrics_file import read_metrics
 from harness.sweeps.sweep import (

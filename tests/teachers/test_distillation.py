@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from harness.config.recipe import load_recipe
+from harness.config import load_recipe
 from harness.models.build import build_model
 from harness.runtime.distributed import World
 from harness.store.metrics_file import read_metrics

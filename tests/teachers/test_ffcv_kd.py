@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.config.recipe import load_recipe
+from harness.config import load_recipe
 from harness.data import build_data
 from harness.errors import TeacherError
 from harness.models.build import build_model

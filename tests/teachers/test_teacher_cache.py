@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 import torch
 
-from harness.config.recipe import load_recipe
+from harness.config import load_recipe
 from harness.data import build_data
 from harness.errors import TeacherError
 from harness.models.build import build_model

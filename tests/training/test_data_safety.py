@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.config.recipe import load_recipe
+from harness.config import load_recipe
 from harness.errors import DivergedError
 from harness.store.metrics_file import read_metrics
 from harness.training.lifecycle import train

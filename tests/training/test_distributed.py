@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from harness.config.recipe import load_recipe
+from harness.config import load_recipe
 from harness.store.metrics_file import read_metrics
 from tests.conftest import REPO, run_cli
 

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from harness.config.recipe import load_recipe
+from harness.config import load_recipe
 from harness.errors import DivergedError, RunStateError
 from harness.metrics.columns import SCHEMA
 from harness.store import checkpoint

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from harness.config.recipe import load_recipe
+from harness.config import load_recipe
 from harness.metrics.columns import SCHEMA
 from harness.store.metrics_file import read_metrics
 from harness.training.lifecycle import train
