@@ -19,7 +19,7 @@ from harness.errors import RecipeError
 
 def executor_options(func: Any) -> Any:
     """The sweep command's executor, scheduling and planning options."""
-    opts = [*_sweep_only(), *_executor()]
+    opts = [*_sweep_only_options(), *_executor_options()]
     for opt in reversed(opts):
         func = opt(func)
     return func
@@ -27,12 +27,12 @@ def executor_options(func: Any) -> Any:
 
 def nightly_executor_options(func: Any) -> Any:
     """`harness nightly`'s executor options (the night always waits for its runs)."""
-    for opt in reversed(_executor()):
+    for opt in reversed(_executor_options()):
         func = opt(func)
     return func
 
 
-def _sweep_only() -> list[Any]:
+def _sweep_only_options() -> list[Any]:
     return [
         click.option(
             "--wait/--no-wait",
@@ -59,7 +59,7 @@ def _sweep_only() -> list[Any]:
     ]
 
 
-def _executor() -> list[Any]:
+def _executor_options() -> list[Any]:
     return [
         click.option(
             "--executor",
