@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import RecipeError
-from harness.sweeps.sweep import PlannedRun
+from harness.sweeps.plan import PlannedRun
 
 #: Images of the full splits (a recipe's train_subset / val_subset replace them).
 TRAIN_IMAGES = {"fashion_mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000, "imagenet": 1_281_167}

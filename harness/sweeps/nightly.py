@@ -52,7 +52,10 @@ from harness.leaderboard.stats import is_number, mean, pooled_std, sample_std, t
 from harness.store.files import atomic_write_bytes
 from harness.store.metrics_file import read_metrics
 from harness.store.rundir import RunDir
-from harness.sweeps.sweep import SweepOptions, SweepSummary, plan_sweep, run_sweep
+from harness.sweeps.executor import Executor, SweepOptions
+from harness.sweeps.plan import plan_sweep
+from harness.sweeps.summary import SweepSummary
+from harness.sweeps.sweep import run_sweep
 
 #: One row per run group and night.
 SNAPSHOT_SCHEMA = pa.schema(
@@ -348,14 +351,16 @@ def run_nightly(
     overrides: Sequence[str] = (),
     options: SweepOptions | None = None,
     policy: Policy | None = None,
+    executor: Executor | None = None,
 ) -> NightlyResult:
-    """Run the sweep into `<root>/<night>/`, snapshot it, compare with the previous night, report."""
+    """Run the sweep into `<root>/<night>/` (with `executor`, default: `executor_for(options)`),
+    snapshot it, compare with the previous night, report."""
     night = check_night(night or default_night())
     policy = policy or Policy()
     history = history or root / "history"
     runs_dir = root / night
     planned = plan_sweep(sweep_file=sweep_file, seeds=seeds, overrides=overrides)
-    summary = run_sweep(planned, runs_dir, options)
+    summary = run_sweep(planned, runs_dir, options, executor)
     prev_path = previous_night(history, night)
     result = NightlyResult(night, prev_path.stem if prev_path else None, summary=summary)
     if summary.interrupted:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from harness.config import Recipe, from_mapping, load_recipe
 from harness.errors import HarnessError
 from harness.schema import describe_fields
-from harness.sweeps.sweep import load_sweep_file
+from harness.sweeps.spec import load_sweep_file
 from tests.conftest import run_cli, tiny_recipe, write_recipe
 
 FUZZ = settings(

@@ -20,14 +20,10 @@ import torch
 from harness.config import load_recipe
 from harness.errors import RecipeError
 from harness.store.metrics_file import read_metrics
-from harness.sweeps.sweep import (
-    SweepEntry,
-    SweepFile,
-    SweepOptions,
-    parse_seeds,
-    plan_sweep,
-    run_sweep,
-)
+from harness.sweeps.executor import SweepOptions
+from harness.sweeps.plan import plan_sweep
+from harness.sweeps.spec import SweepEntry, SweepFile, parse_seeds
+from harness.sweeps.sweep import run_sweep
 from tests.conftest import REPO, run_cli, tiny_recipe, write_recipe
 
 QUICK = {"schedule": {"epochs": 1}, "data": {"train_subset": 128, "val_subset": 64, "batch_size": 32}}

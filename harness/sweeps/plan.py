@@ -1,0 +1,100 @@
+"""The plan of a sweep: the sweep file and recipe paths expanded into `PlannedRun`s (entries x
+seeds, duplicates once), and which of them is a teacher run of another (`teacher_run_id`).
+
+May import `harness.config` (recipes), `harness.teachers` (a student's teacher run) and the sweep
+file format (`harness.sweeps.spec`); nothing that trains or schedules.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.config import Recipe, load_recipe
+from harness.errors import HarnessError, RecipeError
+from harness.sweeps.spec import expand, load_sweep_file
+
+log = logging.getLogger("harness")
+
+
+@dataclass
+class PlannedRun:
+    """One run of the sweep: a recipe file, its overrides (the seed last) and what they resolve to."""
+
+    recipe_path: Path
+    overrides: tuple[str, ...]
+    seed: int | None
+    recipe: Recipe | None = None
+    error: str | None = None  # the recipe does not load (the run is reported failed)
+
+    @property
+    def run_id(self) -> str:
+        if self.recipe is not None:
+            return self.recipe.run_id
+        return f"{self.recipe_path.stem}-s{'?' if self.seed is None else self.seed}-invalid"
+
+    @property
+    def group(self) -> str | None:
+        return self.recipe.group_key() if self.recipe is not None else None
+
+
+def plan_sweep(
+    sources: Sequence[str] = (),
+    sweep_file: Path | None = None,
+    seeds: list[int] | None = None,
+    overrides: Sequence[str] = (),
+) -> list[PlannedRun]:
+    """Expand a sweep file and/or recipe paths and globs into runs (entries x seeds, duplicates once).
+
+    Seeds: `seeds` (the --seeds option) replaces every seed list; otherwise an entry's own
+    `seeds`, else the file's `seeds`, else the recipe's own `seed`. Overrides apply in the order
+    file `overrides`, entry `overrides`, `overrides` (--set), then `seed=N`.
+    """
+    entries: list[tuple[Path, list[int] | None, list[str]]] = []
+    if sweep_file is not None:
+        spec = load_sweep_file(sweep_file)
+        base = sweep_file.parent
+        for i, entry in enumerate(spec.recipes):
+            entry_seeds = entry.seeds if entry.seeds is not None else spec.seeds
+            try:
+                paths = expand(entry.path, base)
+            except RecipeError as exc:
+                raise RecipeError(f"{sweep_file}: recipes[{i}]: {exc}") from None
+            for path in paths:
+                entries.append((path, entry_seeds, [*spec.overrides, *entry.overrides]))
+    for source in sources:
+        for path in expand(source, Path.cwd()):
+            entries.append((path, None, []))
+    if not entries:
+        raise RecipeError("nothing to run: give recipe paths or globs, or --file SWEEP.yaml")
+    runs: list[PlannedRun] = []
+    seen: set[str] = set()
+    for path, entry_seeds, entry_overrides in entries:
+        for seed in seeds or entry_seeds or [None]:
+            ovr = (*entry_overrides, *overrides, *([f"seed={seed}"] if seed is not None else []))
+            run = PlannedRun(path, tuple(ovr), seed)
+            try:
+                run.recipe = load_recipe(path, ovr)
+            except HarnessError as exc:
+                run.error = str(exc)
+            if run.run_id in seen:
+                log.debug("sweep: %s (%s) listed twice; running it once", run.run_id, path)
+                continue
+            seen.add(run.run_id)
+            runs.append(run)
+    return runs
+
+
+def teacher_run_id(run: PlannedRun) -> str | None:
+    """The run id of the teacher run a student trains from (None: no teacher run)."""
+    recipe = run.recipe
+    if recipe is None or recipe.teacher is None or recipe.teacher.run is None:
+        return None
+    from harness.teachers.teacher import teacher_recipe
+
+    try:
+        return teacher_recipe(recipe).run_id
+    except HarnessError:
+        return None
