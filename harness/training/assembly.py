@@ -21,6 +21,7 @@ from harness.config.recipe import Recipe
 from harness.data import DataBundle
 from harness.models.build import build_student
 from harness.models.features import WithFeatures, feature_shapes, resolve_stages
+from harness.runtime import distributed
 from harness.runtime.runtime import Runtime
 from harness.strategies.registry import Stage
 from harness.teachers.teacher import Teacher
@@ -84,6 +85,9 @@ def setup_strategy(
         steps_per_epoch=len(data.train),
         student_shapes=feature_shapes(model, features.student, sample),
         teacher_shapes=teacher_shapes,
+        rank=runtime.world.rank,
+        world_size=runtime.world.world_size,
+        reduce=distributed.all_reduce_sum,
     )
     strategy.setup(info)
     strategy.to(runtime.device)
