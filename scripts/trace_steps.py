@@ -24,7 +24,6 @@ from pathlib import Path
 import torch
 
 from harness.config import load_recipe
-from harness.runtime.distributed import world_from_env
 from harness.training.lifecycle import teacher_run_trainer
 from harness.training.loop import RunOptions, Trainer
 from harness.training.tracking import LossTracker
@@ -45,7 +44,7 @@ def main() -> None:
     recipe = load_recipe(args.recipe, args.overrides)
     options = RunOptions(progress=False)
     train_teacher = teacher_run_trainer(args.runs_dir, options)
-    trainer = Trainer(recipe, args.runs_dir, options, world_from_env(), train_teacher)
+    trainer = Trainer(recipe, args.runs_dir, options, train_teacher=train_teacher)
     trainer.build()
     head = trainer.model.get_classifier()
     pooled: dict[str, torch.Tensor] = {}

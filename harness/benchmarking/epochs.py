@@ -40,7 +40,6 @@ from harness.benchmarking.timing import CLOCKS, Timing, interleaved, sync
 from harness.config import from_mapping
 from harness.data import Loader
 from harness.data.memory import MemoryLoader
-from harness.runtime.distributed import World
 from harness.training.loop import RunOptions, StopSignal, Trainer
 
 Batches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
@@ -135,16 +134,15 @@ class HarnessEpoch:
 
     def __init__(self, mapping: dict[str, Any], runs_dir: Path, clock: Callable[[], float]) -> None:
         self.recipe = from_mapping(mapping, "bench-epoch")
-        self.trainer = Trainer(self.recipe, runs_dir, RunOptions(progress=False), World())
+        self.trainer = Trainer(self.recipe, runs_dir, RunOptions(progress=False))
         self.trainer.build()
         self.loader = TimedLoader(self.trainer.data.train, clock)
-        self.trainer.data.train = self.loader
         self.stop = StopSignal()  # never signalled: the per-step check runs, finds nothing
 
     def __call__(self) -> float:
-        self.trainer.epoch = 0  # the recipe's one epoch again (same order; the model trains on)
+        # the recipe's one epoch again (same order; the model trains on), over the timed loader
         with deterministic_algorithms(self.recipe.runtime.deterministic), quiet_run_log():
-            self.trainer.fit(self.stop)
+            self.trainer.fit_again(self.stop, self.loader)
         return self.loader.seconds
 
 

@@ -28,14 +28,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.benchmarking.steps import cycling_batches
+from harness.benchmarking.steps import step_caller
 from harness.benchmarking.timing import interleaved
 from harness.config import from_mapping
 from harness.models.build import build_model
-from harness.runtime.distributed import World
 from harness.teachers import cache as teacher_cache
 from harness.training.loop import RunOptions, Trainer
-from harness.training.tracking import LossTracker
 
 KD = {"name": "kd", "params": {"alpha": 0.9, "temperature": 4.0}}
 
@@ -125,12 +123,9 @@ def recipe(cfg: FfcvKdConfig, beton: Path, strategy: dict, teacher: dict | None,
 
 
 def case(spec: dict, runs_dir: Path) -> tuple[Callable[[], None], Trainer]:
-    trainer = CountingTrainer(from_mapping(spec, "bench_ffcv"), runs_dir, RunOptions(progress=False), World())
+    trainer = CountingTrainer(from_mapping(spec, "bench_ffcv"), runs_dir, RunOptions(progress=False))
     trainer.build()
-    trainer.train_model.train()
-    tracker = LossTracker(trainer.device)
-    batches = cycling_batches(trainer)
-    return (lambda: trainer.train_step(next(batches), tracker)), trainer
+    return step_caller(trainer), trainer
 
 
 def run(cfg: FfcvKdConfig) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ row's `baseline` (and `harness_overhead` = ce / bare).
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,6 @@ from harness import strategies
 from harness.benchmarking.timing import CLOCKS, Timing, interleaved
 from harness.config import from_mapping
 from harness.models.build import build_model
-from harness.runtime.distributed import World
 from harness.training.loop import RunOptions, Trainer
 from harness.training.tracking import LossTracker
 
@@ -94,23 +93,22 @@ def base_recipe(cfg: StepConfig, strategy: dict[str, Any], teacher: dict[str, An
     return recipe
 
 
-def cycling_batches(trainer: Trainer) -> Iterator[Any]:
-    epoch = 0
-    while True:
-        trainer.epoch = epoch
-        for _, batch in trainer.batches(0):
-            yield batch
-        epoch += 1
-
-
 def harness_case(recipe: dict, runs_dir: Path) -> Callable[[], None]:
     """One harness training step per call (the runner's own train_step)."""
-    trainer = Trainer(from_mapping(recipe, "bench"), runs_dir, RunOptions(progress=False), World())
+    trainer = Trainer(from_mapping(recipe, "bench"), runs_dir, RunOptions(progress=False))
     trainer.build()
+    return step_caller(trainer)
+
+
+def step_caller(trainer: Trainer) -> Callable[[], None]:
+    """A call per training step of the built `trainer` (its epochs cycled without end)."""
     trainer.train_model.train()
-    tracker = LossTracker(trainer.device)
-    batches = cycling_batches(trainer)
-    return lambda: trainer.train_step(next(batches), tracker)
+    steps = trainer.training_steps(LossTracker(trainer.device))
+
+    def step() -> None:
+        next(steps)
+
+    return step
 
 
 def bare_model(
@@ -137,14 +135,14 @@ def bare_update(
 
 def bare_case(recipe: dict, runs_dir: Path) -> Callable[[], None]:
     """A hand-written timm loop on batches from the same loader."""
-    trainer = Trainer(from_mapping(recipe, "bench"), runs_dir, RunOptions(progress=False), World())
+    trainer = Trainer(from_mapping(recipe, "bench"), runs_dir, RunOptions(progress=False))
     trainer.build()  # only for its data; the model below is a fresh, plain one
     data = trainer.data
     model, opt = bare_model(recipe["model"]["arch"], data.num_classes, data.channels, trainer.device)
-    batches = cycling_batches(trainer)
+    batches = trainer.endless_batches()
 
     def step() -> None:
-        batch = next(batches)
+        _, batch = next(batches)
         bare_update(model, opt, batch.images, batch.targets)
 
     return step

@@ -1,10 +1,16 @@
-"""What every loader yields, and the facts the runner needs about the data."""
+"""What every loader yields, and the facts the runner needs about the data.
+
+`Loader` is what every backend gives (the loop and the evaluation read nothing else);
+`Replayable` is the part a teacher cache needs on top of it (the memory and ffcv backends: views
+replayed from `(view_seed, epoch)`), with its optional parts `OrderedPass`, `BatchMaker` (one of
+the two builds a cache epoch) and `Identified` (more of the data's identity for the cache).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -41,6 +47,50 @@ class Loader(Protocol):
     @property
     def num_samples(self) -> int:
         """Samples this rank sees per epoch."""
+
+    # Optional: `close()`, called by `DataBundle.close` where a loader has one.
+
+
+@runtime_checkable
+class Replayable(Protocol):
+    """A loader whose every epoch's views replay from `(view_seed, epoch)` (memory, ffcv): what a
+    teacher cache records and checks. It has `ordered_batches` (`OrderedPass`) or `make_batch`
+    (`BatchMaker`) to go through an epoch in position order, and may be `Identified`."""
+
+    view_seed: int
+
+    def epoch_views(self, epoch: int) -> torch.Tensor:
+        """(samples, view parameters) of `epoch`, in position order over the whole split."""
+        ...
+
+
+@runtime_checkable
+class OrderedPass(Protocol):
+    """Optional part of a `Replayable` loader that decodes the views itself (ffcv)."""
+
+    def ordered_batches(self, epoch: int, batch_size: int, rank: int, world_size: int) -> Iterator[Batch]:
+        """This rank's batches (r, r + w, ...) of the split in position order, at `epoch`'s views."""
+        ...
+
+
+@runtime_checkable
+class BatchMaker(Protocol):
+    """Optional part of a `Replayable` loader that makes any batch from positions and views (memory)."""
+
+    device: torch.device
+
+    def make_batch(self, idx: torch.Tensor, views: torch.Tensor | None) -> Batch:
+        """The batch of the samples at positions `idx` under `views` (None: no augmentation)."""
+        ...
+
+
+@runtime_checkable
+class Identified(Protocol):
+    """Optional part of a loader: facts of its data beyond the recipe's (e.g. the ffcv files' hashes)."""
+
+    def identity(self) -> dict[str, Any]:
+        """What a teacher cache of this loader's views must have been made from."""
+        ...
 
 
 @dataclass

@@ -24,8 +24,9 @@ Checked against megvii-research/mdistiller, mdistiller/distillers/CRD.py (`Embed
 `--mode exact` data set draws the K negatives from samples of other classes; here, as
 `ContrastMemory` does when given no contrast indices, they are drawn uniformly over all samples
 (with replacement), from torch's global generator, so a resumed run draws the same ones. Under
-DDP every rank updates its banks with the embeddings and indices of all ranks (all-gathered),
-so the banks stay identical, and Z is the ranks' mean.
+DDP every rank updates its banks with the embeddings and indices of all ranks (gathered through
+the all-reduce-sum the runner hands in `SetupInfo.reduce`), so the banks stay identical, and Z is
+the ranks' mean.
 """
 
 from __future__ import annotations
@@ -35,14 +36,22 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
 from harness.errors import RecipeError
 from harness.schema import between, field, ge, gt
 from harness.strategies.functional import cross_entropy
-from harness.strategies.registry import FeatureSpec, LossDict, SetupInfo, StepInputs, Strategy, register
+from harness.strategies.registry import (
+    FeatureSpec,
+    LossDict,
+    Reduce,
+    SetupInfo,
+    StepInputs,
+    Strategy,
+    alone,
+    register,
+)
 
 PRE_LOGITS = "pre_logits"
 
@@ -87,26 +96,27 @@ def contrast_scores(v: torch.Tensor, memory: torch.Tensor, idx: torch.Tensor, ta
     return torch.exp(torch.bmm(weights, v.unsqueeze(2)).squeeze(2) / tau)
 
 
-def _all_gather(x: torch.Tensor) -> torch.Tensor:
-    """`x` of every rank, concatenated on dim 0 (ranks may hold different batch sizes)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+def gather(x: torch.Tensor, rank: int, world_size: int, reduce: Reduce) -> torch.Tensor:
+    """`x` of every rank, concatenated on dim 0 in rank order (ranks may hold different batch
+    sizes), through the all-reduce-sum `reduce`: each rank fills its own rows of a zero tensor."""
+    if world_size == 1:
         return x
-    size = torch.tensor([len(x)], device=x.device)
-    sizes = [torch.zeros_like(size) for _ in range(dist.get_world_size())]
-    dist.all_gather(sizes, size)
-    longest = int(max(s.item() for s in sizes))
-    padded = torch.zeros((longest, *x.shape[1:]), device=x.device, dtype=x.dtype)
-    padded[: len(x)] = x
-    parts = [torch.zeros_like(padded) for _ in sizes]
-    dist.all_gather(parts, padded)
-    return torch.cat([p[: int(s.item())] for p, s in zip(parts, sizes, strict=True)])
+    sizes = torch.zeros(world_size, dtype=torch.int64, device=x.device)
+    sizes[rank] = len(x)
+    reduce([sizes])
+    start = int(sizes[:rank].sum())
+    out = torch.zeros((int(sizes.sum()), *x.shape[1:]), device=x.device, dtype=x.dtype)
+    out[start : start + len(x)] = x
+    reduce([out])
+    return out
 
 
-def _mean_over_ranks(x: torch.Tensor) -> torch.Tensor:
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+def mean_over_ranks(x: torch.Tensor, world_size: int, reduce: Reduce) -> torch.Tensor:
+    """The ranks' mean of `x` (a copy; `x` itself alone)."""
+    if world_size > 1:
         x = x.clone()
-        dist.all_reduce(x)
-        x /= dist.get_world_size()
+        reduce([x])
+        x /= world_size
     return x
 
 
@@ -122,12 +132,14 @@ class ContrastiveRepresentationDistillation(Strategy):
     def __init__(self, params: CRDParams) -> None:
         super().__init__(params)
         self.features = FeatureSpec(student=(PRE_LOGITS,), teacher=(PRE_LOGITS,))
+        self.rank, self.world_size, self.reduce = 0, 1, alone
 
     def setup(self, info: SetupInfo) -> None:
         if info.train_size < 1:
             raise RecipeError("strategy: crd needs the size of the training split for its memory banks")
         d = self.params.feat_dim
         self.train_size = info.train_size
+        self.rank, self.world_size, self.reduce = info.rank, info.world_size, info.reduce
         self.embed_s = Embed(math.prod(info.student_shapes[PRE_LOGITS]), d)
         self.embed_t = Embed(math.prod(info.teacher_shapes[PRE_LOGITS]), d)
         stdv = 1.0 / math.sqrt(d / 3)
@@ -158,7 +170,7 @@ class ContrastiveRepresentationDistillation(Strategy):
         h_t = contrast_scores(v_t, self.memory_s, idx, p.nce_temperature)  # teacher vs student memory
         if self.z[0] < 0:  # set once, at the first step (mdistiller: mean score x n)
             z = torch.stack([h_s.detach().mean(), h_t.detach().mean()]) * self.train_size
-            self.z.copy_(_mean_over_ranks(z))
+            self.z.copy_(mean_over_ranks(z, self.world_size, self.reduce))
         h_s, h_t = h_s / self.z[0], h_t / self.z[1]
         nce_s, nce_t = nce_loss(h_s, self.train_size), nce_loss(h_t, self.train_size)
         self._update_memory(v_s.detach(), v_t.detach(), indices)
@@ -168,7 +180,7 @@ class ContrastiveRepresentationDistillation(Strategy):
 
     @torch.no_grad()
     def _update_memory(self, v_s: torch.Tensor, v_t: torch.Tensor, indices: torch.Tensor) -> None:
-        v_s, v_t, indices = _all_gather(v_s), _all_gather(v_t), _all_gather(indices)
+        v_s, v_t, indices = (gather(x, self.rank, self.world_size, self.reduce) for x in (v_s, v_t, indices))
         m = self.params.momentum
         for memory, v in ((self.memory_s, v_s), (self.memory_t, v_t)):
             slot = memory[indices] * m + v * (1 - m)

@@ -15,7 +15,9 @@ never branches on the strategy. What a strategy needs, it declares:
   `forward_intermediates`), the teacher's under no_grad. A strategy that needs teacher features
   cannot use the teacher cache (refused at validation).
 * `setup(info)`: called once, after the models exist and before the optimizer is built, with
-  the feature shapes and the data size; create modules and buffers here.
+  the feature shapes and the data size; create modules and buffers here. Under DDP `info` also
+  holds this rank, the number of ranks and the all-reduce-sum (`info.reduce`, a no-op alone), for
+  state that must agree across ranks at every step (CRD's memory banks).
 * `param_groups(lr, weight_decay)`: the optimizer groups of its trainable parameters (default:
   one group with the recipe's lr and weight decay).
 * `partial_sums` (class attribute): names of buffers that hold per-rank sums within an epoch;
@@ -45,6 +47,10 @@ Stage = int | Literal["pre_logits"]
 Reduce = Callable[[list[torch.Tensor]], None]
 
 
+def alone(tensors: list[torch.Tensor]) -> None:
+    """The all-reduce-sum of a single process: every tensor is already the total."""
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
     """Feature stages a strategy needs: timm `feature_info` indices (negative from the end) or
@@ -67,6 +73,9 @@ class SetupInfo:
     steps_per_epoch: int = 1
     student_shapes: dict[Stage, tuple[int, ...]] = field(default_factory=dict)
     teacher_shapes: dict[Stage, tuple[int, ...]] = field(default_factory=dict)
+    rank: int = 0  # under DDP: this rank, among `world_size`
+    world_size: int = 1
+    reduce: Reduce = alone  # sums each tensor across ranks in place (the one `end_epoch` gets)
 
 
 @dataclass

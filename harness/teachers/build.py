@@ -4,8 +4,8 @@ Only what the cache needs is built: the recipe's data, its teacher (a missing te
 trained first with the `train_run` the caller hands in: `harness cache-teacher` passes
 `lifecycle.teacher_run_trainer`, as `harness run` does) and the cache; no student, optimizer or
 scheduler. The
-device, seeds, kernels, memory format and autocast are the run's own, so the cache holds the
-bytes a run of the recipe would build.
+runtime (`harness.runtime.runtime.Runtime`: device, seeds, kernels, memory format, autocast) is
+the run's own, so the cache holds the bytes a run of the recipe would build.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from pathlib import Path
 from harness.config.recipe import Recipe
 from harness.data import build_data
 from harness.errors import RecipeError
-from harness.runtime import distributed
-from harness.runtime.device import autocast_dtype, configure_runtime, resolve_device, use_channels_last
+from harness.runtime.runtime import Runtime
 from harness.teachers import cache as teacher_cache
 from harness.teachers.teacher import TrainRun, build_teacher, measure_teacher, view_forward
 
@@ -41,34 +40,29 @@ def cache_teacher(
     recipe = replace(recipe, teacher=replace(recipe.teacher, cache=True))
     recipe.source = source
     runs_dir = Path(runs_dir)
-    world = distributed.world_from_env()
-    runtime = recipe.runtime
-    device = resolve_device(device_name or runtime.device)
-    amp, channels_last = autocast_dtype(runtime, device), use_channels_last(runtime, device)
+    runtime = Runtime.start(recipe.runtime, recipe.seed, device_name)
+    world = runtime.world
 
     def say(line: str) -> None:
         if world.is_main:
             log.info(line)
 
-    distributed.init(world, device)
-    configure_runtime(runtime, device, recipe.seed)
     data = build_data(
-        recipe.data, device=device, seed=recipe.seed, rank=world.rank, world_size=world.world_size
+        recipe.data, device=runtime.device, seed=recipe.seed, rank=world.rank, world_size=world.world_size
     )
     try:
-        teacher, weights = build_teacher(recipe, runs_dir, train_run, None, data, device, channels_last)
-        metrics = measure_teacher(teacher, data, recipe.eval.ece_bins, amp, channels_last, device, say)
+        teacher, weights = build_teacher(recipe, runs_dir, train_run, None, data, runtime)
+        metrics = measure_teacher(teacher, data, recipe.eval.ece_bins, runtime, say)
         cached = teacher_cache.open_or_build(
             teacher,
             weights,
             data,
             recipe,
             runs_dir=runs_dir,
-            world=world,
+            runtime=runtime,
             say=say,
-            forward=partial(view_forward, teacher, device=device, amp=amp, channels_last=channels_last),
+            forward=partial(view_forward, teacher, runtime=runtime),
             teacher_metrics=metrics,
-            device=device,
             rebuild=rebuild,
         )
     finally:

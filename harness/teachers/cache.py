@@ -43,10 +43,10 @@ import torch
 
 from harness.config.recipe import Recipe
 from harness.data import DataBundle
-from harness.data.base import Batch
+from harness.data.base import Batch, BatchMaker, Identified, OrderedPass, Replayable
 from harness.errors import TeacherError
 from harness.runtime import distributed
-from harness.runtime.distributed import World
+from harness.runtime.runtime import Runtime
 from harness.store.files import atomic_write_bytes, write_json
 from harness.teachers.teacher import Teacher
 
@@ -169,7 +169,7 @@ def build(
     folder: Path,
     meta: dict[str, Any],
     teacher: Teacher,
-    loader: Any,
+    loader: Replayable,
     epochs: int,
     teacher_metrics: dict[str, Any],
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
@@ -224,7 +224,7 @@ def gather_parts(stem: Path, parts: dict[int, torch.Tensor], rank: int, world_si
 
 
 def enumerate_batches(
-    loader: Any,
+    loader: Replayable,
     epoch: int,
     views: torch.Tensor,
     n: int,
@@ -235,9 +235,8 @@ def enumerate_batches(
     """(first position, batch) over this rank's batches (r, r + w, ...) of the split in position
     order, at `epoch`'s views: the loader's own ordered pass (ffcv decodes the views itself),
     else `make_batch`."""
-    ordered = getattr(loader, "ordered_batches", None)
-    if ordered is not None:
-        for batch in ordered(epoch, batch_size, rank, world_size):
+    if isinstance(loader, OrderedPass):
+        for batch in loader.ordered_batches(epoch, batch_size, rank, world_size):
             assert batch.indices is not None
             start = int(batch.indices[0])
             if start % batch_size or not torch.equal(
@@ -246,6 +245,7 @@ def enumerate_batches(
                 raise TeacherError("teacher cache: the ordered pass is not in position order")
             yield start, batch
         return
+    assert isinstance(loader, BatchMaker), "a replayable loader has ordered_batches or make_batch"
     for k, start in enumerate(range(0, n, batch_size)):
         if k % world_size != rank:
             continue
@@ -370,27 +370,27 @@ def open_or_build(
     recipe: Recipe,
     *,
     runs_dir: Path,
-    world: World,
+    runtime: Runtime,
     say: Callable[[str], None],
     forward: Callable[[torch.Tensor], torch.Tensor],
     teacher_metrics: dict[str, Any],
-    device: torch.device,
     rebuild: bool = False,
 ) -> CachedTeacher:
     """Open (building it first if missing; `rebuild`: anew) the per-view cache of `teacher`'s
     soft targets on `data.train`'s views for `recipe` (its `teacher` section: `cache_path`,
     `cache_topk`), under `<runs_dir>/teacher-cache/` by default. `forward` is the teacher as a
-    training step calls it; every rank calls this (the build splits the batches)."""
-    cfg, loader = recipe.teacher, data.train
+    training step calls it; every rank calls this (the build splits the batches), with the
+    run's `runtime` (its world, and the device the soft targets go to)."""
+    cfg, loader, world = recipe.teacher, data.train, runtime.world
     assert cfg is not None
-    if not hasattr(loader, "epoch_views"):
+    if not isinstance(loader, Replayable):
         raise TeacherError("teacher.cache: needs data.backend memory or ffcv (replayable views)")
     epochs = recipe.schedule.epochs
     meta = expected_meta(
         teacher_arch=teacher.arch,
         teacher_source=teacher.source,
         weights=weights,
-        data_identity={**json.loads(recipe.setting()[1]), **(getattr(loader, "identity", dict)())},
+        data_identity={**json.loads(recipe.setting()[1]), **identity(loader)},
         view_seed=loader.view_seed,
         num_samples=data.train_size,
         num_classes=data.num_classes,
@@ -426,5 +426,10 @@ def open_or_build(
         folder=folder,
         num_classes=data.num_classes,
         views_of=loader.epoch_views,
-        device=device,
+        device=runtime.device,
     )
+
+
+def identity(loader: Replayable) -> dict[str, Any]:
+    """The loader's own facts of its data (`Identified`), none where it has none."""
+    return loader.identity() if isinstance(loader, Identified) else {}

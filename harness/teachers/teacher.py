@@ -31,15 +31,15 @@ from harness.config import Recipe, load_recipe, recipe_dir
 from harness.data import DataBundle
 from harness.errors import HarnessError, InterruptedRun, RecipeError, RunBusyError, TeacherError
 from harness.metrics.columns import TEACHER_METRICS
+from harness.metrics.evaluate import evaluate
 from harness.models import pretrained
 from harness.models.build import build_model
 from harness.models.features import forward_with_features
-from harness.runtime.device import autocast
+from harness.runtime.runtime import Runtime
 from harness.runtime.signals import StopSignal
 from harness.store import checkpoint
 from harness.store.rundir import RunDir
 from harness.strategies.registry import Stage
-from harness.training.evaluation import evaluate
 
 log = logging.getLogger("harness")
 
@@ -272,11 +272,11 @@ def build_teacher(
     train_run: TrainRun | None,
     transform: RecipeTransform | None,
     data: DataBundle,
-    device: torch.device,
-    channels_last: bool,
+    runtime: Runtime,
 ) -> tuple[Teacher, Path]:
-    """(the recipe's frozen teacher on `device`, its weights file); a teacher run that is
-    missing is trained first with `train_run` (None: it must have completed)."""
+    """(the recipe's frozen teacher on the runtime's device and memory format, its weights file);
+    a teacher run that is missing is trained first with `train_run` (None: it must have
+    completed)."""
     arch, kwargs, weights, source = resolve_weights(recipe, runs_dir, train_run, transform)
     teacher = load_teacher(
         arch,
@@ -285,41 +285,29 @@ def build_teacher(
         source,
         num_classes=data.num_classes,
         in_chans=data.channels,
-        device=device,
-        channels_last=channels_last,
+        device=runtime.device,
+        channels_last=runtime.channels_last,
     )
     return teacher, weights
 
 
-def view_forward(
-    teacher: Teacher,
-    images: torch.Tensor,
-    device: torch.device,
-    amp: torch.dtype | None,
-    channels_last: bool,
-) -> torch.Tensor:
+def view_forward(teacher: Teacher, images: torch.Tensor, runtime: Runtime) -> torch.Tensor:
     """The teacher exactly as a training step calls it (memory format, autocast)."""
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    with autocast(device, amp):
+    images = runtime.prepare(images)
+    with runtime.autocast():
         return teacher(images)
-
-
-#: The teacher's metrics that every row of its student's metrics repeats (`teacher_<name>`).
 
 
 def measure_teacher(
     teacher: Teacher,
     data: DataBundle,
     n_bins: int,
-    amp: torch.dtype | None,
-    channels_last: bool,
-    device: torch.device,
+    runtime: Runtime,
     say: Callable[[str], None],
 ) -> dict[str, Any]:
     """The teacher's columns of a student's metrics: its arch, source and metrics on the
     evaluation split (said in the run's log)."""
-    m = evaluate(teacher, data.val, data.num_classes, n_bins, amp, channels_last, device)
+    m = evaluate(teacher, data.val, data.num_classes, n_bins, runtime)
     say(
         f"teacher {teacher.arch} ({teacher.source}): top1 {m['top1']:.2f} "
         f"nll {m['nll']:.3f} ece {m['ece']:.3f} entropy {m['entropy']:.3f}"

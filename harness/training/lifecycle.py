@@ -1,6 +1,7 @@
 """A run's life-cycle around the training loop: `train(recipe, runs_dir)` is the entry point.
 
-`train` takes the run's lock, installs the stop signals and hands the recipe to the loop
+`train` takes the run's lock, installs the stop signals, starts the run's runtime
+(`harness.runtime.runtime.Runtime`) and hands the recipe and the runtime to the loop
 (`harness.training.loop.Trainer`), which trains a missing teacher run first through
 `teacher_run_trainer`. `prepare` reports a run that had completed (it is never trained twice),
 refuses one that exists unfinished without `--resume` or `--restart`, checks the data files
@@ -26,6 +27,7 @@ from harness.errors import DivergedError, InterruptedRun, RunStateError
 from harness.models.build import count_parameters
 from harness.runtime import distributed
 from harness.runtime.distributed import World
+from harness.runtime.runtime import Runtime
 from harness.runtime.signals import StopSignal
 from harness.store.metrics_file import read_metrics
 from harness.store.rundir import RunDir
@@ -135,12 +137,13 @@ def train(recipe: Recipe, runs_dir: Path | str, options: RunOptions | None = Non
         # and taking the lock: look again now that the run is ours, so it never trains twice.
         if run.read_status().get("status") == "completed" and not options.restart:
             return _completed(recipe, run)
-        trainer = Trainer(recipe, runs_dir, options, world, teacher_run_trainer(runs_dir, options))
+        runtime = Runtime.start(recipe.runtime, recipe.seed, options.device)
+        trainer = Trainer(recipe, runs_dir, options, runtime, teacher_run_trainer(runs_dir, options))
         log.info("run %s -> %s", recipe.run_id, run.root)
         try:
             trainer.start_files()
             trainer.build()
-            trainer._say(
+            trainer.say(
                 f"{recipe.model.arch} ({count_parameters(trainer.model) / 1e6:.2f}M params) "
                 f"with {trainer.strategy!r} on {trainer.data.describe}, device {trainer.device}"
             )
@@ -155,6 +158,5 @@ def train(recipe: Recipe, runs_dir: Path | str, options: RunOptions | None = Non
                 raise InterruptedRun(f"run {recipe.run_id} interrupted; resume with --resume") from exc
             raise
         finally:
-            if hasattr(trainer, "data"):
-                trainer.data.close()
+            trainer.close()
     return RunResult(recipe.run_id, run.root, "completed", trainer.rows)

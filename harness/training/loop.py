@@ -8,11 +8,15 @@ checkpoint with `resume=True` and ends, on CPU, with exactly the metrics of an u
 run. The entry point, `harness.training.lifecycle.train(recipe, runs_dir)`, takes the run's lock and
 signals around it and never retrains a finished run.
 
-The pieces around the loop: `harness.runtime.device` (device, seeds, autocast, memory
-format), `harness.training.optim` (timm optimizer and schedule), `harness.training.evaluation`
-(an epoch's metrics), `harness.teachers.teacher` and `harness.teachers.cache` (the teacher and
-its soft-target cache), `harness.training.tracking` (the epoch's loss sums) and
-`harness.runtime.signals` (stopping on SIGTERM/SIGINT).
+The pieces around the loop: `harness.runtime.runtime.Runtime` (device, seeds, autocast, memory
+format, DDP world: started once per run and handed in), `harness.training.optim` (timm optimizer
+and schedule), `harness.metrics.evaluate` (an epoch's metrics), `harness.teachers.teacher` and
+`harness.teachers.cache` (the teacher and its soft-target cache), `harness.training.tracking`
+(the epoch's loss sums) and `harness.runtime.signals` (stopping on SIGTERM/SIGINT).
+
+Besides `fit`, benchmarks and scripts drive the loop through `fit_again` (the recipe's epochs
+once more over a loader of their own), `training_steps` (one step per `next()`) and
+`endless_batches`.
 """
 
 from __future__ import annotations
@@ -31,19 +35,15 @@ import torch
 from harness import strategies
 from harness.config.recipe import Recipe
 from harness.data import DataBundle, build_data
+from harness.data.base import Loader
 from harness.errors import DivergedError, InterruptedRun, RunStateError
 from harness.metrics.columns import TEACHER_COLUMNS, epoch_row, run_columns
+from harness.metrics.evaluate import evaluate
 from harness.models import pretrained
 from harness.models.features import split_output
 from harness.runtime import distributed
-from harness.runtime.device import (
-    autocast,
-    autocast_dtype,
-    configure_runtime,
-    resolve_device,
-    use_channels_last,
-)
 from harness.runtime.distributed import World
+from harness.runtime.runtime import Runtime
 from harness.runtime.signals import StopSignal
 from harness.store import checkpoint, provenance
 from harness.store.files import write_json, write_text
@@ -60,7 +60,6 @@ from harness.teachers.teacher import (
     view_forward,
 )
 from harness.training.assembly import setup_strategy, student_model, training_forward
-from harness.training.evaluation import evaluate
 from harness.training.optim import build_optimizer, build_scheduler
 from harness.training.tracking import LossTracker, progress_bar
 
@@ -79,49 +78,73 @@ class RunOptions:
 
 
 class Trainer:
-    """One run of one recipe: build everything, train, evaluate, write, checkpoint."""
+    """One run of one recipe: build everything, train, evaluate, write, checkpoint.
+
+    `runtime` is the run's `Runtime`, started by the caller (`lifecycle.train`); None starts it
+    here from the recipe (its device overridden by `options.device`)."""
 
     def __init__(
         self,
         recipe: Recipe,
         runs_dir: Path,
         options: RunOptions,
-        world: World,
+        runtime: Runtime | None = None,
         train_teacher: TrainRun | None = None,
     ) -> None:
         self.recipe = recipe
         self.train_teacher = train_teacher  # trains a missing teacher run (None: one is required)
         self.runs_dir = Path(runs_dir)
         self.options = options
-        self.world = world
+        self.runtime = runtime or Runtime.start(recipe.runtime, recipe.seed, options.device)
         self.run = RunDir(self.runs_dir, recipe.run_id)
-        runtime = recipe.runtime
-        self.device = resolve_device(options.device or runtime.device)
-        self.amp = autocast_dtype(runtime, self.device)
-        self.channels_last = use_channels_last(runtime, self.device)
         self.rows: list[dict[str, Any]] = []
         self.step = 0
         self.epoch = 0  # epochs completed
+        self._data: DataBundle | None = None  # set by `build`
+
+    @property
+    def device(self) -> torch.device:
+        return self.runtime.device
+
+    @property
+    def world(self) -> World:
+        return self.runtime.world
+
+    @property
+    def data(self) -> DataBundle:
+        """The run's data, once `build` has made it."""
+        if self._data is None:
+            raise RunStateError(f"run {self.recipe.run_id}: the trainer is not built yet (call build)")
+        return self._data
+
+    @property
+    def built(self) -> bool:
+        """Whether `build` got as far as the data (which `close` then closes)."""
+        return self._data is not None
+
+    def close(self) -> None:
+        """Close the data's loaders (their workers and files), if built."""
+        if self._data is not None:
+            self._data.close()
 
     # -------------------------------------------------------------- building
     def build(self) -> None:
         """Data, student, strategy, teacher (and its cache), optimizer and scheduler, in the
         order that fixes every random draw."""
         r = self.recipe
-        distributed.init(self.world, self.device)
-        configure_runtime(r.runtime, self.device, r.seed)
-        self.data: DataBundle = build_data(
+        rt = self.runtime
+        self._data = build_data(
             r.data,
-            device=self.device,
+            device=rt.device,
             seed=r.seed,
-            rank=self.world.rank,
-            world_size=self.world.world_size,
+            rank=rt.world.rank,
+            world_size=rt.world.world_size,
         )
         torch.manual_seed(r.seed)  # identical initial weights on every rank
-        self.model, origin = student_model(r, self.data, self.device, self.channels_last, self.world)
+        self.model, origin = student_model(r, self.data, rt)
         self.strategy = strategies.build_from(r.strategy.name, r.strategy.params)
         self.features = self.strategy.features
-        self.train_model = training_forward(self.model, self.features.student, r, self.world, self.device)
+        self.train_model = training_forward(self.model, self.features.student, r, rt)
         self.teacher: Teacher | None = None
         if self.strategy.needs_teacher:
             self.teacher, weights = build_teacher(
@@ -130,25 +153,20 @@ class Trainer:
                 self.train_teacher,
                 self.options.transform,
                 self.data,
-                self.device,
-                self.channels_last,
+                rt,
             )
         origins = {"model": origin, "teacher": getattr(self.teacher, "origin", None)}
-        pretrained.report(origins, self._say, self.run.provenance if self.world.is_main else None)
+        pretrained.report(origins, self.say, self.run.provenance if self.world.is_main else None)
         self.global_batch = r.data.batch_size * self.world.world_size
         self.lr = r.optim.lr * (self.global_batch / r.optim.lr_base_batch if r.optim.lr_base_batch else 1.0)
-        self.train_strategy = setup_strategy(
-            self.strategy, r, self.data, self.model, self.teacher, self.world, self.device
-        )
+        self.train_strategy = setup_strategy(self.strategy, r, self.data, self.model, self.teacher, rt)
         self.optimizer = build_optimizer(r, self.model, self.lr)
         for group in self.strategy.param_groups(self.lr, r.optim.weight_decay):
             self.optimizer.add_param_group(group)
         self.scheduler = build_scheduler(r, self.optimizer, len(self.data.train))
         teacher_metrics: dict[str, Any] = dict.fromkeys(TEACHER_COLUMNS)
         if self.teacher is not None:
-            teacher_metrics = measure_teacher(
-                self.teacher, self.data, r.eval.ece_bins, self.amp, self.channels_last, self.device, self._say
-            )
+            teacher_metrics = measure_teacher(self.teacher, self.data, r.eval.ece_bins, rt, self.say)
             if r.teacher is not None and r.teacher.cache:
                 self.teacher = teacher_cache.open_or_build(
                     self.teacher,
@@ -156,11 +174,10 @@ class Trainer:
                     self.data,
                     r,
                     runs_dir=self.runs_dir,
-                    world=self.world,
-                    say=self._say,
+                    runtime=rt,
+                    say=self.say,
                     forward=self.teacher_forward,
                     teacher_metrics=teacher_metrics,
-                    device=self.device,
                 )
         self.columns = run_columns(
             r,
@@ -169,7 +186,7 @@ class Trainer:
             lr_scaled=self.lr,
             eval_split=self.data.eval_split,
             teacher=teacher_metrics,
-            environment=provenance.environment(self.device, self.world.world_size, self.amp),
+            environment=provenance.environment(rt.device, rt.world.world_size, rt.amp),
         )
         # Training randomness (dropout, drop-path) starts here, apart per rank, whatever the
         # teacher's own training or evaluation did to the global generator.
@@ -178,7 +195,7 @@ class Trainer:
     def teacher_forward(self, images: torch.Tensor) -> torch.Tensor:
         """The teacher exactly as a training step calls it (memory format, autocast)."""
         assert self.teacher is not None
-        return view_forward(self.teacher, images, self.device, self.amp, self.channels_last)
+        return view_forward(self.teacher, images, self.runtime)
 
     # -------------------------------------------------------------- state
     def state(self, step_in_epoch: int, tracker: LossTracker, elapsed: float) -> dict[str, Any]:
@@ -228,7 +245,8 @@ class Trainer:
         return int(state["step_in_epoch"]), tracker, float(state["elapsed_in_epoch"])
 
     # -------------------------------------------------------------- records
-    def _say(self, line: str) -> None:
+    def say(self, line: str) -> None:
+        """Say `line` in the log and the run's log file (rank 0 only)."""
         if self.world.is_main:
             log.info(line)
             self.run.log(line)
@@ -243,41 +261,71 @@ class Trainer:
             write_metrics(self.run.metrics, self.rows)
 
     # -------------------------------------------------------------- training
-    def batches(self, start: int) -> Iterator[tuple[int, Any]]:
-        loader = self.data.train
-        loader.set_epoch(self.epoch)
+    def batches(self, start: int, loader: Loader | None = None) -> Iterator[tuple[int, Any]]:
+        """(position, batch) of the current epoch from batch `start` on, of `loader` (default: the
+        run's training loader)."""
+        return self.epoch_batches(self.epoch, start, loader)
+
+    def epoch_batches(
+        self, epoch: int, start: int = 0, loader: Loader | None = None
+    ) -> Iterator[tuple[int, Any]]:
+        """(position, batch) of `epoch`'s order and views from batch `start` on, of `loader`
+        (default: the run's training loader)."""
+        loader = self.data.train if loader is None else loader
+        loader.set_epoch(epoch)
         for i, batch in enumerate(loader):
             if i >= start:
                 yield i, batch
 
-    def step_inputs(self, batch: Any, x: torch.Tensor, i: int, steps: int) -> StepInputs:
+    def endless_batches(self) -> Iterator[tuple[int, Any]]:
+        """(epoch, batch) of the training loader, epoch after epoch from the first, without end
+        (for measuring steps outside `fit`)."""
+        epoch = 0
+        while True:
+            for _, batch in self.epoch_batches(epoch):
+                yield epoch, batch
+            epoch += 1
+
+    def training_steps(self, tracker: LossTracker) -> Iterator[int]:
+        """Train one batch per `next()`, over `endless_batches` (each at its own epoch), adding
+        its losses to `tracker`; yields the step count (for measuring steps outside `fit`)."""
+        for epoch, batch in self.endless_batches():
+            self.train_step(batch, tracker, epoch=epoch)
+            yield self.step
+
+    def step_inputs(
+        self, batch: Any, x: torch.Tensor, i: int, steps: int, epoch: int | None = None
+    ) -> StepInputs:
         """The student's forward (logits and declared features in one pass), the teacher's
-        outputs and where training stands, for batch `i` of `steps` in this epoch."""
+        outputs and where training stands, for batch `i` of `steps` in `epoch` (default: the
+        current one)."""
+        epoch = self.epoch if epoch is None else epoch
         logits, feats = split_output(self.train_model(x))
         t_logits, t_feats = None, {}
         if self.teacher is not None:
-            t_logits, t_feats = self.teacher.outputs_for(x, batch, self.epoch, self.features.teacher)
+            t_logits, t_feats = self.teacher.outputs_for(x, batch, epoch, self.features.teacher)
         epochs = self.recipe.schedule.epochs
         return StepInputs(
             student_logits=logits,
             targets=batch.targets,
             teacher_logits=t_logits,
             indices=batch.indices,
-            epoch=self.epoch,
+            epoch=epoch,
             epochs=epochs,
             step=self.step,
-            progress=(self.epoch + i / max(steps, 1)) / epochs,
+            progress=(epoch + i / max(steps, 1)) / epochs,
             num_classes=self.data.num_classes,
             student_features=feats,
             teacher_features=t_feats,
         )
 
-    def train_step(self, batch: Any, tracker: LossTracker, i: int = 0, steps: int = 1) -> None:
-        x = batch.images
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(self.device, self.amp):
-            parts = self.train_strategy(self.step_inputs(batch, x, i, steps))
+    def train_step(
+        self, batch: Any, tracker: LossTracker, i: int = 0, steps: int = 1, epoch: int | None = None
+    ) -> None:
+        """One update on `batch`, batch `i` of `steps` in `epoch` (default: the current one)."""
+        x = self.runtime.prepare(batch.images)
+        with self.runtime.autocast():
+            parts = self.train_strategy(self.step_inputs(batch, x, i, steps, epoch))
         self.optimizer.zero_grad(set_to_none=True)
         parts["loss"].backward()
         self.optimizer.step()
@@ -294,18 +342,25 @@ class Trainer:
                 self.run.write_status("diverged", epoch=self.epoch, step=bad, diverged_step=bad)
             raise DivergedError(f"run {self.recipe.run_id} diverged: non-finite loss at step {bad}")
 
-    def fit(self, stop: StopSignal) -> None:
+    def fit(self, stop: StopSignal, loader: Loader | None = None) -> None:
         """Train every remaining epoch: train it, finish it (evaluate, write the metrics), then
-        checkpoint it; a stop signal ends the run `interrupted` at a step or epoch boundary."""
+        checkpoint it; a stop signal ends the run `interrupted` at a step or epoch boundary.
+        `loader` trains on other batches than the run's training loader (the same count)."""
         start, tracker, elapsed = self.resume_point()
         while self.epoch < self.recipe.schedule.epochs:
-            epoch_time = self.train_epoch(start, tracker, elapsed, stop)
+            epoch_time = self.train_epoch(start, tracker, elapsed, stop, loader)
             self.finish_epoch(tracker, epoch_time)
             start, tracker, elapsed = 0, LossTracker(self.device), 0.0
             done = self.epoch == self.recipe.schedule.epochs
             self.checkpoint_epoch(done, tracker)
             if not done and stop.requested():
                 self._interrupted(stop)
+
+    def fit_again(self, stop: StopSignal, loader: Loader | None = None) -> None:
+        """Train the recipe's epochs once more from the first, the model training on and each
+        epoch's row appended (what the epoch benchmark times, over its timed `loader`)."""
+        self.epoch = 0
+        self.fit(stop, loader)
 
     def resume_point(self) -> tuple[int, LossTracker, float]:
         """(step within the epoch, its loss sums, its seconds so far) to train from: last.pt's
@@ -315,21 +370,29 @@ class Trainer:
         start, tracker, elapsed = self.restore()
         if self.world.is_main:  # training restarts now: say so before the epoch ends
             self.run.write_status("running", epoch=self.epoch, step=self.step)
-        self._say(f"resuming at epoch {self.epoch + 1}, step {self.step}")
+        self.say(f"resuming at epoch {self.epoch + 1}, step {self.step}")
         return start, tracker, elapsed
 
-    def train_epoch(self, start: int, tracker: LossTracker, elapsed: float, stop: StopSignal) -> float:
-        """Train the current epoch from its step `start` (`elapsed` seconds spent in it before),
-        checking the loss every `log_every` steps, checkpointing every `every_steps` and stopping
-        at a step boundary on a signal; returns the epoch's seconds."""
+    def train_epoch(
+        self,
+        start: int,
+        tracker: LossTracker,
+        elapsed: float,
+        stop: StopSignal,
+        loader: Loader | None = None,
+    ) -> float:
+        """Train the current epoch from its step `start` (`elapsed` seconds spent in it before)
+        over `loader` (default: the run's training loader), checking the loss every `log_every`
+        steps, checkpointing every `every_steps` and stopping at a step boundary on a signal;
+        returns the epoch's seconds."""
         every = self.recipe.checkpoint.every_steps
         self.train_model.train()
         self.train_strategy.train()
         t0 = time.perf_counter() - elapsed
-        steps = len(self.data.train)
+        steps = len(self.data.train if loader is None else loader)
         desc = f"epoch {self.epoch + 1}/{self.recipe.schedule.epochs}"
         bar = progress_bar(start, steps, desc, self.world.is_main, self.options.progress)
-        for i, batch in self.batches(start):
+        for i, batch in self.batches(start, loader):
             self.train_step(batch, tracker, i, steps)
             bar.update(1)
             if (i + 1) % self.recipe.runtime.log_every == 0:
@@ -366,15 +429,7 @@ class Trainer:
         """Evaluate the student, append the epoch's metrics row and say it."""
         r = self.recipe
         t1 = time.perf_counter()
-        m = evaluate(
-            self.model,
-            self.data.val,
-            self.data.num_classes,
-            r.eval.ece_bins,
-            self.amp,
-            self.channels_last,
-            self.device,
-        )
+        m = evaluate(self.model, self.data.val, self.data.num_classes, r.eval.ece_bins, self.runtime)
         eval_time = time.perf_counter() - t1
         self.rows.append(
             epoch_row(
@@ -389,7 +444,7 @@ class Trainer:
                 samples=samples,
             )
         )
-        self._say(
+        self.say(
             f"epoch {self.epoch}/{r.schedule.epochs} loss {losses.get('loss', math.nan):.4f} "
             f"top1 {m['top1']:.2f} nll {m['nll']:.4f} ece {m['ece']:.4f} "
             f"entropy {m['entropy']:.4f} ({epoch_time:.1f} s, {samples / epoch_time:.0f} img/s)"
@@ -430,7 +485,7 @@ class Trainer:
         self.write_rows("interrupted")
         if self.world.is_main:
             self.run.write_status("interrupted", epoch=self.epoch, step=self.step, signal=name)
-        self._say(f"interrupted by {name} at step {self.step}: checkpoint saved, resume with --resume")
+        self.say(f"interrupted by {name} at step {self.step}: checkpoint saved, resume with --resume")
         raise InterruptedRun(f"run {self.recipe.run_id} interrupted by {name}; resume with --resume")
 
     def start_files(self) -> None:

@@ -19,6 +19,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from harness import strategies
+from harness.runtime import distributed
 
 B, N_DATA, K, D_S, D_T, DIM = 4, 20, 7, 10, 12, 8
 
@@ -144,7 +145,7 @@ def _features(rank_sizes=(3, 2)):
     )
 
 
-def _built():
+def _built(rank: int = 0, world_size: int = 1):
     torch.manual_seed(0)  # the same heads and banks on every rank, as the runner's seeding gives
     crd = strategies.build("crd", feat_dim=DIM, negatives=K)
     crd.setup(
@@ -153,6 +154,9 @@ def _built():
             train_size=N_DATA,
             student_shapes={"pre_logits": (D_S,)},
             teacher_shapes={"pre_logits": (D_T,)},
+            rank=rank,
+            world_size=world_size,
+            reduce=distributed.all_reduce_sum,  # as the runner hands it
         )
     )
     return crd
@@ -162,7 +166,7 @@ def _rank(rank: int, port: int, out: dict) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
     try:
-        crd = _built()
+        crd = _built(rank, world_size=2)
         z, y, f_s, f_t, index = _features()
         part = slice(0, 3) if rank == 0 else slice(3, 5)  # unequal batches on the two ranks
         step = strategies.StepInputs(

@@ -13,7 +13,6 @@ import torch
 
 from harness.config import load_recipe
 from harness.models.build import build_model
-from harness.runtime.distributed import World
 from harness.store.metrics_file import read_metrics
 from harness.store.rundir import RunDir
 from harness.training.lifecycle import train
@@ -163,7 +162,7 @@ def test_teacher_sees_the_students_exact_view_frozen(tmp_path, runs_dir):
             ),
         )
     )
-    trainer = Trainer(recipe, runs_dir, QUIET, World())
+    trainer = Trainer(recipe, runs_dir, QUIET)
     trainer.build()
     seen: dict[str, list[torch.Tensor]] = {"student": [], "teacher": []}
     trainer.model.register_forward_pre_hook(lambda m, a: seen["student"].append(a[0].clone()))

@@ -9,7 +9,8 @@ from torch import nn
 
 from harness.data.augment import AugmentSpec
 from harness.data.memory import MemoryLoader
-from harness.training.evaluation import evaluate
+from harness.metrics.evaluate import evaluate
+from harness.runtime.runtime import Runtime
 
 
 def _net() -> nn.Module:
@@ -47,7 +48,7 @@ def test_evaluate_uses_running_statistics_and_restores_training_mode():
     bn.running_mean.fill_(0.3)  # statistics a training run would have left
     bn.running_var.fill_(2.0)
     net.train()
-    m = evaluate(net, _loader(1), 3, 15, None, False, torch.device("cpu"))  # batch 1: train-mode BN fails
+    m = evaluate(net, _loader(1), 3, 15, Runtime(torch.device("cpu")))  # batch 1: train-mode BN fails
     assert net.training and all(module.training for module in net.modules())
     assert torch.equal(bn.running_mean, torch.full((4,), 0.3))  # not updated by the evaluation
     assert torch.equal(bn.running_var, torch.full((4,), 2.0))
@@ -66,5 +67,5 @@ def test_evaluate_uses_running_statistics_and_restores_training_mode():
 
 def test_evaluate_leaves_an_eval_mode_network_in_eval_mode():
     net = _net().eval()
-    evaluate(net, _loader(3), 3, 15, None, False, torch.device("cpu"))
+    evaluate(net, _loader(3), 3, 15, Runtime(torch.device("cpu")))
     assert not net.training
