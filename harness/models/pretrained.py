@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -209,27 +207,3 @@ def describe(origin_record: dict[str, Any]) -> str:
     """One line for the log."""
     sha = origin_record.get("sha256")
     return f"{origin_record['tag']} ({origin_record['from']}{', sha256 ' + sha[:12] if sha else ''})"
-
-
-def report(
-    origins: dict[str, dict[str, Any] | None], say: Callable[[str], None], provenance_path: Path | None
-) -> None:
-    """Where the run's pretrained weights came from (`origins`: model, teacher; None where not
-    pretrained): one line each through `say`, and into `provenance_path` where given and present."""
-    found = {k: v for k, v in origins.items() if v}
-    for key, value in found.items():
-        say(f"{key} weights: timm pretrained {describe(value)}")
-    if found and provenance_path is not None and provenance_path.exists():
-        record(provenance_path, found)
-
-
-def record(provenance_path: Path, origins: dict[str, dict[str, Any]]) -> None:
-    """Add the weights' origins to a run's provenance.json."""
-    from harness.store.files import write_json
-
-    try:
-        data = json.loads(provenance_path.read_text())
-    except (OSError, json.JSONDecodeError):
-        data = {}
-    data["pretrained"] = origins
-    write_json(provenance_path, data)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,8 @@ import timm
 import torch
 
 import harness
+from harness.models import pretrained
+from harness.store.files import write_json
 
 
 @lru_cache(maxsize=1)
@@ -114,3 +118,25 @@ def collect(device: torch.device, recipe_hash: str, world_size: int) -> dict[str
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "scheduler": scheduler(),
     }
+
+
+def report_pretrained(
+    origins: dict[str, dict[str, Any] | None], say: Callable[[str], None], provenance_path: Path | None
+) -> None:
+    """Where the run's pretrained weights came from (`origins`: model, teacher; None where not
+    pretrained): one line each through `say`, and into `provenance_path` where given and present."""
+    found = {k: v for k, v in origins.items() if v}
+    for key, value in found.items():
+        say(f"{key} weights: timm pretrained {pretrained.describe(value)}")
+    if found and provenance_path is not None and provenance_path.exists():
+        record_pretrained(provenance_path, found)
+
+
+def record_pretrained(provenance_path: Path, origins: dict[str, dict[str, Any]]) -> None:
+    """Add the weights' origins to a run's provenance.json."""
+    try:
+        data = json.loads(provenance_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        data = {}
+    data["pretrained"] = origins
+    write_json(provenance_path, data)

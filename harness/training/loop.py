@@ -39,7 +39,6 @@ from harness.data.base import Loader
 from harness.errors import DivergedError, InterruptedRun, RunStateError
 from harness.metrics.columns import TEACHER_COLUMNS, epoch_row, run_columns
 from harness.metrics.evaluate import evaluate
-from harness.models import pretrained
 from harness.models.features import split_output
 from harness.runtime import distributed
 from harness.runtime.distributed import World
@@ -156,7 +155,7 @@ class Trainer:
                 rt,
             )
         origins = {"model": origin, "teacher": getattr(self.teacher, "origin", None)}
-        pretrained.report(origins, self.say, self.run.provenance if self.world.is_main else None)
+        provenance.report_pretrained(origins, self.say, self.run.provenance if self.world.is_main else None)
         self.global_batch = r.data.batch_size * self.world.world_size
         self.lr = r.optim.lr * (self.global_batch / r.optim.lr_base_batch if r.optim.lr_base_batch else 1.0)
         self.train_strategy = setup_strategy(self.strategy, r, self.data, self.model, self.teacher, rt)
