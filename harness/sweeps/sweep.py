@@ -36,7 +36,6 @@ what failed (with the error) and what was busy; the exit status is 0 when every 
 from __future__ import annotations
 
 import contextlib
-import glob
 import importlib.util
 import json
 import logging
@@ -55,6 +54,7 @@ from dataclasses import field as dc_field
 from pathlib import Path
 from typing import Any
 
+from harness.config.globs import expand
 from harness.config.recipe import Recipe, load_recipe, read_yaml_file
 from harness.errors import (
     DivergedError,
@@ -135,19 +135,6 @@ def parse_seeds(text: str) -> list[int]:
             raise RecipeError(f"--seeds {text}: expected comma-separated non-negative integers, e.g. 0,1,2")
         seeds.append(int(part))
     return seeds
-
-
-def expand(pattern: str, base: Path) -> list[Path]:
-    """Recipe paths of `pattern` (relative to `base`); a glob that matches nothing is an error."""
-    path = Path(pattern).expanduser()
-    if not path.is_absolute():
-        path = base / path
-    if not any(c in pattern for c in "*?["):
-        return [path]
-    matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
-    if not matches:
-        raise RecipeError(f"{pattern}: no recipe file matches this glob (looked in {base})")
-    return matches
 
 
 # ------------------------------------------------------------------------------ the plan
