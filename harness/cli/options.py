@@ -1,7 +1,8 @@
 """Options that several commands share, declared once: `--runs-dir`, `--set`, `--device`.
 
 Each is a decorator factory, so a command states only what differs (the help of `--set` on a
-sweep, the default of `--device` on `harness eval`).
+sweep, the default of `--device` on `harness eval`, a read-only `--runs-dir` on `harness
+leaderboard`); `runs_dir_option` is the usual `--runs-dir`. May import: click.
 """
 
 from __future__ import annotations
@@ -15,14 +16,23 @@ import click
 DEFAULT_RUNS_DIR = "runs"
 DEVICES = ("auto", "cpu", "cuda")
 
-runs_dir_option = click.option(
-    "--runs-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_RUNS_DIR,
-    envvar="HARNESS_RUNS_DIR",
-    show_default=True,
-    help="Folder holding one sub-folder per run (env HARNESS_RUNS_DIR).",
-)
+RUNS_DIR_HELP = "Folder holding one sub-folder per run (env HARNESS_RUNS_DIR)."
+
+
+def runs_dir_option_with(help: str = RUNS_DIR_HELP, folder_only: bool = True) -> Callable[[Any], Any]:
+    """`--runs-dir` (env HARNESS_RUNS_DIR, default `runs`) into the parameter `runs_dir`; `folder_only`
+    refuses an existing file there (and shows DIRECTORY, else PATH, in the help)."""
+    return click.option(
+        "--runs-dir",
+        type=click.Path(file_okay=not folder_only, path_type=Path),
+        default=DEFAULT_RUNS_DIR,
+        envvar="HARNESS_RUNS_DIR",
+        show_default=True,
+        help=help,
+    )
+
+
+runs_dir_option = runs_dir_option_with()
 
 
 def set_option(help: str = "Override fields.") -> Callable[[Any], Any]:

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.config import Recipe, load_recipe
+from harness.config.globs import expand
 from harness.errors import HarnessError, RecipeError
-from harness.sweeps.spec import expand, load_sweep_file
+from harness.sweeps.spec import load_sweep_file
 
 log = logging.getLogger("harness")
 

@@ -7,7 +7,6 @@ resources of a sweep file (`harness.sweeps.resources`); nothing that trains or s
 
 from __future__ import annotations
 
-import glob
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,16 +72,3 @@ def parse_seeds(text: str) -> list[int]:
             raise RecipeError(f"--seeds {text}: expected comma-separated non-negative integers, e.g. 0,1,2")
         seeds.append(int(part))
     return seeds
-
-
-def expand(pattern: str, base: Path) -> list[Path]:
-    """Recipe paths of `pattern` (relative to `base`); a glob that matches nothing is an error."""
-    path = Path(pattern).expanduser()
-    if not path.is_absolute():
-        path = base / path
-    if not any(c in pattern for c in "*?["):
-        return [path]
-    matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
-    if not matches:
-        raise RecipeError(f"{pattern}: no recipe file matches this glob (looked in {base})")
-    return matches
