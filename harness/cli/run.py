@@ -59,7 +59,7 @@ def run(
     Several GPUs or machines: `torchrun --nproc_per_node=N -m harness run RECIPE` (see
     docs/distributed.md); `--nproc N` is the one-machine shorthand.
     """
-    from harness.config.recipe import load_recipe
+    from harness.config import load_recipe
     from harness.runtime import distributed
     from harness.training.lifecycle import train
     from harness.training.loop import RunOptions
@@ -110,7 +110,7 @@ def cache_teacher(
     recipe: Path, runs_dir: Path, overrides: tuple[str, ...], device: str | None, rebuild: bool
 ) -> None:
     """Build the per-view teacher cache of a KD RECIPE (shared by its students and seeds)."""
-    from harness.config.recipe import load_recipe
+    from harness.config import load_recipe
     from harness.teachers.build import cache_teacher as build_cache
     from harness.training.lifecycle import teacher_run_trainer
     from harness.training.loop import RunOptions

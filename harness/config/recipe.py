@@ -198,7 +198,7 @@ class StrategyConfig:
     def validate(self, path: str) -> None:
         from harness import strategies  # fills the registry
 
-        # the name and the Params only: Recipe.validate builds the strategy, once
+        # the name and the Params only: the strategy is built once, by the run that trains it
         strategies.registry.check(self.name, self.params, path or "strategy")
 
 
@@ -346,7 +346,7 @@ class Recipe:
             fail("teacher", f"strategy {self.strategy.name!r} uses no teacher; remove it")
         if self.teacher is not None and self.teacher.cache and self.data.backend == "torch":
             fail("teacher.cache", "needs data.backend memory or ffcv (replayable views); use a live teacher")
-        features = strategies.build_from(self.strategy.name, self.strategy.params).features  # the one build
+        features = strategies.registry.declared_features(self.strategy.name, self.strategy.params)
         if self.teacher is not None and self.teacher.cache and features.teacher:
             fail(
                 "teacher.cache",

@@ -59,9 +59,12 @@ class AttentionTransfer(Strategy):
     Params = ATParams
     needs_teacher = True
 
+    @classmethod
+    def declared_features(cls, params: ATParams) -> FeatureSpec:
+        return FeatureSpec(student=tuple(params.stages), teacher=tuple(params.stages))
+
     def __init__(self, params: ATParams) -> None:
         super().__init__(params)
-        self.features = FeatureSpec(student=tuple(params.stages), teacher=tuple(params.stages))
 
     def forward(self, step: StepInputs) -> LossDict:
         step.teacher(self.name)

@@ -129,9 +129,12 @@ class ContrastiveRepresentationDistillation(Strategy):
     needs_teacher = True
     example: ClassVar[dict[str, Any]] = {"negatives": 16}  # a small bank for the contract test
 
+    @classmethod
+    def declared_features(cls, params: CRDParams) -> FeatureSpec:
+        return FeatureSpec(student=(PRE_LOGITS,), teacher=(PRE_LOGITS,))
+
     def __init__(self, params: CRDParams) -> None:
         super().__init__(params)
-        self.features = FeatureSpec(student=(PRE_LOGITS,), teacher=(PRE_LOGITS,))
         self.rank, self.world_size, self.reduce = 0, 1, alone
 
     def setup(self, info: SetupInfo) -> None:

@@ -79,11 +79,14 @@ class FitNet(Strategy):
     Params = FitNetParams
     needs_teacher = True
 
+    @classmethod
+    def declared_features(cls, params: FitNetParams) -> FeatureSpec:
+        t_stage = params.student_stage if params.teacher_stage is None else params.teacher_stage
+        return FeatureSpec(student=(params.student_stage,), teacher=(t_stage,))
+
     def __init__(self, params: FitNetParams) -> None:
         super().__init__(params)
-        t_stage = params.student_stage if params.teacher_stage is None else params.teacher_stage
-        self.stages = (params.student_stage, t_stage)
-        self.features = FeatureSpec(student=(params.student_stage,), teacher=(t_stage,))
+        self.stages = (self.features.student[0], self.features.teacher[0])
 
     def setup(self, info: SetupInfo) -> None:
         s, t = self.stages

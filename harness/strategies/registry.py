@@ -8,12 +8,13 @@ minimise) and its named, unweighted parts (e.g. `"ce"`, `"kl"`). The runner logs
 never branches on the strategy. What a strategy needs, it declares:
 
 * `needs_teacher` (class attribute): the recipe must name a teacher; `step.teacher_logits` is set.
-* `features` (instance attribute, a `FeatureSpec`): the stages of the student's and the teacher's
-  timm feature pyramid (`feature_info` indices, negative from the end, or `"pre_logits"` for the
-  pooled embedding the classifier reads) it needs; they arrive in `step.student_features[stage]`
-  and `step.teacher_features[stage]` from the same student forward as the logits (timm's
-  `forward_intermediates`), the teacher's under no_grad. A strategy that needs teacher features
-  cannot use the teacher cache (refused at validation).
+* `declared_features(params)` (a class method returning a `FeatureSpec`, also the instance's
+  `features`; the recipe checks it without building the strategy): the stages of the student's
+  and the teacher's timm feature pyramid (`feature_info` indices, negative from the end, or
+  `"pre_logits"` for the pooled embedding the classifier reads) it needs; they arrive in
+  `step.student_features[stage]` and `step.teacher_features[stage]` from the same student forward
+  as the logits (timm's `forward_intermediates`), the teacher's under no_grad. A strategy that
+  needs teacher features cannot use the teacher cache (refused at validation).
 * `setup(info)`: called once, after the models exist and before the optimizer is built, with
   the feature shapes and the data size; create modules and buffers here. Under DDP `info` also
   holds this rank, the number of ranks and the all-reduce-sum (`info.reduce`, a no-op alone), for
@@ -123,7 +124,12 @@ class Strategy(torch.nn.Module, abc.ABC):
     def __init__(self, params: Any) -> None:
         super().__init__()
         self.params = params
-        self.features = FeatureSpec()
+        self.features = self.declared_features(params)
+
+    @classmethod
+    def declared_features(cls, params: Any) -> FeatureSpec:
+        """The feature stages the strategy needs with these (validated) `params` (default: none)."""
+        return FeatureSpec()
 
     def __call__(
         self,
@@ -203,6 +209,11 @@ def check(name: str, params: dict[str, Any] | None, path: str = "strategy") -> A
     `<path>.name` or `<path>.params.<key>`)."""
     cls = get(name, f"{path}.name")
     return from_dict(cls.Params, params or {}, f"{path}.params")
+
+
+def declared_features(name: str, params: dict[str, Any] | None, path: str = "strategy") -> FeatureSpec:
+    """The feature stages strategy `name` needs with `params`, without building it."""
+    return get(name, f"{path}.name").declared_features(check(name, params, path))
 
 
 def build_from(name: str, params: dict[str, Any] | None, path: str = "strategy") -> Strategy:

@@ -82,9 +82,12 @@ class RelationalKD(Strategy):
     Params = RKDParams
     needs_teacher = True
 
+    @classmethod
+    def declared_features(cls, params: RKDParams) -> FeatureSpec:
+        return FeatureSpec(student=(PRE_LOGITS,), teacher=(PRE_LOGITS,))
+
     def __init__(self, params: RKDParams) -> None:
         super().__init__(params)
-        self.features = FeatureSpec(student=(PRE_LOGITS,), teacher=(PRE_LOGITS,))
 
     def forward(self, step: StepInputs) -> LossDict:
         step.teacher(self.name)

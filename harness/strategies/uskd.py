@@ -109,9 +109,12 @@ class USKD(Strategy):
     name = "uskd"
     Params = USKDParams
 
+    @classmethod
+    def declared_features(cls, params: USKDParams) -> FeatureSpec:
+        return FeatureSpec(student=(params.stage,))
+
     def __init__(self, params: USKDParams) -> None:
         super().__init__(params)
-        self.features = FeatureSpec(student=(params.stage,))
 
     def setup(self, info: SetupInfo) -> None:
         shape = info.student_shapes.get(self.params.stage)

@@ -167,19 +167,19 @@ def test_recipe_identities_match_the_committed_runs():
         assert recipe.setting() == (row["setting_key"], row["data_pipeline"])
 
 
-def test_validation_builds_the_strategy_once(tmp_path, monkeypatch):
-    """Validating a recipe checks the strategy's parameters and builds the strategy once (for the
-    features it declares), not once per check."""
+def test_validation_builds_no_strategy(tmp_path, monkeypatch):
+    """Validating a recipe checks the strategy's parameters and the feature stages it declares
+    (USKD: a student stage, checked against the architecture) without building the strategy: the
+    run that trains it builds it, once (tests/training/test_run.py)."""
     from harness import strategies
 
-    cls = strategies.get("label_smoothing")
-    built = []
-    init = cls.__init__
+    cls = strategies.get("uskd")
 
-    def counting_init(self, params):
-        built.append(params)
-        init(self, params)
+    def refuse(self, params):
+        raise AssertionError("validation built the strategy")
 
-    monkeypatch.setattr(cls, "__init__", counting_init)
-    load(tmp_path, strategy={"name": "label_smoothing", "params": {"epsilon": 0.1}})
-    assert len(built) == 1
+    monkeypatch.setattr(cls, "__init__", refuse)
+    recipe = load(tmp_path, strategy={"name": "uskd", "params": {"stage": -2}})
+    assert recipe.strategy.name == "uskd"
+    with pytest.raises(RecipeError, match="stage"):
+        load(tmp_path, strategy={"name": "uskd", "params": {"stage": 9}})

@@ -71,7 +71,13 @@ def test_runs_are_deterministic_on_cpu(recipe_file, tmp_path):
     assert [r["train_loss"] for r in c] != [r["train_loss"] for r in a]
 
 
-def test_label_smoothing_run_and_training_learns(recipe_file, runs_dir):
+def test_label_smoothing_run_and_training_learns(recipe_file, runs_dir, monkeypatch):
+    """A label-smoothing run learns, logs its loss parts, and builds its strategy once."""
+    from harness import strategies
+
+    cls, built = strategies.get("label_smoothing"), []
+    init = cls.__init__
+    monkeypatch.setattr(cls, "__init__", lambda self, params: (built.append(params), init(self, params))[1])
     path = recipe_file(
         "tiny_ls",
         strategy={"name": "label_smoothing", "params": {"epsilon": 0.1, "convention": "others"}},
@@ -84,6 +90,7 @@ def test_label_smoothing_run_and_training_learns(recipe_file, runs_dir):
     assert set(rows[0]["train_parts"]) == {"ce", "smooth"}
     assert rows[-1]["top1"] > 40  # 10 classes: chance is 10%
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    assert len(built) == 1
 
 
 def test_existing_unfinished_run_is_not_overwritten(recipe_file, runs_dir):
