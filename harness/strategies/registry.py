@@ -212,8 +212,12 @@ def check(name: str, params: dict[str, Any] | None, path: str = "strategy") -> A
 
 
 def declared_features(name: str, params: dict[str, Any] | None, path: str = "strategy") -> FeatureSpec:
-    """The feature stages strategy `name` needs with `params`, without building it."""
-    return get(name, f"{path}.name").declared_features(check(name, params, path))
+    """The feature stages strategy `name` needs with `params`, without building it (a strategy
+    that sets `self.features` in `__init__` instead of declaring them is built to read them)."""
+    cls, checked = get(name, f"{path}.name"), check(name, params, path)
+    if cls.declared_features.__func__ is Strategy.declared_features.__func__:
+        return cls(checked).features
+    return cls.declared_features(checked)
 
 
 def build_from(name: str, params: dict[str, Any] | None, path: str = "strategy") -> Strategy:
