@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support.recipes import REPO
 
 
 @pytest.mark.ffcv

@@ -8,7 +8,7 @@ import pytest
 from harness.config.recipe import from_mapping
 from harness.errors import DataError
 from harness.leaderboard import MARKER, LeaderboardError, generate
-from tests.conftest import REPO, run_cli, tiny_recipe, write_recipe
+from tests.support.recipes import REPO, run_cli, tiny_recipe, write_recipe
 
 #: run this checkout's harness from another folder
 HERE = {"PYTHONPATH": str(REPO)}

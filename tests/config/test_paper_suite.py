@@ -25,7 +25,7 @@ from harness.teachers.teacher import teacher_recipe
 from harness.training.lifecycle import train
 from harness.training.loop import RunOptions
 from harness.training.smoke import one_thread, run_smoke, smoke, smoke_image_size
-from tests.conftest import REPO, run_cli
+from tests.support.recipes import REPO, run_cli
 
 RECIPES_DIR = REPO / "recipes"
 SUITE_DIRS = ("cifar100", "imagenet")  # the paper suite; recipes/fashion_mnist is the CPU suite
@@ -108,10 +108,10 @@ def test_method_vocabulary_is_documented():
         assert f"`{method}`" in doc
 
 
-def test_every_suite_recipe_is_in_the_docs_table():
+@pytest.mark.parametrize("path", SUITE_RECIPES, ids=_id)
+def test_every_suite_recipe_is_in_the_docs_table(path):
     doc = (REPO / "docs" / "paper_suite.md").read_text()
-    for path in SUITE_RECIPES:
-        assert f"`{_id(path)}`" in doc, f"{_id(path)} missing from docs/paper_suite.md"
+    assert f"`{_id(path)}`" in doc, f"{_id(path)} missing from docs/paper_suite.md"
 
 
 def test_resnet50_tfkd_reg_at_the_top_level_is_the_imagenet_recipe():

@@ -18,7 +18,7 @@ from harness.config.recipe import Recipe, from_mapping, load_recipe
 from harness.errors import HarnessError
 from harness.schema import describe_fields
 from harness.sweeps.sweep import load_sweep_file
-from tests.conftest import run_cli, tiny_recipe, write_recipe
+from tests.support.recipes import run_cli, tiny_recipe, write_recipe
 
 FUZZ = settings(
     max_examples=120,

@@ -9,7 +9,7 @@ import pytest
 
 from harness.config.recipe import load_recipe
 from harness.errors import RecipeError
-from tests.conftest import run_cli, tiny_recipe, write_recipe
+from tests.support.recipes import run_cli, tiny_recipe, write_recipe
 
 
 def load(tmp_path, overrides=(), file="r", **sections):

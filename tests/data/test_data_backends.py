@@ -20,8 +20,8 @@ from harness.config.recipe import from_mapping
 from harness.data.convert import ConvertOptions, convert
 from harness.training.lifecycle import train
 from harness.training.loop import RunOptions
-from tests.conftest import tiny_recipe
-from tests.datagen import fashion_subset
+from tests.support.datagen import fashion_subset
+from tests.support.recipes import tiny_recipe
 
 pytestmark = pytest.mark.fashion
 TOLERANCE = 10.0  # top-1 points (see the module docstring)

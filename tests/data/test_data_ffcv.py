@@ -26,27 +26,19 @@ from harness.errors import DataError
 from harness.schema import from_dict
 from harness.training.lifecycle import train
 from harness.training.loop import RunOptions
-from tests.conftest import run_cli, tiny_recipe, write_recipe
-from tests.datagen import (
+from tests.support.datagen import (
     read_beton,
     write_cifar10,
     write_cifar100,
     write_fashion_idx,
     write_image_folder,
 )
+from tests.support.marks import ffcv_test
+from tests.support.recipes import run_cli, tiny_recipe, write_recipe
 
 CPU = torch.device("cpu")
 SMALL_PAGES = ConvertOptions(workers=2, page_size=1 << 21, progress=False)  # 2 MiB pages: small files
 FM_MEAN, FM_STD = 0.2860, 0.3530  # Fashion-MNIST statistics (harness.data.datasets.INFOS)
-
-
-def ffcv_test(timeout: int):
-    """Mark a test as needing ffcv, with a timeout so that a hang fails."""
-
-    def mark(fn):
-        return pytest.mark.ffcv(pytest.mark.timeout(timeout)(fn))
-
-    return mark
 
 
 def leftovers(folder: Path) -> list[Path]:

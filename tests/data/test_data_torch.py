@@ -15,8 +15,8 @@ from harness.errors import DataError, RecipeError
 from harness.schema import from_dict
 from harness.training.lifecycle import train
 from harness.training.loop import RunOptions
-from tests.conftest import run_cli, tiny_recipe, write_recipe
-from tests.datagen import write_image_folder
+from tests.support.datagen import write_image_folder
+from tests.support.recipes import run_cli, tiny_recipe, write_recipe
 
 CPU = torch.device("cpu")
 

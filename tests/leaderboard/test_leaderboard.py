@@ -29,9 +29,8 @@ from harness.leaderboard.runs import load_runs
 from harness.leaderboard.stats import mean, sample_std, t_cdf, t_quantile, welch_interval
 from harness.metrics import SCHEMA, write_metrics
 from harness.strategies import available
-from tests.conftest import REPO, run_cli
-
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+from tests.support.marks import CHROMIUM
+from tests.support.recipes import REPO, run_cli
 
 
 # ------------------------------------------------------------------------------ run folders

@@ -13,11 +13,11 @@ from harness.errors import RecipeError, TeacherError
 from harness.models import pretrained
 from harness.models.build import build_student
 from harness.teachers.teacher import load_teacher, pretrained_weights
-from tests.conftest import run_cli, tiny_recipe, write_recipe
+from tests.support.recipes import kd_strategy, run_cli, tiny_recipe, write_recipe
 
 pytestmark = pytest.mark.fashion
 
-KD = {"name": "kd", "params": {"alpha": 0.5, "temperature": 2.0}}
+KD = kd_strategy(alpha=0.5, temperature=2.0)
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import re
 import signal
 import sys
 import typing
-from pathlib import Path
 
 import pytest
 import torch
@@ -28,8 +27,8 @@ from harness.models.build import build_model
 from harness.models.features import feature_shapes, forward_with_features
 from harness.training.lifecycle import train
 from harness.training.loop import RunOptions
-from tests.conftest import REPO, run_cli, tiny_recipe, write_recipe
-from tests.training.test_resume import SMALL, STEPS_PER_EPOCH, exact, start_run, strike_when
+from tests.support.recipes import REPO, SMALL, run_cli, tiny_recipe, write_recipe
+from tests.support.runs import STEPS_PER_EPOCH, exact, start_run, strike_when
 
 NAMES = strategies.available()
 K, N = 10, 8
@@ -174,14 +173,6 @@ def _stateful(name: str) -> bool:
     x, y = inputs()
     make_step(strategy, student, teacher, x, y)
     return len(strategy.state_dict()) > 0
-
-
-@pytest.fixture(scope="module")
-def teacher_weights(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("contract-teacher")
-    path = write_recipe(root / "teacher.yaml", tiny_recipe(data=SMALL, schedule={"epochs": 1}))
-    result = train(load_recipe(path), root / "runs", RunOptions(progress=False))
-    return result.run_dir / "checkpoints" / "final.pt"
 
 
 @pytest.mark.fashion

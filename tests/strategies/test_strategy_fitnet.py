@@ -15,7 +15,7 @@ from torch import nn
 
 from harness import strategies
 from harness.errors import RecipeError
-from tests.conftest import run_cli, tiny_recipe, write_recipe
+from tests.support.recipes import run_cli, tiny_recipe, write_recipe
 
 
 def reference_conv_reg(s_shape, t_shape):

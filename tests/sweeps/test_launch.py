@@ -27,7 +27,7 @@ from harness.sweeps.launch import (
     torchrun_command,
 )
 from harness.sweeps.resources import SlurmResources, load_resources
-from tests.conftest import REPO, run_cli, tiny_recipe, write_recipe
+from tests.support.recipes import REPO, run_cli, tiny_recipe, write_recipe
 
 
 def _after(command: list[str], flag: str) -> str:

@@ -22,7 +22,7 @@ from harness.sweeps.nightly import (
     render_report,
     write_snapshot,
 )
-from tests.conftest import run_cli, tiny_recipe, write_recipe
+from tests.support.recipes import run_cli, tiny_recipe, write_recipe
 
 
 def snap(group: str, top1: list[float], img_per_s: float = 1000.0, device: str = "NVIDIA H100") -> dict:

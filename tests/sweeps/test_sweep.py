@@ -28,7 +28,7 @@ from harness.sweeps.sweep import (
     plan_sweep,
     run_sweep,
 )
-from tests.conftest import REPO, run_cli, tiny_recipe, write_recipe
+from tests.support.recipes import REPO, repo_files, repo_id, run_cli, tiny_recipe, write_recipe
 
 QUICK = {"schedule": {"epochs": 1}, "data": {"train_subset": 128, "val_subset": 64, "batch_size": 32}}
 
@@ -311,9 +311,11 @@ def test_two_concurrent_sweeps_train_each_run_exactly_once(tmp_path):
     assert leftovers == []  # every write was atomic and completed
 
 
-def test_every_sweep_file_in_the_repo_plans():
-    files = sorted((REPO / "sweeps").glob("*.yaml"))
-    assert files
-    for path in files:
-        runs = plan_sweep(sweep_file=path)
-        assert runs and not [r.error for r in runs if r.error], path
+def test_the_repo_has_sweep_files():
+    assert repo_files("sweeps", "*.yaml")
+
+
+@pytest.mark.parametrize("path", repo_files("sweeps", "*.yaml"), ids=repo_id)
+def test_every_sweep_file_in_the_repo_plans(path):
+    runs = plan_sweep(sweep_file=path)
+    assert runs and not [r.error for r in runs if r.error], path

@@ -5,7 +5,7 @@ from __future__ import annotations
 from harness.sweeps.estimate import pack, parse_window
 from harness.sweeps.nightly import write_snapshot
 from harness.sweeps.sweep import plan_sweep
-from tests.conftest import REPO, run_cli
+from tests.support.recipes import REPO, run_cli
 
 STUDY = REPO / "sweeps" / "fashion_mnist_study.yaml"
 

@@ -18,11 +18,10 @@ from harness.runtime.distributed import World
 from harness.store.rundir import RunDir
 from harness.training.lifecycle import train
 from harness.training.loop import RunOptions, Trainer
-from tests.conftest import REPO, run_cli, tiny_recipe, write_recipe
+from tests.support.recipes import KD, REPO, run_cli, tiny_recipe, write_recipe
 
 pytestmark = pytest.mark.fashion
 
-KD = {"name": "kd", "params": {"alpha": 0.9, "temperature": 4.0}}
 QUIET = RunOptions(progress=False)
 
 

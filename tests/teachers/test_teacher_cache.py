@@ -15,12 +15,11 @@ from harness.models.build import build_model
 from harness.teachers import cache as teacher_cache
 from harness.training.lifecycle import train
 from harness.training.loop import RunOptions
-from tests.conftest import run_cli, tiny_recipe, write_recipe
+from tests.support.recipes import KD, run_cli, tiny_recipe, write_recipe
 
 pytestmark = pytest.mark.fashion
 
 QUIET = RunOptions(progress=False)
-KD = {"name": "kd", "params": {"alpha": 0.9, "temperature": 4.0}}
 METRICS = ("top1", "top5", "nll", "ece", "entropy", "max_prob", "stability", "train_loss")
 
 

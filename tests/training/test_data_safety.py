@@ -23,11 +23,9 @@ from harness.errors import DivergedError
 from harness.metrics import read_metrics
 from harness.training.lifecycle import train
 from harness.training.loop import RunOptions
-from tests.conftest import REPO, run_cli, tiny_recipe, write_recipe
+from tests.support.recipes import REPO, SMALL, run_cli, tiny_recipe, write_recipe
 
 pytestmark = pytest.mark.fashion
-
-SMALL = {"train_subset": 128, "val_subset": 64, "batch_size": 16}
 
 
 def one_line_error(stderr: str) -> str:

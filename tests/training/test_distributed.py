@@ -12,7 +12,7 @@ import pytest
 
 from harness.config.recipe import load_recipe
 from harness.metrics import read_metrics
-from tests.conftest import REPO, run_cli
+from tests.support.recipes import REPO, run_cli
 
 pytestmark = [pytest.mark.fashion, pytest.mark.timeout(600)]
 

@@ -13,7 +13,7 @@ from harness.config.recipe import load_recipe
 from harness.metrics import SCHEMA, read_metrics
 from harness.training.lifecycle import train
 from harness.training.loop import RunOptions
-from tests.conftest import run_cli
+from tests.support.recipes import run_cli
 
 pytestmark = pytest.mark.fashion
 
