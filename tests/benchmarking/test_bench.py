@@ -12,6 +12,8 @@ from harness.benchmarking import epochs, report, steps
 from harness.benchmarking.timing import interleaved
 from tests.support.recipes import run_cli
 
+pytestmark = pytest.mark.slow
+
 
 def test_step_benchmark_cases_and_ratios(tmp_path):
     cfg = steps.StepConfig(

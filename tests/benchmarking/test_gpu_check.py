@@ -10,6 +10,8 @@ import pytest
 
 from tests.support.recipes import REPO
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.ffcv
 @pytest.mark.timeout(600)

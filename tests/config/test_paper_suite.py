@@ -210,6 +210,7 @@ def _one_thread():
 
 
 @pytest.mark.parametrize("path", ALL_RECIPES, ids=_id)
+@pytest.mark.slow
 def test_recipe_smoke_run(path, smoke_runs):
     recipe = load_recipe(path)
     result = train(smoke(recipe), smoke_runs, RunOptions(transform=smoke, progress=False))
@@ -242,6 +243,7 @@ def test_run_smoke_without_runs_dir_leaves_nothing(tmp_path, monkeypatch):
     assert not result.run_dir.exists() and not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_cli_run_smoke(tmp_path):
     recipe = RECIPES_DIR / "cifar100" / "mobilenetv2_defective_kd_resnet18_e1.yaml"
     runs = tmp_path / "kept"

@@ -101,6 +101,7 @@ def test_file_errors(tmp_path):
         load_recipe(bad)
 
 
+@pytest.mark.slow
 def test_cli_validate_exit_codes(tmp_path):
     good = write_recipe(tmp_path / "good.yaml", tiny_recipe())
     bad = write_recipe(tmp_path / "bad.yaml", tiny_recipe(optim={"lr": -1}))

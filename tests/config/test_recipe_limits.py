@@ -57,6 +57,7 @@ def test_nul_in_extends_is_one_line(tmp_path):
         load_recipe(path)
 
 
+@pytest.mark.slow
 def test_yaml_alias_bomb_is_refused_fast(tmp_path):
     levels = ['    l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
     for i in range(1, 9):

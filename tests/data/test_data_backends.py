@@ -23,7 +23,7 @@ from harness.training.loop import RunOptions
 from tests.support.datagen import fashion_subset
 from tests.support.recipes import tiny_recipe
 
-pytestmark = pytest.mark.fashion
+pytestmark = [pytest.mark.fashion, pytest.mark.slow]
 TOLERANCE = 10.0  # top-1 points (see the module docstring)
 
 

@@ -104,6 +104,7 @@ def fm_config(fm, **fields) -> DataConfig:
 
 # ------------------------------------------------------------------------------ conversion
 @ffcv_test(600)
+@pytest.mark.slow
 def test_cli_converts_an_image_folder_bit_exact_and_never_overwrites_unasked(tmp_path):
     src, out = tmp_path / "src", tmp_path / "out.beton"
     written = write_image_folder(src, ["b", "a", "c"], 3, [(20, 30), (33, 17), (24, 24)], grey_every=4)
@@ -270,6 +271,7 @@ def _kept_epoch(loader) -> list:
 
 
 @ffcv_test(600)
+@pytest.mark.slow
 def test_ffcv_batches_are_bit_exact_paired_and_safe_to_keep(fm):
     bundle = build_data(fm_config(fm), device=CPU, seed=0)
     assert (bundle.channels, bundle.num_classes, bundle.image_size) == (1, 10, 28)
@@ -327,6 +329,7 @@ def test_ffcv_batches_are_bit_exact_paired_and_safe_to_keep(fm):
 
 
 @ffcv_test(600)
+@pytest.mark.slow
 def test_ranks_take_equal_disjoint_shares(fm):
     shares = []
     for rank in (0, 1):
@@ -346,6 +349,7 @@ def test_ranks_take_equal_disjoint_shares(fm):
 
 
 @ffcv_test(600)
+@pytest.mark.slow
 def test_imagenet_recipe_trains_two_steps_through_ffcv(tiny_imagenet, tmp_path):
     recipe = from_mapping(
         tiny_recipe(
@@ -520,6 +524,7 @@ def test_ffcv_compiles_are_cached_on_disk():
 
 # ------------------------------------------------------------------------------ no ffcv
 @pytest.mark.timeout(300)
+@pytest.mark.slow
 def test_without_ffcv_an_ffcv_recipe_says_how_to_install_it(tmp_path):
     shim = tmp_path / "shim"
     shim.mkdir()

@@ -528,6 +528,7 @@ def test_html_renders_table_and_every_plot_in_chromium(tmp_path):
     assert result.runs_used == 14
 
 
+@pytest.mark.slow
 def test_cli_leaderboard(tmp_path):
     missing = tmp_path / "nowhere"
     proc = run_cli("leaderboard", "--runs-dir", str(missing), "--out", str(tmp_path / "board"))

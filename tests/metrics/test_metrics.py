@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -19,6 +18,7 @@ from harness.metrics import (
     stability,
     topk_accuracy,
 )
+from tests.support.recipes import REPO
 
 PROBS = torch.tensor(
     [
@@ -157,7 +157,7 @@ def test_stability_averages_over_the_classes_present():
     acc = MetricAccumulator(4)
     acc.update(probs.clamp_min(1e-30).log(), TARGETS)
     assert acc.compute()["stability"] == pytest.approx(1 - 0.035 / 3, rel=1e-6)
-    doc = (Path(__file__).resolve().parent.parent / "docs" / "metrics.md").read_text()
+    doc = (REPO / "docs" / "metrics.md").read_text()
     assert "classes present" in doc and "The paper divides by K" in doc
 
 

@@ -68,6 +68,7 @@ def test_pretrained_file_hash_is_in_the_run_identity(tmp_path, weights):
     assert load_recipe(tmp_path / "a.yaml").hash() != first.hash()
 
 
+@pytest.mark.slow
 def test_pretrained_teacher_run_records_origin(tmp_path, weights, runs_dir):
     path, _ = weights
     recipe = write_recipe(
@@ -102,6 +103,7 @@ def test_pretrained_teacher_keeps_the_files_classifier(tmp_path, weights):
         load_teacher(tag, num_classes=7, **common)
 
 
+@pytest.mark.slow
 def test_unknown_tag_is_one_line_with_close_matches(recipe_file):
     path = recipe_file(model={"arch": "resnet50", "pretrained": "a1_in1kk"})
     proc = run_cli("validate", str(path))
@@ -113,6 +115,7 @@ def test_unknown_tag_is_one_line_with_close_matches(recipe_file):
     assert pretrained.resolve_tag("resnet50", True, "p") == "resnet50.a1_in1k"
 
 
+@pytest.mark.slow
 def test_offline_missing_cache_entry_is_one_line(recipe_file, runs_dir, tmp_path):
     path = recipe_file(model={"arch": "test_resnet", "pretrained": True}, schedule={"epochs": 1})
     env = {

@@ -177,6 +177,7 @@ def _stateful(name: str) -> bool:
 
 @pytest.mark.fashion
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.slow
 def test_stateful_strategy_resumes_exactly(name, tmp_path, teacher_weights):
     if not _stateful(name):
         pytest.skip(f"{name} owns no state (the model's resume is checked in test_resume)")
@@ -226,6 +227,7 @@ def test_bad_strategy_input_is_refused_at_validation(strategy, message, recipe_f
 
 @pytest.mark.fashion
 @pytest.mark.parametrize("command", ["validate", "run"])
+@pytest.mark.slow
 def test_bad_strategy_input_is_one_line_and_exit_2(command, recipe_file, runs_dir):
     path = recipe_file("bad", strategy={"name": "uskd", "params": {"stage": -6}})
     proc = (

@@ -113,6 +113,7 @@ def test_features_come_from_the_same_forward_as_the_logits():
     assert feats["pre_logits"].grad_fn is not None  # part of the logits' graph
 
 
+@pytest.mark.slow
 def test_probe_trains_its_module_once_per_step_and_resumes_exactly(probe, tmp_path, teacher_weights):
     path = probe_recipe(tmp_path, teacher_weights)
     recipe = load_recipe(path)

@@ -146,6 +146,7 @@ def test_run_throughput_is_images_over_seconds_of_all_epochs():
 
 
 @pytest.mark.fashion
+@pytest.mark.slow
 def test_nightly_cli_flags_a_drop_against_the_previous_night(tmp_path):
     recipe = write_recipe(
         tmp_path / "recipes" / "tiny.yaml",

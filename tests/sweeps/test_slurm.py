@@ -20,7 +20,7 @@ from harness.metrics import read_metrics
 from tests.support.recipes import KD, REPO, run_cli, tiny_recipe, write_recipe
 from tests.support.runs import EXACT
 
-pytestmark = pytest.mark.fashion
+pytestmark = [pytest.mark.fashion, pytest.mark.slow]
 
 POLL = ("--poll", "0.5")
 

@@ -162,6 +162,7 @@ def failing_sweep(tmp_path_factory):
 
 
 @pytest.mark.fashion
+@pytest.mark.slow
 def test_sweep_finishes_the_others_after_a_failure(failing_sweep):
     root, result, ids = failing_sweep
     assert result.exit_code == 1
@@ -194,6 +195,7 @@ def test_sweep_finishes_the_others_after_a_failure(failing_sweep):
 
 
 @pytest.mark.fashion
+@pytest.mark.slow
 def test_sweep_again_skips_done_runs_and_retries_failed_ones(failing_sweep):
     root, _, ids = failing_sweep
     good_metrics = (root / "runs" / ids["good"] / "metrics.parquet").read_bytes()
@@ -212,6 +214,7 @@ def test_sweep_again_skips_done_runs_and_retries_failed_ones(failing_sweep):
 
 
 @pytest.mark.fashion
+@pytest.mark.slow
 def test_sweep_regenerates_the_leaderboard(failing_sweep):
     pytest.importorskip("harness.leaderboard")
     root, _, _ = failing_sweep
@@ -231,6 +234,7 @@ def wait_for(condition, proc: subprocess.Popen, timeout: float = 240) -> None:
 
 
 @pytest.mark.fashion
+@pytest.mark.slow
 def test_sigterm_to_a_sweep_checkpoints_the_run_and_a_new_sweep_resumes_it(tmp_path):
     # 64 steps of 16 images, a checkpoint after each: long enough for the signal to land mid-run
     slow = write_recipe(
@@ -273,6 +277,7 @@ def test_sigterm_to_a_sweep_checkpoints_the_run_and_a_new_sweep_resumes_it(tmp_p
 
 # ------------------------------------------------------------------------------ concurrency
 @pytest.mark.fashion
+@pytest.mark.slow
 def test_two_concurrent_sweeps_train_each_run_exactly_once(tmp_path):
     recipe = write_recipe(tmp_path / "r.yaml", quick_recipe())
     runs_dir = tmp_path / "runs"

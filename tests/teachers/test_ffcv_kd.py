@@ -32,6 +32,8 @@ from tests.support.marks import ffcv_test
 from tests.support.recipes import KD, REPO, run_cli, tiny_recipe, write_recipe
 from tests.support.runs import exact, start_run, strike_when
 
+pytestmark = pytest.mark.slow
+
 QUIET = RunOptions(progress=False)
 STEPS = 4  # 32 training images in batches of 8
 

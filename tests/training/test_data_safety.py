@@ -51,6 +51,7 @@ def epoch_one_run(tmp_path_factory) -> tuple[Path, Path]:
     return path, run
 
 
+@pytest.mark.slow
 def test_failed_resume_changes_no_file_and_a_resume_says_running_at_once(epoch_one_run, tmp_path):
     path, original = epoch_one_run
     runs_dir = tmp_path / "runs"

@@ -51,6 +51,7 @@ def reference(tmp_path_factory):
     return path, rows
 
 
+@pytest.mark.slow
 def test_kill_9_mid_epoch_and_between_epochs_then_resume_is_exact(reference, tmp_path):
     path, expected = reference
     runs_dir = tmp_path / "runs"
@@ -87,6 +88,7 @@ def test_kill_9_mid_epoch_and_between_epochs_then_resume_is_exact(reference, tmp
     assert not last.exists() and (run / "checkpoints" / "final.pt").exists()
 
 
+@pytest.mark.slow
 def test_sigterm_stops_at_a_step_checkpoints_and_resumes_exactly(reference, tmp_path):
     path, expected = reference
     runs_dir = tmp_path / "runs"
@@ -114,6 +116,7 @@ def test_sigterm_stops_at_a_step_checkpoints_and_resumes_exactly(reference, tmp_
     assert exact(read_metrics(run / "metrics.parquet")) == exact(expected)
 
 
+@pytest.mark.slow
 def test_non_finite_loss_ends_diverged_with_valid_files(recipe_file, runs_dir):
     # epoch 1 trains at lr 0.05; the step schedule then multiplies it by 1e8 at step 9
     path = recipe_file(

@@ -18,6 +18,7 @@ from tests.support.recipes import run_cli
 pytestmark = pytest.mark.fashion
 
 
+@pytest.mark.slow
 def test_cli_run_writes_parquet_and_run_files(recipe_file, runs_dir):
     path = recipe_file()
     proc = run_cli("run", str(path), "--runs-dir", str(runs_dir), check=True)
@@ -59,6 +60,7 @@ def test_cli_run_writes_parquet_and_run_files(recipe_file, runs_dir):
     assert [p.stat().st_mtime_ns for p in kept] == stamps  # and rewrote nothing
 
 
+@pytest.mark.slow
 def test_runs_are_deterministic_on_cpu(recipe_file, tmp_path):
     recipe = load_recipe(recipe_file())
     a = train(recipe, tmp_path / "a", RunOptions(progress=False)).rows
@@ -70,6 +72,7 @@ def test_runs_are_deterministic_on_cpu(recipe_file, tmp_path):
     assert [r["train_loss"] for r in c] != [r["train_loss"] for r in a]
 
 
+@pytest.mark.slow
 def test_label_smoothing_run_and_training_learns(recipe_file, runs_dir):
     path = recipe_file(
         "tiny_ls",
@@ -85,6 +88,7 @@ def test_label_smoothing_run_and_training_learns(recipe_file, runs_dir):
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
 
 
+@pytest.mark.slow
 def test_existing_unfinished_run_is_not_overwritten(recipe_file, runs_dir):
     path = recipe_file()
     recipe = load_recipe(path)
