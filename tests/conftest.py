@@ -1,70 +1,16 @@
-"""Shared fixtures: tiny real recipes on the embedded Fashion-MNIST, and the real CLI."""
+"""Shared fixtures (fixtures only: the helpers the tests share live in tests/support)."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+from tests.support.recipes import FASHION_MNIST, SMALL, tiny_recipe, write_recipe
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
-
-
-def tiny_recipe(**sections: Any) -> dict[str, Any]:
-    """A real recipe small enough for CPU tests: timm's test_resnet on 256 Fashion-MNIST images."""
-    recipe: dict[str, Any] = {
-        "seed": 0,
-        "model": {"arch": "test_resnet"},
-        "data": {
-            "dataset": "fashion_mnist",
-            "train_subset": 256,
-            "val_subset": 128,
-            "batch_size": 64,
-            "eval_batch_size": 128,
-            "augment": {"crop_padding": 2, "hflip": True},
-        },
-        "strategy": {"name": "ce"},
-        "optim": {"name": "sgd", "lr": 0.05},
-        "schedule": {"epochs": 2, "name": "cosine"},
-        "runtime": {"device": "cpu"},
-    }
-    for key, value in sections.items():
-        if isinstance(value, dict) and isinstance(recipe.get(key), dict):
-            recipe[key] = {**recipe[key], **value}
-        else:
-            recipe[key] = value
-    return recipe
-
-
-def write_recipe(path: Path, recipe: dict[str, Any]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
-    return path
-
-
-def run_cli(
-    *args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None, check: bool = False
-) -> subprocess.CompletedProcess:
-    """Invoke the real `harness` entry point in a subprocess."""
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    proc = subprocess.run(
-        [sys.executable, "-m", "harness", *args],
-        cwd=cwd or REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"harness {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
-    return proc
 
 
 @pytest.fixture
@@ -80,6 +26,19 @@ def recipe_file(tmp_path: Path):
 @pytest.fixture
 def runs_dir(tmp_path: Path) -> Path:
     return tmp_path / "runs"
+
+
+@pytest.fixture(scope="session")
+def teacher_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """final.pt of a one-epoch tiny teacher (test_resnet on the SMALL data), trained once a session."""
+    from harness.config import load_recipe
+    from harness.training.lifecycle import train
+    from harness.training.loop import RunOptions
+
+    root = tmp_path_factory.mktemp("teacher")
+    path = write_recipe(root / "teacher.yaml", tiny_recipe(data=SMALL, schedule={"epochs": 1}))
+    result = train(load_recipe(path), root / "runs", RunOptions(progress=False))
+    return result.run_dir / "checkpoints" / "final.pt"
 
 
 def pytest_collection_modifyitems(config, items):

@@ -10,7 +10,9 @@ import pytest
 
 from harness.benchmarking import epochs, report, steps
 from harness.benchmarking.timing import interleaved
-from tests.conftest import run_cli
+from tests.support.recipes import run_cli
+
+pytestmark = pytest.mark.slow
 
 
 def test_step_benchmark_cases_and_ratios(tmp_path):

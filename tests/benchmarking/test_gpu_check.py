@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support.recipes import REPO
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.mark.ffcv

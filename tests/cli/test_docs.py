@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness import docs
-from tests.conftest import REPO
+from tests.support.recipes import REPO
 
 
 def test_generated_docs_are_current():

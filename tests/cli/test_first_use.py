@@ -8,12 +8,13 @@ import pytest
 from harness.config import from_mapping
 from harness.errors import DataError
 from harness.leaderboard import MARKER, LeaderboardError, generate
-from tests.conftest import REPO, run_cli, tiny_recipe, write_recipe
+from tests.support.recipes import REPO, run_cli, tiny_recipe, write_recipe
 
 #: run this checkout's harness from another folder
 HERE = {"PYTHONPATH": str(REPO)}
 
 
+@pytest.mark.slow
 def test_leaderboard_defaults_to_the_runs_folder_and_keeps_foreign_files(tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()
@@ -36,6 +37,7 @@ def test_leaderboard_defaults_to_the_runs_folder_and_keeps_foreign_files(tmp_pat
     generate(runs, study)
 
 
+@pytest.mark.slow
 def test_missing_beton_says_the_whole_convert_command_and_makes_no_run_folder(tmp_path):
     recipe = tiny_recipe(
         model={"arch": "test_resnet"},
@@ -78,6 +80,7 @@ def test_smoke_help_says_what_it_runs():
     assert "capped at 64 px" in text and "recipe's classes and channels" in text
 
 
+@pytest.mark.slow
 def test_validate_expands_quoted_globs_like_sweep(tmp_path):
     write_recipe(tmp_path / "recipes" / "top.yaml", tiny_recipe())
     write_recipe(tmp_path / "recipes" / "sub" / "nested.yaml", tiny_recipe(seed=1))

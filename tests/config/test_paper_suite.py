@@ -25,7 +25,7 @@ from harness.teachers.teacher import teacher_recipe
 from harness.training.lifecycle import train
 from harness.training.loop import RunOptions
 from harness.training.smoke import one_thread, run_smoke, smoke, smoke_image_size
-from tests.conftest import REPO, run_cli
+from tests.support.recipes import REPO, run_cli
 
 RECIPES_DIR = REPO / "recipes"
 SUITE_DIRS = ("cifar100", "imagenet")  # the paper suite; recipes/fashion_mnist is the CPU suite
@@ -108,10 +108,10 @@ def test_method_vocabulary_is_documented():
         assert f"`{method}`" in doc
 
 
-def test_every_suite_recipe_is_in_the_docs_table():
+@pytest.mark.parametrize("path", SUITE_RECIPES, ids=_id)
+def test_every_suite_recipe_is_in_the_docs_table(path):
     doc = (REPO / "docs" / "paper_suite.md").read_text()
-    for path in SUITE_RECIPES:
-        assert f"`{_id(path)}`" in doc, f"{_id(path)} missing from docs/paper_suite.md"
+    assert f"`{_id(path)}`" in doc, f"{_id(path)} missing from docs/paper_suite.md"
 
 
 def test_resnet50_tfkd_reg_at_the_top_level_is_the_imagenet_recipe():
@@ -210,6 +210,7 @@ def _one_thread():
 
 
 @pytest.mark.parametrize("path", ALL_RECIPES, ids=_id)
+@pytest.mark.slow
 def test_recipe_smoke_run(path, smoke_runs):
     recipe = load_recipe(path)
     result = train(smoke(recipe), smoke_runs, RunOptions(transform=smoke, progress=False))
@@ -242,6 +243,7 @@ def test_run_smoke_without_runs_dir_leaves_nothing(tmp_path, monkeypatch):
     assert not result.run_dir.exists() and not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_cli_run_smoke(tmp_path):
     recipe = RECIPES_DIR / "cifar100" / "mobilenetv2_defective_kd_resnet18_e1.yaml"
     runs = tmp_path / "kept"

@@ -7,7 +7,7 @@ import yaml
 
 from harness.config import load_recipe
 from harness.errors import RecipeError
-from tests.conftest import REPO, run_cli, tiny_recipe, write_recipe
+from tests.support.recipes import REPO, repo_files, repo_id, run_cli, tiny_recipe, write_recipe
 
 
 def load(tmp_path, overrides=(), **sections):
@@ -101,6 +101,7 @@ def test_file_errors(tmp_path):
         load_recipe(bad)
 
 
+@pytest.mark.slow
 def test_cli_validate_exit_codes(tmp_path):
     good = write_recipe(tmp_path / "good.yaml", tiny_recipe())
     bad = write_recipe(tmp_path / "bad.yaml", tiny_recipe(optim={"lr": -1}))
@@ -115,12 +116,14 @@ def test_cli_validate_exit_codes(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_every_recipe_in_the_repo_validates():
-    recipes = sorted((REPO / "recipes").rglob("*.yaml"))
-    assert recipes
-    for path in recipes:
-        load_recipe(path)
-        assert yaml.safe_load(path.read_text())
+def test_the_repo_has_recipes():
+    assert repo_files("recipes")
+
+
+@pytest.mark.parametrize("path", repo_files("recipes"), ids=repo_id)
+def test_every_recipe_in_the_repo_validates(path):
+    load_recipe(path)
+    assert yaml.safe_load(path.read_text())
 
 
 def test_extends_merges_a_base_recipe(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import random
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,7 +19,7 @@ from harness.config import Recipe, from_mapping, load_recipe
 from harness.errors import HarnessError
 from harness.schema import describe_fields
 from harness.sweeps.spec import load_sweep_file
-from tests.conftest import run_cli, tiny_recipe, write_recipe
+from tests.support.recipes import run_cli, tiny_recipe, write_recipe
 
 FUZZ = settings(
     max_examples=120,
@@ -206,6 +207,7 @@ def generated_cases(n: int, seed: int) -> list[dict]:
     return cases
 
 
+@pytest.mark.slow
 def test_generated_cases_through_the_real_cli(tmp_path):
     files = [write_recipe(tmp_path / f"case{i}.yaml", case) for i, case in enumerate(generated_cases(24, 1))]
     (tmp_path / "text.yaml").write_text("model: !!float x\ndata: [2001-13-01\n")

@@ -9,7 +9,7 @@ import pytest
 
 from harness.config import load_recipe
 from harness.errors import RecipeError
-from tests.conftest import run_cli, tiny_recipe, write_recipe
+from tests.support.recipes import run_cli, tiny_recipe, write_recipe
 
 
 def load(tmp_path, overrides=(), file="r", **sections):
@@ -57,6 +57,7 @@ def test_nul_in_extends_is_one_line(tmp_path):
         load_recipe(path)
 
 
+@pytest.mark.slow
 def test_yaml_alias_bomb_is_refused_fast(tmp_path):
     levels = ['    l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
     for i in range(1, 9):

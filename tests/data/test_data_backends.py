@@ -20,10 +20,10 @@ from harness.config import from_mapping
 from harness.data.convert import ConvertOptions, convert
 from harness.training.lifecycle import train
 from harness.training.loop import RunOptions
-from tests.conftest import tiny_recipe
-from tests.datagen import fashion_subset
+from tests.support.datagen import fashion_subset
+from tests.support.recipes import tiny_recipe
 
-pytestmark = pytest.mark.fashion
+pytestmark = [pytest.mark.fashion, pytest.mark.slow]
 TOLERANCE = 10.0  # top-1 points (see the module docstring)
 
 

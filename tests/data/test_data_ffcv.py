@@ -26,27 +26,19 @@ from harness.errors import DataError
 from harness.schema import from_dict
 from harness.training.lifecycle import train
 from harness.training.loop import RunOptions
-from tests.conftest import run_cli, tiny_recipe, write_recipe
-from tests.datagen import (
+from tests.support.datagen import (
     read_beton,
     write_cifar10,
     write_cifar100,
     write_fashion_idx,
     write_image_folder,
 )
+from tests.support.marks import ffcv_test
+from tests.support.recipes import run_cli, tiny_recipe, write_recipe
 
 CPU = torch.device("cpu")
 SMALL_PAGES = ConvertOptions(workers=2, page_size=1 << 21, progress=False)  # 2 MiB pages: small files
 FM_MEAN, FM_STD = 0.2860, 0.3530  # Fashion-MNIST statistics (harness.data.datasets.INFOS)
-
-
-def ffcv_test(timeout: int):
-    """Mark a test as needing ffcv, with a timeout so that a hang fails."""
-
-    def mark(fn):
-        return pytest.mark.ffcv(pytest.mark.timeout(timeout)(fn))
-
-    return mark
 
 
 def leftovers(folder: Path) -> list[Path]:
@@ -112,6 +104,7 @@ def fm_config(fm, **fields) -> DataConfig:
 
 # ------------------------------------------------------------------------------ conversion
 @ffcv_test(600)
+@pytest.mark.slow
 def test_cli_converts_an_image_folder_bit_exact_and_never_overwrites_unasked(tmp_path):
     src, out = tmp_path / "src", tmp_path / "out.beton"
     written = write_image_folder(src, ["b", "a", "c"], 3, [(20, 30), (33, 17), (24, 24)], grey_every=4)
@@ -278,6 +271,7 @@ def _kept_epoch(loader) -> list:
 
 
 @ffcv_test(600)
+@pytest.mark.slow
 def test_ffcv_batches_are_bit_exact_paired_and_safe_to_keep(fm):
     bundle = build_data(fm_config(fm), device=CPU, seed=0)
     assert (bundle.channels, bundle.num_classes, bundle.image_size) == (1, 10, 28)
@@ -335,6 +329,7 @@ def test_ffcv_batches_are_bit_exact_paired_and_safe_to_keep(fm):
 
 
 @ffcv_test(600)
+@pytest.mark.slow
 def test_ranks_take_equal_disjoint_shares(fm):
     shares = []
     for rank in (0, 1):
@@ -354,6 +349,7 @@ def test_ranks_take_equal_disjoint_shares(fm):
 
 
 @ffcv_test(600)
+@pytest.mark.slow
 def test_imagenet_recipe_trains_two_steps_through_ffcv(tiny_imagenet, tmp_path):
     recipe = from_mapping(
         tiny_recipe(
@@ -528,6 +524,7 @@ def test_ffcv_compiles_are_cached_on_disk():
 
 # ------------------------------------------------------------------------------ no ffcv
 @pytest.mark.timeout(300)
+@pytest.mark.slow
 def test_without_ffcv_an_ffcv_recipe_says_how_to_install_it(tmp_path):
     shim = tmp_path / "shim"
     shim.mkdir()

@@ -15,8 +15,8 @@ from harness.errors import DataError, RecipeError
 from harness.schema import from_dict
 from harness.training.lifecycle import train
 from harness.training.loop import RunOptions
-from tests.conftest import run_cli, tiny_recipe, write_recipe
-from tests.datagen import write_image_folder
+from tests.support.datagen import write_image_folder
+from tests.support.recipes import run_cli, tiny_recipe, write_recipe
 
 CPU = torch.device("cpu")
 
@@ -238,6 +238,7 @@ def test_imagenet_folders_train_two_steps_through_torch(imagenet_root, tmp_path)
     assert row["eval_samples"] == 6 and row["eval_split"] == "val"
 
 
+@pytest.mark.slow
 def test_unreadable_image_is_a_one_line_error_naming_it(imagenet_root, tmp_path):
     bad = imagenet_root / "train" / "dog" / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")

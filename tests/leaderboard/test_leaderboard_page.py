@@ -7,7 +7,6 @@ import csv
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,9 +15,9 @@ import pytest
 from harness.leaderboard import generate
 from harness.leaderboard.html_page import pipeline_text
 from harness.leaderboard.svg import outliers
-from tests.conftest import REPO
+from tests.support.marks import CHROMIUM
+from tests.support.recipes import REPO
 
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 STUDY_RUNS = REPO / "leaderboard" / "runs"
 
 

@@ -21,7 +21,7 @@ from harness.metrics import (
     topk_accuracy,
 )
 from harness.store import metrics_file
-from tests.conftest import REPO
+from tests.support.recipes import REPO
 
 PROBS = torch.tensor(
     [

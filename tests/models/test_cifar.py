@@ -24,7 +24,7 @@ from harness.leaderboard.reference import load_references
 from harness.models.build import build_model, count_parameters
 from harness.models.cifar import CIFAR_KD_ARCHS
 from harness.teachers.teacher import teacher_recipe
-from tests.conftest import REPO
+from tests.support.recipes import REPO
 
 REPDISTILLER_PARAMS = {  # timm name: (RepDistiller name, parameters at 100 classes)
     "resnet20_cifar": ("resnet20", 278_324),

@@ -13,11 +13,11 @@ from harness.errors import RecipeError, TeacherError
 from harness.models import pretrained
 from harness.models.build import build_student
 from harness.teachers.teacher import load_teacher, pretrained_weights
-from tests.conftest import run_cli, tiny_recipe, write_recipe
+from tests.support.recipes import kd_strategy, run_cli, tiny_recipe, write_recipe
 
 pytestmark = pytest.mark.fashion
 
-KD = {"name": "kd", "params": {"alpha": 0.5, "temperature": 2.0}}
+KD = kd_strategy(alpha=0.5, temperature=2.0)
 
 
 @pytest.fixture
@@ -68,6 +68,7 @@ def test_pretrained_file_hash_is_in_the_run_identity(tmp_path, weights):
     assert load_recipe(tmp_path / "a.yaml").hash() != first.hash()
 
 
+@pytest.mark.slow
 def test_pretrained_teacher_run_records_origin(tmp_path, weights, runs_dir):
     path, _ = weights
     recipe = write_recipe(
@@ -102,6 +103,7 @@ def test_pretrained_teacher_keeps_the_files_classifier(tmp_path, weights):
         load_teacher(tag, num_classes=7, **common)
 
 
+@pytest.mark.slow
 def test_unknown_tag_is_one_line_with_close_matches(recipe_file):
     path = recipe_file(model={"arch": "resnet50", "pretrained": "a1_in1kk"})
     proc = run_cli("validate", str(path))
@@ -113,6 +115,7 @@ def test_unknown_tag_is_one_line_with_close_matches(recipe_file):
     assert pretrained.resolve_tag("resnet50", True, "p") == "resnet50.a1_in1k"
 
 
+@pytest.mark.slow
 def test_offline_missing_cache_entry_is_one_line(recipe_file, runs_dir, tmp_path):
     path = recipe_file(model={"arch": "test_resnet", "pretrained": True}, schedule={"epochs": 1})
     env = {

@@ -15,7 +15,6 @@ import re
 import signal
 import sys
 import typing
-from pathlib import Path
 
 import pytest
 import torch
@@ -28,8 +27,8 @@ from harness.models.features import feature_shapes, forward_with_features
 from harness.store.metrics_file import read_metrics
 from harness.training.lifecycle import train
 from harness.training.loop import RunOptions
-from tests.conftest import REPO, run_cli, tiny_recipe, write_recipe
-from tests.training.test_resume import SMALL, STEPS_PER_EPOCH, exact, start_run, strike_when
+from tests.support.recipes import REPO, SMALL, run_cli, tiny_recipe, write_recipe
+from tests.support.runs import STEPS_PER_EPOCH, exact, start_run, strike_when
 
 NAMES = strategies.available()
 K, N = 10, 8
@@ -176,16 +175,9 @@ def _stateful(name: str) -> bool:
     return len(strategy.state_dict()) > 0
 
 
-@pytest.fixture(scope="module")
-def teacher_weights(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("contract-teacher")
-    path = write_recipe(root / "teacher.yaml", tiny_recipe(data=SMALL, schedule={"epochs": 1}))
-    result = train(load_recipe(path), root / "runs", RunOptions(progress=False))
-    return result.run_dir / "checkpoints" / "final.pt"
-
-
 @pytest.mark.fashion
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.slow
 def test_stateful_strategy_resumes_exactly(name, tmp_path, teacher_weights):
     if not _stateful(name):
         pytest.skip(f"{name} owns no state (the model's resume is checked in test_resume)")
@@ -235,6 +227,7 @@ def test_bad_strategy_input_is_refused_at_validation(strategy, message, recipe_f
 
 @pytest.mark.fashion
 @pytest.mark.parametrize("command", ["validate", "run"])
+@pytest.mark.slow
 def test_bad_strategy_input_is_one_line_and_exit_2(command, recipe_file, runs_dir):
     path = recipe_file("bad", strategy={"name": "uskd", "params": {"stage": -6}})
     proc = (

@@ -184,6 +184,7 @@ def _rank(rank: int, port: int, out: dict) -> None:
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow
 def test_two_ranks_keep_identical_banks_holding_both_batches():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

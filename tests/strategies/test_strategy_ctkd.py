@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from harness import strategies
-from tests.golden import fixed_inputs
+from tests.support.golden import fixed_inputs
 
 
 def cosine_decay(i, max_value=0.0, min_value=-1.0, num_loops=10):

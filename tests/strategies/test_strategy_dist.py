@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from harness import strategies
-from tests.golden import fixed_inputs, strategy_value_and_grad, value_and_grad
+from tests.support.golden import fixed_inputs, strategy_value_and_grad, value_and_grad
 
 
 def reference_dist(z_s, z_t, beta, gamma, tau, eps=1e-8):

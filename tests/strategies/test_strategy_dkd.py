@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from harness import strategies
-from tests.golden import fixed_inputs, strategy_value_and_grad, value_and_grad
+from tests.support.golden import fixed_inputs, strategy_value_and_grad, value_and_grad
 
 
 def normalize(logit):  # logit-standardization-KD: (z - mean) / (1e-7 + std), unbiased std

@@ -15,7 +15,7 @@ from torch import nn
 
 from harness import strategies
 from harness.errors import RecipeError
-from tests.conftest import run_cli, tiny_recipe, write_recipe
+from tests.support.recipes import run_cli, tiny_recipe, write_recipe
 
 
 def reference_conv_reg(s_shape, t_shape):
@@ -90,6 +90,7 @@ def test_a_map_the_connector_cannot_reach_is_refused():
         )
 
 
+@pytest.mark.slow
 def test_a_stage_the_student_lacks_stops_the_run_with_exit_2(tmp_path):
     write_recipe(tmp_path / "teacher.yaml", tiny_recipe())
     recipe = write_recipe(

@@ -28,8 +28,8 @@ from harness.store.metrics_file import read_metrics
 from harness.strategies import registry
 from harness.training.lifecycle import train
 from harness.training.loop import RunOptions
-from tests.conftest import tiny_recipe, write_recipe
-from tests.training.test_resume import SMALL, STEPS_PER_EPOCH, exact
+from tests.support.recipes import SMALL, tiny_recipe, write_recipe
+from tests.support.runs import STEPS_PER_EPOCH, exact
 
 pytestmark = pytest.mark.fashion
 
@@ -83,18 +83,11 @@ def probe():
     registry._REGISTRY.pop(Probe.name, None)
 
 
-@pytest.fixture
-def teacher_weights(tmp_path):
-    path = write_recipe(tmp_path / "teacher.yaml", tiny_recipe(data=SMALL, schedule={"epochs": 1}))
-    result = train(load_recipe(path), tmp_path / "teacher-runs", RunOptions(progress=False))
-    return str(result.run_dir / "checkpoints" / "final.pt")
-
-
 def probe_recipe(tmp_path, weights, **params):
     recipe = tiny_recipe(
         data=SMALL,
         strategy={"name": "_probe", "params": params},
-        teacher={"arch": "test_resnet", "weights": weights},
+        teacher={"arch": "test_resnet", "weights": str(weights)},
         checkpoint={"every_steps": 1},
     )
     return write_recipe(tmp_path / "recipes" / "probe.yaml", recipe)
@@ -120,6 +113,7 @@ def test_features_come_from_the_same_forward_as_the_logits():
     assert feats["pre_logits"].grad_fn is not None  # part of the logits' graph
 
 
+@pytest.mark.slow
 def test_probe_trains_its_module_once_per_step_and_resumes_exactly(probe, tmp_path, teacher_weights):
     path = probe_recipe(tmp_path, teacher_weights)
     recipe = load_recipe(path)

@@ -122,6 +122,7 @@ def _rank(rank: int, port: int, out: dict) -> None:
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow
 def test_two_ranks_build_the_table_of_the_whole_batch():
     with mp.Manager() as manager:
         out = manager.dict()

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from harness import strategies
-from tests.golden import fixed_inputs, strategy_value_and_grad, value_and_grad
+from tests.support.golden import fixed_inputs, strategy_value_and_grad, value_and_grad
 
 
 def reference_ttm(y_s, y_t, power, weighted):

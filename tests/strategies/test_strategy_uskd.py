@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from harness import strategies
-from tests.golden import K, N, fixed_inputs
+from tests.support.golden import K, N, fixed_inputs
 
 C = 5
 

@@ -27,7 +27,7 @@ from harness.sweeps.launch import (
     torchrun_command,
 )
 from harness.sweeps.resources import SlurmResources, load_resources
-from tests.conftest import REPO, run_cli, tiny_recipe, write_recipe
+from tests.support.recipes import REPO, run_cli, tiny_recipe, write_recipe
 
 
 def _after(command: list[str], flag: str) -> str:
@@ -119,6 +119,7 @@ def test_bad_nodes_on_the_command_line_or_in_the_file_is_one_line_exit_2(tmp_pat
 
 
 @pytest.mark.fashion
+@pytest.mark.slow
 def test_two_node_commands_started_by_hand_train_one_run_of_world_size_2(tmp_path):
     """The N = 2 commands, each started as one node would (here both on this machine, one rank
     each): their agents meet at the rendezvous and train one run of two ranks."""

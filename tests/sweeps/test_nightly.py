@@ -22,7 +22,7 @@ from harness.sweeps.nightly import (
     render_report,
     write_snapshot,
 )
-from tests.conftest import run_cli, tiny_recipe, write_recipe
+from tests.support.recipes import run_cli, tiny_recipe, write_recipe
 
 
 def snap(group: str, top1: list[float], img_per_s: float = 1000.0, device: str = "NVIDIA H100") -> dict:
@@ -146,6 +146,7 @@ def test_run_throughput_is_images_over_seconds_of_all_epochs():
 
 
 @pytest.mark.fashion
+@pytest.mark.slow
 def test_nightly_cli_flags_a_drop_against_the_previous_night(tmp_path):
     recipe = write_recipe(
         tmp_path / "recipes" / "tiny.yaml",

@@ -17,11 +17,11 @@ import pytest
 
 from harness.config import load_recipe
 from harness.store.metrics_file import read_metrics
-from tests.conftest import REPO, run_cli, tiny_recipe, write_recipe
+from tests.support.recipes import KD, REPO, run_cli, tiny_recipe, write_recipe
+from tests.support.runs import EXACT
 
-pytestmark = pytest.mark.fashion
+pytestmark = [pytest.mark.fashion, pytest.mark.slow]
 
-EXACT = ("top1", "top5", "nll", "ece", "entropy", "max_prob", "stability", "train_loss", "step", "epoch")
 POLL = ("--poll", "0.5")
 
 
@@ -210,9 +210,6 @@ def test_scancelled_job_is_failed_then_resumed_by_the_next_sweep(slurm, long_run
     proc = run_cli(*args[3:])
     assert proc.returncode == 0, proc.stderr
     assert outcomes(runs)[run_id] == "ran" and exact(run) == reference
-
-
-KD = {"name": "kd", "params": {"alpha": 0.9, "temperature": 4.0}}
 
 
 def test_students_wait_for_their_teacher_and_fail_with_it(slurm, tmp_path):

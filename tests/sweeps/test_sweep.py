@@ -24,7 +24,7 @@ from harness.sweeps.executor import SweepOptions
 from harness.sweeps.plan import plan_sweep
 from harness.sweeps.spec import SweepEntry, SweepFile, parse_seeds
 from harness.sweeps.sweep import run_sweep
-from tests.conftest import REPO, run_cli, tiny_recipe, write_recipe
+from tests.support.recipes import REPO, repo_files, repo_id, run_cli, tiny_recipe, write_recipe
 
 QUICK = {"schedule": {"epochs": 1}, "data": {"train_subset": 128, "val_subset": 64, "batch_size": 32}}
 
@@ -158,6 +158,7 @@ def failing_sweep(tmp_path_factory):
 
 
 @pytest.mark.fashion
+@pytest.mark.slow
 def test_sweep_finishes_the_others_after_a_failure(failing_sweep):
     root, result, ids = failing_sweep
     assert result.exit_code == 1
@@ -190,6 +191,7 @@ def test_sweep_finishes_the_others_after_a_failure(failing_sweep):
 
 
 @pytest.mark.fashion
+@pytest.mark.slow
 def test_sweep_again_skips_done_runs_and_retries_failed_ones(failing_sweep):
     root, _, ids = failing_sweep
     good_metrics = (root / "runs" / ids["good"] / "metrics.parquet").read_bytes()
@@ -208,6 +210,7 @@ def test_sweep_again_skips_done_runs_and_retries_failed_ones(failing_sweep):
 
 
 @pytest.mark.fashion
+@pytest.mark.slow
 def test_sweep_regenerates_the_leaderboard(failing_sweep):
     pytest.importorskip("harness.leaderboard")
     root, _, _ = failing_sweep
@@ -227,6 +230,7 @@ def wait_for(condition, proc: subprocess.Popen, timeout: float = 240) -> None:
 
 
 @pytest.mark.fashion
+@pytest.mark.slow
 def test_sigterm_to_a_sweep_checkpoints_the_run_and_a_new_sweep_resumes_it(tmp_path):
     # 64 steps of 16 images, a checkpoint after each: long enough for the signal to land mid-run
     slow = write_recipe(
@@ -269,6 +273,7 @@ def test_sigterm_to_a_sweep_checkpoints_the_run_and_a_new_sweep_resumes_it(tmp_p
 
 # ------------------------------------------------------------------------------ concurrency
 @pytest.mark.fashion
+@pytest.mark.slow
 def test_two_concurrent_sweeps_train_each_run_exactly_once(tmp_path):
     recipe = write_recipe(tmp_path / "r.yaml", quick_recipe())
     runs_dir = tmp_path / "runs"
@@ -307,9 +312,11 @@ def test_two_concurrent_sweeps_train_each_run_exactly_once(tmp_path):
     assert leftovers == []  # every write was atomic and completed
 
 
-def test_every_sweep_file_in_the_repo_plans():
-    files = sorted((REPO / "sweeps").glob("*.yaml"))
-    assert files
-    for path in files:
-        runs = plan_sweep(sweep_file=path)
-        assert runs and not [r.error for r in runs if r.error], path
+def test_the_repo_has_sweep_files():
+    assert repo_files("sweeps", "*.yaml")
+
+
+@pytest.mark.parametrize("path", repo_files("sweeps", "*.yaml"), ids=repo_id)
+def test_every_sweep_file_in_the_repo_plans(path):
+    runs = plan_sweep(sweep_file=path)
+    assert runs and not [r.error for r in runs if r.error], path

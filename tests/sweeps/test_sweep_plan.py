@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from harness.sweeps.estimate import pack, parse_window
 from harness.sweeps.nightly import write_snapshot
 from harness.sweeps.plan import plan_sweep
-from tests.conftest import REPO, run_cli
+from tests.support.recipes import REPO, run_cli
 
 STUDY = REPO / "sweeps" / "fashion_mnist_study.yaml"
 
@@ -37,6 +39,7 @@ def measured_study(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_plan_of_the_study_fits_its_measured_time(tmp_path):
     # the committed study's runs took 64 min of training on the reference CPU (README); its plan
     # must agree
@@ -73,6 +76,7 @@ def test_plan_of_the_study_fits_its_measured_time(tmp_path):
     assert proc.returncode == 1 and "does NOT fit" in proc.stdout
 
 
+@pytest.mark.slow
 def test_history_replaces_the_rate_and_unknown_runs_are_said(tmp_path):
     runs = plan_sweep([], STUDY, [0], [])
     group = runs[0].group

@@ -17,11 +17,10 @@ from harness.store.metrics_file import read_metrics
 from harness.store.rundir import RunDir
 from harness.training.lifecycle import train
 from harness.training.loop import RunOptions, Trainer
-from tests.conftest import REPO, run_cli, tiny_recipe, write_recipe
+from tests.support.recipes import KD, REPO, run_cli, tiny_recipe, write_recipe
 
 pytestmark = pytest.mark.fashion
 
-KD = {"name": "kd", "params": {"alpha": 0.9, "temperature": 4.0}}
 QUIET = RunOptions(progress=False)
 
 
@@ -35,6 +34,7 @@ def stage1(tmp_path):
     return write_recipe(tmp_path / "recipes" / "stage1.yaml", tiny_recipe(checkpoint={"save_epochs": [1]}))
 
 
+@pytest.mark.slow
 def test_tfkd_self_trains_stage1_first_then_reuses_it(tmp_path, stage1, runs_dir):
     stage2 = write_recipe(
         tmp_path / "recipes" / "stage2.yaml",
@@ -69,6 +69,7 @@ def test_tfkd_self_trains_stage1_first_then_reuses_it(tmp_path, stage1, runs_dir
     assert "training it first" not in again.stderr  # stage 1 exists: reused
 
 
+@pytest.mark.slow
 def test_defective_teacher_uses_the_epoch_checkpoint(tmp_path, stage1, runs_dir):
     student = load_recipe(
         write_recipe(
@@ -84,6 +85,7 @@ def test_defective_teacher_uses_the_epoch_checkpoint(tmp_path, stage1, runs_dir)
     assert rows[0]["teacher_nll"] == pytest.approx(teacher_rows[0]["nll"])
 
 
+@pytest.mark.slow
 def test_teacher_epoch_that_was_not_kept_is_a_clear_error(tmp_path, runs_dir):
     plain = write_recipe(tmp_path / "recipes" / "plain.yaml", tiny_recipe())
     train(load_recipe(plain), runs_dir, QUIET)  # completed without epoch checkpoints
@@ -106,6 +108,7 @@ def test_teacher_not_trained_when_told_not_to(tmp_path, stage1, runs_dir):
     assert not any(p.name.startswith("stage1") for p in runs_dir.iterdir())
 
 
+@pytest.mark.slow
 def test_teacher_from_a_weights_file(tmp_path, runs_dir):
     torch.manual_seed(0)
     weights = tmp_path / "teacher.pt"
@@ -190,6 +193,7 @@ def test_kd_recipe_needs_a_teacher_run_that_exists(tmp_path, runs_dir):
     assert "teacher.run:" in proc.stderr and "recipe file not found" in proc.stderr
 
 
+@pytest.mark.slow
 def test_student_waits_for_a_teacher_run_another_process_holds(tmp_path, stage1, runs_dir):
     """Two students of one teacher started together (sweep slots, two sweeps): the one that finds
     the teacher run locked waits for the lock, then takes the teacher over, instead of failing."""

@@ -27,21 +27,15 @@ from harness.store.metrics_file import read_metrics
 from harness.teachers import cache as teacher_cache
 from harness.training.lifecycle import train
 from harness.training.loop import RunOptions
-from tests.conftest import REPO, run_cli, tiny_recipe, write_recipe
-from tests.datagen import write_image_folder
-from tests.training.test_resume import start_run, strike_when
+from tests.support.datagen import write_image_folder
+from tests.support.marks import ffcv_test
+from tests.support.recipes import KD, REPO, run_cli, tiny_recipe, write_recipe
+from tests.support.runs import exact, start_run, strike_when
+
+pytestmark = pytest.mark.slow
 
 QUIET = RunOptions(progress=False)
-KD = {"name": "kd", "params": {"alpha": 0.9, "temperature": 4.0}}
-EXACT = ("top1", "top5", "nll", "ece", "entropy", "max_prob", "stability", "train_loss", "step", "epoch")
 STEPS = 4  # 32 training images in batches of 8
-
-
-def ffcv_test(timeout: int):
-    def mark(fn):
-        return pytest.mark.ffcv(pytest.mark.timeout(timeout)(fn))
-
-    return mark
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +81,6 @@ def inet(tmp_path_factory):
         return write_recipe(base / "recipes" / f"{name}.yaml", spec)
 
     return {"base": base, "recipe": recipe, "runs": base / "runs", "rows": {}}
-
-
-def exact(rows: list[dict]) -> list[tuple]:
-    return [tuple(r[k] for k in EXACT) for r in rows]
 
 
 @ffcv_test(300)

@@ -15,12 +15,11 @@ from harness.models.build import build_model
 from harness.teachers import cache as teacher_cache
 from harness.training.lifecycle import train
 from harness.training.loop import RunOptions
-from tests.conftest import run_cli, tiny_recipe, write_recipe
+from tests.support.recipes import KD, run_cli, tiny_recipe, write_recipe
 
 pytestmark = pytest.mark.fashion
 
 QUIET = RunOptions(progress=False)
-KD = {"name": "kd", "params": {"alpha": 0.9, "temperature": 4.0}}
 METRICS = ("top1", "top5", "nll", "ece", "entropy", "max_prob", "stability", "train_loss")
 
 
@@ -86,6 +85,7 @@ def weights(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_cached_kd_equals_live_kd_and_is_shared_by_seeds(tmp_path, runs_dir, weights):
     live = train(load_recipe(student(tmp_path, "live", weights)), runs_dir, QUIET).rows
     cached_recipe = student(tmp_path, "cached", weights, cache=True)
@@ -107,6 +107,7 @@ def test_cached_kd_equals_live_kd_and_is_shared_by_seeds(tmp_path, runs_dir, wei
     assert list((runs_dir / "teacher-cache").iterdir()) == caches
 
 
+@pytest.mark.slow
 def test_cache_teacher_builds_the_runs_cache_and_no_student(tmp_path, weights):
     """`harness cache-teacher` builds the data, the teacher and the cache alone: the same bytes
     as the cache a run builds, and no student run folder; `--rebuild` writes them again."""
@@ -136,6 +137,7 @@ def test_topk_cache_runs_and_stays_close(tmp_path, runs_dir, weights):
     assert json.loads((folder / "meta.json").read_text())["storage"] == {"kind": "topk", "k": 3}
 
 
+@pytest.mark.slow
 def test_stale_or_mismatched_cache_is_refused(tmp_path, runs_dir, weights):
     train(load_recipe(student(tmp_path, "a", weights, cache=True)), runs_dir, QUIET)
     folder = next((runs_dir / "teacher-cache").iterdir())

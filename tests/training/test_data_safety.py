@@ -23,11 +23,9 @@ from harness.errors import DivergedError
 from harness.store.metrics_file import read_metrics
 from harness.training.lifecycle import train
 from harness.training.loop import RunOptions
-from tests.conftest import REPO, run_cli, tiny_recipe, write_recipe
+from tests.support.recipes import REPO, SMALL, run_cli, tiny_recipe, write_recipe
 
 pytestmark = pytest.mark.fashion
-
-SMALL = {"train_subset": 128, "val_subset": 64, "batch_size": 16}
 
 
 def one_line_error(stderr: str) -> str:
@@ -53,6 +51,7 @@ def epoch_one_run(tmp_path_factory) -> tuple[Path, Path]:
     return path, run
 
 
+@pytest.mark.slow
 def test_failed_resume_changes_no_file_and_a_resume_says_running_at_once(epoch_one_run, tmp_path):
     path, original = epoch_one_run
     runs_dir = tmp_path / "runs"

@@ -12,9 +12,9 @@ import pytest
 
 from harness.config import load_recipe
 from harness.store.metrics_file import read_metrics
-from tests.conftest import REPO, run_cli
+from tests.support.recipes import REPO, run_cli
 
-pytestmark = [pytest.mark.fashion, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.fashion, pytest.mark.timeout(600), pytest.mark.slow]
 
 # Measured on this 2-core CPU (test_resnet, 512 images, 2 epochs, per-rank BatchNorm): the epoch
 # train losses differed by 1.4% and 1.7%, top-1 by 1.6 points. Allowed: 5% and 5 points.

@@ -10,13 +10,8 @@ from __future__ import annotations
 import ast
 import json
 import math
-import os
 import random
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -30,14 +25,12 @@ from harness.store import checkpoint
 from harness.store.metrics_file import read_metrics
 from harness.training.lifecycle import train
 from harness.training.loop import RunOptions
-from tests.conftest import REPO, tiny_recipe, write_recipe
+from tests.support.recipes import REPO, SMALL, tiny_recipe, write_recipe
+from tests.support.runs import STEPS_PER_EPOCH, exact, start_run, strike_when
 
 pytestmark = pytest.mark.fashion
 
-EXACT = ("top1", "top5", "nll", "ece", "entropy", "max_prob", "stability", "train_loss", "step", "epoch")
-STEPS_PER_EPOCH = 128 // 16
 TOTAL_STEPS = 2 * STEPS_PER_EPOCH
-SMALL = {"train_subset": 128, "val_subset": 64, "batch_size": 16}
 
 
 def resume_recipe() -> dict:
@@ -59,55 +52,7 @@ def reference(tmp_path_factory):
     return path, rows
 
 
-def exact(rows: list[dict]) -> list[tuple]:
-    return [tuple(r[k] for k in EXACT) for r in rows]
-
-
-def start_run(path: Path, runs_dir: Path, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "harness", "run", str(path), "--runs-dir", str(runs_dir), *extra],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def strike_when(proc: subprocess.Popen, last: Path, ready, sig: int, timeout: float = 240) -> dict:
-    """Send `sig` to `proc` as soon as its last.pt satisfies `ready(state)`; returns that state.
-
-    The run is frozen (SIGSTOP) the moment a new last.pt appears and before it is read, so a fast
-    machine cannot train past the chosen step, or finish, while the test loads the checkpoint: the
-    strike lands at most a stat() poll after the checkpoint's rename. The signal is queued while the
-    run is stopped and delivered on SIGCONT.
-    """
-    deadline = time.monotonic() + timeout
-    seen = None
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"the run ended before the strike:\n{proc.communicate()[1]}"
-        try:
-            st = last.stat()
-        except FileNotFoundError:
-            st = None
-        if st is not None and (st.st_ino, st.st_mtime_ns) != seen:
-            proc.send_signal(signal.SIGSTOP)
-            try:
-                state = torch.load(last, map_location="cpu", weights_only=True)
-                seen = (st.st_ino, st.st_mtime_ns)
-            except Exception:  # replaced between stat and load: read the new one
-                state = None
-            if state is not None and ready(state):
-                proc.send_signal(sig)
-                proc.send_signal(signal.SIGCONT)
-                return state
-            proc.send_signal(signal.SIGCONT)
-        time.sleep(0.001)
-    proc.kill()
-    raise AssertionError("the run never reached the chosen step")
-
-
+@pytest.mark.slow
 def test_kill_9_mid_epoch_and_between_epochs_then_resume_is_exact(reference, tmp_path):
     path, expected = reference
     runs_dir = tmp_path / "runs"
@@ -144,6 +89,7 @@ def test_kill_9_mid_epoch_and_between_epochs_then_resume_is_exact(reference, tmp
     assert not last.exists() and (run / "checkpoints" / "final.pt").exists()
 
 
+@pytest.mark.slow
 def test_sigterm_stops_at_a_step_checkpoints_and_resumes_exactly(reference, tmp_path):
     path, expected = reference
     runs_dir = tmp_path / "runs"
@@ -171,6 +117,7 @@ def test_sigterm_stops_at_a_step_checkpoints_and_resumes_exactly(reference, tmp_
     assert exact(read_metrics(run / "metrics.parquet")) == exact(expected)
 
 
+@pytest.mark.slow
 def test_non_finite_loss_ends_diverged_with_valid_files(recipe_file, runs_dir):
     # epoch 1 trains at lr 0.05; the step schedule then multiplies it by 1e8 at step 9
     path = recipe_file(

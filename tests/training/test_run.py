@@ -14,11 +14,12 @@ from harness.metrics.columns import SCHEMA
 from harness.store.metrics_file import read_metrics
 from harness.training.lifecycle import train
 from harness.training.loop import RunOptions
-from tests.conftest import run_cli
+from tests.support.recipes import run_cli
 
 pytestmark = pytest.mark.fashion
 
 
+@pytest.mark.slow
 def test_cli_run_writes_parquet_and_run_files(recipe_file, runs_dir):
     path = recipe_file()
     proc = run_cli("run", str(path), "--runs-dir", str(runs_dir), check=True)
@@ -60,6 +61,7 @@ def test_cli_run_writes_parquet_and_run_files(recipe_file, runs_dir):
     assert [p.stat().st_mtime_ns for p in kept] == stamps  # and rewrote nothing
 
 
+@pytest.mark.slow
 def test_runs_are_deterministic_on_cpu(recipe_file, tmp_path):
     recipe = load_recipe(recipe_file())
     a = train(recipe, tmp_path / "a", RunOptions(progress=False)).rows
@@ -71,6 +73,7 @@ def test_runs_are_deterministic_on_cpu(recipe_file, tmp_path):
     assert [r["train_loss"] for r in c] != [r["train_loss"] for r in a]
 
 
+@pytest.mark.slow
 def test_label_smoothing_run_and_training_learns(recipe_file, runs_dir, monkeypatch):
     """A label-smoothing run learns, logs its loss parts, and builds its strategy once."""
     from harness import strategies
@@ -93,6 +96,7 @@ def test_label_smoothing_run_and_training_learns(recipe_file, runs_dir, monkeypa
     assert len(built) == 1
 
 
+@pytest.mark.slow
 def test_existing_unfinished_run_is_not_overwritten(recipe_file, runs_dir):
     path = recipe_file()
     recipe = load_recipe(path)
