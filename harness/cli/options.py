@@ -1,4 +1,4 @@
-"""Options that several commands share, declared once: `--runs-dir`, `--set`, `--device`.
+"""Options that several commands share, declared once: `--runs-dir`, `--set`, `--device`, `--seeds`.
 
 Each is a decorator factory, so a command states only what differs (the help of `--set` on a
 sweep, the default of `--device` on `harness eval`, a read-only `--runs-dir` on `harness
@@ -51,3 +51,8 @@ def device_option(
         show_default=default is not None,
         help=help,
     )
+
+
+seeds_option = click.option(
+    "--seeds", default=None, metavar="0,1,2", help="Seeds of every recipe (replace the file's)."
+)

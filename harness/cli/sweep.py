@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from harness.cli.options import device_option, runs_dir_option, set_option
+from harness.cli.options import device_option, runs_dir_option, seeds_option, set_option
 from harness.errors import RecipeError
 
 
@@ -122,7 +122,7 @@ def _integer_or_text(ctx: click.Context, param: click.Parameter, value: str | No
     type=click.Path(dir_okay=False, path_type=Path),
     help="Sweep file: recipes, seeds and overrides (format: docs/sweeps.md).",
 )
-@click.option("--seeds", default=None, metavar="0,1,2", help="Seeds of every recipe (replace the file's).")
+@seeds_option
 @set_option("Override a field of every recipe (after the sweep file's overrides; repeatable).")
 @runs_dir_option
 @device_option("Device of every run.")
@@ -195,7 +195,7 @@ def sweep(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the report here.",
 )
-@click.option("--seeds", default=None, metavar="0,1,2", help="Seeds of every recipe (replace the file's).")
+@seeds_option
 @set_option("Override a field of every recipe.")
 @device_option("Device of every run.")
 @click.option(
