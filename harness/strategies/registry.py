@@ -8,8 +8,8 @@ minimise) and its named, unweighted parts (e.g. `"ce"`, `"kl"`). The runner logs
 never branches on the strategy. What a strategy needs, it declares:
 
 * `needs_teacher` (class attribute): the recipe must name a teacher; `step.teacher_logits` is set.
-* `declared_features(params)` (a class method returning a `FeatureSpec`, also the instance's
-  `features`; the recipe checks it without building the strategy): the stages of the student's
+* `declared_features(params)` (a class method returning a `FeatureSpec`; the instance's read-only
+  `features` is its value; the recipe checks it without building the strategy): the stages of the student's
   and the teacher's timm feature pyramid (`feature_info` indices, negative from the end, or
   `"pre_logits"` for the pooled embedding the classifier reads) it needs; they arrive in
   `step.student_features[stage]` and `step.teacher_features[stage]` from the same student forward
@@ -124,12 +124,17 @@ class Strategy(torch.nn.Module, abc.ABC):
     def __init__(self, params: Any) -> None:
         super().__init__()
         self.params = params
-        self.features = self.declared_features(params)
 
     @classmethod
     def declared_features(cls, params: Any) -> FeatureSpec:
         """The feature stages the strategy needs with these (validated) `params` (default: none)."""
         return FeatureSpec()
+
+    @property
+    def features(self) -> FeatureSpec:
+        """The feature stages this strategy needs: what `declared_features` says of its params
+        (read-only, so the recipe's checks and the run see the same stages)."""
+        return self.declared_features(self.params)
 
     def __call__(
         self,
@@ -212,12 +217,8 @@ def check(name: str, params: dict[str, Any] | None, path: str = "strategy") -> A
 
 
 def declared_features(name: str, params: dict[str, Any] | None, path: str = "strategy") -> FeatureSpec:
-    """The feature stages strategy `name` needs with `params`, without building it (a strategy
-    that sets `self.features` in `__init__` instead of declaring them is built to read them)."""
-    cls, checked = get(name, f"{path}.name"), check(name, params, path)
-    if cls.declared_features.__func__ is Strategy.declared_features.__func__:
-        return cls(checked).features
-    return cls.declared_features(checked)
+    """The feature stages strategy `name` needs with `params`, without building it."""
+    return get(name, f"{path}.name").declared_features(check(name, params, path))
 
 
 def build_from(name: str, params: dict[str, Any] | None, path: str = "strategy") -> Strategy:

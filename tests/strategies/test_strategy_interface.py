@@ -50,10 +50,14 @@ class Probe(strategies.Strategy):
     stop_at: ClassVar[int] = -1  # raise SIGTERM at this global step (in-process interruption)
     student_calls: ClassVar[int] = 0
 
+    @classmethod
+    def declared_features(cls, params: ProbeParams) -> strategies.FeatureSpec:
+        t_stage = params.stage if params.teacher_stage is None else params.teacher_stage
+        return strategies.FeatureSpec(student=(params.stage, "pre_logits"), teacher=(t_stage,))
+
     def __init__(self, params: ProbeParams) -> None:
         super().__init__(params)
-        self.t_stage = params.stage if params.teacher_stage is None else params.teacher_stage
-        self.features = strategies.FeatureSpec(student=(params.stage, "pre_logits"), teacher=(self.t_stage,))
+        self.t_stage = self.features.teacher[0]
 
     def setup(self, info: strategies.SetupInfo) -> None:
         c_s = info.student_shapes[self.params.stage][0]
