@@ -38,6 +38,9 @@ LOADER_ONLY = ("num_workers", "eval_batch_size", "loader_timeout_s")
 #: data fields outside the leaderboard's setting: the seeds of the views, the batch, the backend
 # and where the files are (the same data pipeline whatever they are)
 SETTING_FREE_DATA = ("view_seed", "batch_size", "drop_last", "backend", "train_path", "val_path", "root")
+#: data fields left out of the identity and setting while unset: recipes (and runs) from before
+# they existed keep their run ids and settings
+UNSET_OMITTED = ("holdout",)
 
 
 #: longest recipe name in UTF-8 bytes: `<name>-s<seed>-<hash8>.old-<stamp>` (a run set aside)
@@ -126,6 +129,26 @@ class ProgressiveConfig:
 
 
 @dataclass(kw_only=True)
+class HoldoutConfig:
+    """A held-out validation split carved out of the training split: seeded, class-stratified,
+    never trained on, evaluated every epoch beside the evaluation split (`holdout_*` columns).
+
+    Give `fraction` of the whole training split or its `size` in samples (one of the two). It is
+    drawn before `train_subset`, from the whole split, so the subset never holds a held-out image.
+    """
+
+    fraction: float | None = field(
+        None, check=between(0, 1, lo_open=True, hi_open=True), doc="share of the training split held out"
+    )
+    size: int | None = field(None, check=ge(1), doc="number of training samples held out")
+    seed: int = field(0, check=ge(0), int_max=SEED_MAX, doc="seed of the held-out draw")
+
+    def validate(self, path: str) -> None:
+        if (self.fraction is None) == (self.size is None):
+            fail(path, "give exactly one of fraction or size")
+
+
+@dataclass(kw_only=True)
 class DataConfig:
     """Which data, through which loader, in which batches."""
 
@@ -143,6 +166,9 @@ class DataConfig:
     synthetic_size: int = field(512, check=ge(1), doc="synthetic: training samples")
     train_subset: int | None = field(None, check=ge(1), doc="use a fixed subset of the train split")
     val_subset: int | None = field(None, check=ge(1), doc="use a fixed subset of the val split")
+    holdout: HoldoutConfig | None = field(
+        None, doc="held-out validation split of the training split (selection and tuning read it)"
+    )
     subset_seed: int = field(
         0, check=ge(0), int_max=SEED_MAX, doc="seed of the fixed subsets (same for every run)"
     )
@@ -373,6 +399,9 @@ class Recipe:
             d.pop(key)
         for key in LOADER_ONLY:  # how data is loaded, not what is learnt
             d["data"].pop(key)
+        for key in UNSET_OMITTED:  # a run without them keeps the identity it had before they existed
+            if d["data"].get(key) is None:
+                d["data"].pop(key, None)
         from harness.models.pretrained import identity_section
 
         for key in ("model", "teacher"):  # pretrained weights: their tag and file hash
@@ -406,6 +435,9 @@ class Recipe:
         data = to_dict(self.data)
         for key in (*LOADER_ONLY, *SETTING_FREE_DATA):
             data.pop(key, None)
+        for key in UNSET_OMITTED:
+            if data.get(key) is None:
+                data.pop(key, None)
         pipeline = json.dumps(data, sort_keys=True)
         blob = json.dumps(
             {

@@ -16,8 +16,9 @@ import torch.nn.functional as F
 from harness.config.recipe import DataConfig
 from harness.data.augment import AugmentSpec
 from harness.data.base import Batch, DataBundle, Loader
-from harness.data.datasets import INFOS, load_configured_split, subset_indices
+from harness.data.datasets import INFOS, load_configured_split
 from harness.data.memory import MemoryLoader
+from harness.data.pipeline import split_positions
 from harness.errors import DataError
 
 __all__ = ["Batch", "DataBundle", "Loader", "augment_spec", "build_data"]
@@ -45,16 +46,22 @@ def build_memory(
 ) -> DataBundle:
     """Load both splits into device memory and wrap them in MemoryLoaders."""
     info = INFOS[cfg.dataset]
+    loaded = {split: load_configured_split(cfg, split) for split in ("train", "val")}
+    positions = split_positions(cfg, loaded["train"][1].numpy(), len(loaded["val"][1]))
+    chosen = {"train": ("train", positions.train), "holdout": ("train", positions.held_out)}
+    chosen["val"] = ("val", positions.val)
     splits = {}
-    for split, size in (("train", cfg.train_subset), ("val", cfg.val_subset)):
-        images, targets = load_configured_split(cfg, split)
-        keep = subset_indices(len(targets), size, cfg.subset_seed + (split == "val"))
-        if keep is not None:
-            images, targets = images[keep], targets[keep]
-        res = cfg.image_size if split == "train" else (cfg.val_image_size or cfg.image_size)
+    for name, (split, keep) in chosen.items():
+        if name == "holdout" and positions.holdout_digest is None:
+            continue
+        images, targets = loaded[split]
+        if len(keep) != len(targets):
+            index = torch.from_numpy(keep)
+            images, targets = images[index], targets[index]
+        res = cfg.image_size if name == "train" else (cfg.val_image_size or cfg.image_size)
         if res is not None:
             images = _resize(images, res)
-        splits[split] = (images, targets)
+        splits[name] = (images, targets)
     num_classes = cfg.num_classes or info.num_classes
     for split, (_, targets) in splits.items():
         if len(targets) == 0:
@@ -74,9 +81,14 @@ def build_memory(
         drop_last=cfg.drop_last,
         **common,
     )
-    val = MemoryLoader(
-        *splits["val"], batch_size=cfg.eval_batch_size, train=False, augment=AugmentSpec(), **common
-    )
+    evaluated = {
+        name: MemoryLoader(
+            *split, batch_size=cfg.eval_batch_size, train=False, augment=AugmentSpec(), **common
+        )
+        for name, split in splits.items()
+        if name != "train"
+    }
+    val, held_out = evaluated["val"], evaluated.get("holdout")
     images = splits["train"][0]
     return DataBundle(
         train=train,
@@ -87,8 +99,11 @@ def build_memory(
         train_size=len(splits["train"][1]),
         val_size=len(splits["val"][1]),
         eval_split=info.eval_split,
+        holdout=held_out,
+        holdout_size=len(positions.held_out),
+        holdout_digest=positions.holdout_digest,
         describe=(
-            f"{cfg.dataset} (memory): {len(splits['train'][1])} train / "
+            f"{cfg.dataset} (memory): {len(splits['train'][1])} train / {len(positions.held_out)} held out / "
             f"{len(splits['val'][1])} val, {images.shape[1]}x{images.shape[2]}x{images.shape[3]}"
         ),
     )

@@ -106,9 +106,12 @@ class DataBundle:
     val_size: int
     describe: str  # one line for logs
     eval_split: str = "val"  # which split the loaders' `val` is ("test" where no val split exists)
+    holdout: Loader | None = None  # the held-out share of the training split (`data.holdout`)
+    holdout_size: int = 0
+    holdout_digest: str | None = None  # `harness.data.holdout.positions_digest` of its positions
 
     def close(self) -> None:
-        for loader in (self.train, self.val):
+        for loader in (self.train, self.val, self.holdout):
             close = getattr(loader, "close", None)
             if callable(close):
                 close()

@@ -394,9 +394,12 @@ def build(cfg: DataConfig, *, device: torch.device, seed: int, rank: int, world_
     return build_bundle(
         cfg,
         plan,
-        samples={split: beton.samples for split, beton in betons.items()},
+        train_labels=betons["train"].labels,
+        val_samples=betons["val"].samples,
         make=lambda split, **options: FfcvLoader(
-            betons[split], view_seed=cfg.view_seed if split == "train" else None, **options
+            betons["train" if split == "holdout" else split],
+            view_seed=cfg.view_seed if split == "train" else None,
+            **options,
         ),
         source=f"ffcv {betons['train'].path.name} / {betons['val'].path.name}",
         stored=betons["train"].one_size,

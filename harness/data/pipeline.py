@@ -37,6 +37,7 @@ from harness.config.recipe import DataConfig, ProgressiveConfig
 from harness.data.augment import rotate
 from harness.data.base import DataBundle, Loader
 from harness.data.datasets import INFOS, subset_indices
+from harness.data.holdout import carve
 
 RRC_RATIO = (3 / 4, 4 / 3)  # aspect-ratio range of the random-resized crop (torchvision, ffcv)
 
@@ -251,19 +252,35 @@ class DeviceStage:
 MakeLoader = Callable[..., Loader]
 
 
-def split_positions(cfg: DataConfig, split: str, samples: int) -> np.ndarray:
-    """The positions of a split's samples the run uses: `data.train_subset` / `val_subset` of
-    them, drawn from `subset_seed` (+1 for val), or all of them."""
-    size = cfg.train_subset if split == "train" else cfg.val_subset
-    keep = subset_indices(samples, size, cfg.subset_seed + (split == "val"))
-    return np.arange(samples) if keep is None else keep.numpy()
+@dataclass(frozen=True)
+class Positions:
+    """The positions of each split's samples a run uses: the training ones (`data.holdout`
+    removed, then `data.train_subset` of the rest), the held-out ones and the evaluation ones."""
+
+    train: np.ndarray
+    held_out: np.ndarray
+    val: np.ndarray
+    holdout_digest: str | None  # None without a holdout
+
+
+def split_positions(cfg: DataConfig, train_labels: np.ndarray, val_samples: int) -> Positions:
+    """The held-out positions (`harness.data.holdout.carve`, from the whole training split),
+    then `data.train_subset` / `val_subset` of the remaining training and the evaluation
+    positions, drawn from `subset_seed` (+1 for val), or all of them."""
+    holdout = carve(cfg.holdout, train_labels)
+    keep = subset_indices(len(holdout.train), cfg.train_subset, cfg.subset_seed)
+    train = holdout.train if keep is None else holdout.train[keep.numpy()]
+    keep = subset_indices(val_samples, cfg.val_subset, cfg.subset_seed + 1)
+    val = np.arange(val_samples) if keep is None else keep.numpy()
+    return Positions(train, holdout.held_out, val, holdout.digest if cfg.holdout is not None else None)
 
 
 def build_bundle(
     cfg: DataConfig,
     plan: Plan,
     *,
-    samples: dict[str, int],
+    train_labels: np.ndarray,
+    val_samples: int,
     make: MakeLoader,
     source: str,
     stored: tuple[int, ...] | None,
@@ -273,14 +290,16 @@ def build_bundle(
     rank: int,
     world_size: int,
 ) -> DataBundle:
-    """The train and val loaders of a torch or ffcv backend, as one `DataBundle`.
+    """The train, held-out and val loaders of a torch or ffcv backend, as one `DataBundle`.
 
-    `samples` holds each split's size before subsetting, `make` builds one split's loader,
+    `train_labels` are the whole training split's labels (the held-out split is stratified on
+    them), `val_samples` the evaluation split's size before subsetting, `make` builds one split's
+    loader (`"holdout"`: the training split's file or data set read as an evaluation split),
     `source` says where the data comes from in the log line, `stored` is the stored image size
     (None where sizes vary) and `device_hflip` whether the device stage flips (ffcv) or the
     loader's workers do (torch)."""
     info = INFOS[cfg.dataset]
-    indices = {split: split_positions(cfg, split, n) for split, n in samples.items()}
+    positions = split_positions(cfg, train_labels, val_samples)
     small = plan.kind == "small"
     train_stage = DeviceStage(
         device,
@@ -304,7 +323,7 @@ def build_bundle(
     }
     train = make(
         "train",
-        indices=indices["train"],
+        indices=positions.train,
         train=True,
         batch_size=cfg.batch_size,
         stage=train_stage,
@@ -312,9 +331,19 @@ def build_bundle(
         **common,
     )
     val = make(
-        "val", indices=indices["val"], train=False, batch_size=cfg.eval_batch_size, stage=val_stage, **common
+        "val", indices=positions.val, train=False, batch_size=cfg.eval_batch_size, stage=val_stage, **common
     )
-    n_train, n_val = len(indices["train"]), len(indices["val"])
+    held_out = None
+    if positions.holdout_digest is not None:
+        held_out = make(
+            "holdout",
+            indices=positions.held_out,
+            train=False,
+            batch_size=cfg.eval_batch_size,
+            stage=val_stage,
+            **common,
+        )
+    n_train, n_val, n_held = len(positions.train), len(positions.val), len(positions.held_out)
     return DataBundle(
         train=train,
         val=val,
@@ -324,8 +353,11 @@ def build_bundle(
         train_size=n_train,
         val_size=n_val,
         eval_split=info.eval_split,
+        holdout=held_out,
+        holdout_size=n_held,
+        holdout_digest=positions.holdout_digest,
         describe=(
-            f"{cfg.dataset} ({source}): {n_train} train / {n_val} val; "
+            f"{cfg.dataset} ({source}): {n_train} train / {n_held} held out / {n_val} val; "
             f"train {plan.describe(True)}; eval {plan.describe(False)}"
         ),
     )

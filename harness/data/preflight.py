@@ -2,7 +2,8 @@
 
 `check_data_files(cfg)` raises a one-line `DataError` for a missing `.beton` file (ffcv backend,
 after checking that ffcv imports), Fashion-MNIST file or CIFAR batch, or `data.root` folder,
-before `harness run` or `harness sweep` creates the run's folder. For a `.beton` file the
+before `harness run` or `harness sweep` creates the run's folder; a `data.holdout` the training
+split cannot give (too large, a class left without a training or held-out sample) too. For a `.beton` file the
 message is the whole `harness data convert` command that writes it: the split from the recipe
 key, the format from the data set, and, for ffcv-imagenet's file names
 (`<split>_<max resolution>_<JPEG share>_<quality>.beton`, e.g. `train_500_0.50_90.beton`), the
@@ -14,8 +15,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
+
 from harness.config.recipe import DataConfig
-from harness.data.datasets import cifar_files, fashion_mnist_files
+from harness.data.datasets import cifar_files, fashion_mnist_files, list_image_folder, load_configured_split
+from harness.data.holdout import carve
 from harness.errors import DataError
 
 #: ffcv-imagenet's naming: <split>_<max resolution>_<compress probability>_<jpeg quality>.beton
@@ -70,3 +74,18 @@ def check_data_files(cfg: DataConfig) -> None:
                 )
     if cfg.root is not None and not Path(cfg.root).expanduser().exists():
         raise DataError(f"data.root: {cfg.root} not found")
+    if cfg.holdout is not None:
+        carve(cfg.holdout, train_labels(cfg))  # a held-out split the data cannot give fails here
+
+
+def train_labels(cfg: DataConfig) -> np.ndarray:
+    """The labels of the whole training split (what `data.holdout` is stratified on)."""
+    if cfg.backend == "ffcv":
+        from harness.data.ffcv_loader import inspect_beton
+
+        assert cfg.train_path is not None
+        return inspect_beton(Path(cfg.train_path), "data.train_path", cfg.dataset).labels
+    if cfg.dataset == "imagenet":
+        assert cfg.root is not None
+        return np.asarray(list_image_folder(Path(cfg.root).expanduser() / "train").labels)
+    return load_configured_split(cfg, "train")[1].numpy()

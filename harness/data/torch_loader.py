@@ -16,6 +16,7 @@ every rank gets `n // world_size` samples and the same number of steps); evaluat
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -117,6 +118,10 @@ class FolderImages(Dataset):
 
     def __len__(self) -> int:
         return len(self.index.files)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.asarray(self.index.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
         from torchvision.io import ImageReadMode, decode_image, read_file
@@ -277,12 +282,15 @@ def build(cfg: DataConfig, *, device: torch.device, seed: int, rank: int, world_
             _check_labels(labels.numpy(), num_classes, f"{cfg.dataset} {split}")
             datasets[split] = TensorImages(images, labels, _identity)
         stored = datasets["train"].stored_size
+    datasets["holdout"] = copy.copy(datasets["train"])  # the training images, seen as evaluation sees them
     datasets["train"].transform = train_transform(plan, stored, plan.train_resolution(0))
     datasets["val"].transform = val_transform(plan)
+    datasets["holdout"].transform = val_transform(plan)
     return build_bundle(
         cfg,
         plan,
-        samples={split: len(ds) for split, ds in datasets.items()},
+        train_labels=np.asarray(datasets["train"].labels),
+        val_samples=len(datasets["val"]),
         make=lambda split, **options: TorchLoader(datasets[split], name=f"{cfg.dataset} {split}", **options),
         source=f"torch, {cfg.num_workers} workers",
         stored=stored,

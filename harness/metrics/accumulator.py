@@ -24,7 +24,7 @@ class MetricAccumulator:
     can all-reduce them across ranks (SUM) before `compute()`.
     """
 
-    FIELDS = ("n", "correct1", "correct5", "nll", "entropy", "max_prob")
+    FIELDS = ("n", "correct1", "correct5", "nll", "entropy", "max_prob", "n_ref", "agree", "kl_ref")
 
     def __init__(self, num_classes: int, n_bins: int = 15, device: torch.device | str = "cpu") -> None:
         self.num_classes = num_classes
@@ -39,8 +39,12 @@ class MetricAccumulator:
         self.class_sq_norm = torch.zeros(num_classes, **f64)
 
     @torch.no_grad()
-    def update(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
-        """Add a batch of logits (N, K) and labels (N,)."""
+    def update(
+        self, logits: torch.Tensor, targets: torch.Tensor, reference: torch.Tensor | None = None
+    ) -> None:
+        """Add a batch of logits (N, K) and labels (N,); with a teacher's `reference` logits for
+        the same images, the fidelity sums too (Stanton et al. 2021: top-1 agreement and
+        KL(p_teacher || p_student) at T = 1)."""
         logp = torch.log_softmax(logits.double(), dim=1)
         p = logp.exp()
         conf = p.max(dim=1).values
@@ -58,6 +62,7 @@ class MetricAccumulator:
                 nll.sum(),
                 entropy.sum(),
                 conf.sum(),
+                *self._fidelity(logp, reference, len(targets)),
             ]
         )
         bins = bin_index(conf, self.n_bins)
@@ -67,6 +72,22 @@ class MetricAccumulator:
         self.class_count.index_add_(0, targets, torch.ones_like(conf))
         self.class_prob_sum.index_add_(0, targets, p)
         self.class_sq_norm.index_add_(0, targets, (p * p).sum(dim=1))
+
+    @staticmethod
+    def _fidelity(logp: torch.Tensor, reference: torch.Tensor | None, n: int) -> list[torch.Tensor]:
+        """(samples, agreeing samples, summed KL(teacher || student)) of a batch, zeros without
+        a reference. Agreement compares the two argmaxes (the lowest class on a tie, as
+        `torch.argmax`); KL = sum_k p_t (log p_t - log p_s), with 0 log 0 = 0."""
+        if reference is None:
+            return [logp.new_zeros(())] * 3
+        if reference.shape != logp.shape:
+            raise ValueError(
+                f"teacher reference logits {tuple(reference.shape)} for a batch of {tuple(logp.shape)}"
+            )
+        ref_logp = torch.log_softmax(reference.double(), dim=1)
+        agree = (ref_logp.argmax(dim=1) == logp.argmax(dim=1)).double().sum()
+        kl = (ref_logp.exp() * (ref_logp - logp)).nan_to_num(0.0).sum()
+        return [logp.new_tensor(float(n)), agree, kl]
 
     def tensors(self) -> list[torch.Tensor]:
         """The running sums, in a fixed order (for all-reduce)."""
@@ -81,11 +102,13 @@ class MetricAccumulator:
         ]
 
     def compute(self) -> dict[str, float]:
-        """top1/top5 (percent), nll, ece, entropy, max_prob, stability, n."""
+        """top1/top5 (percent), nll, ece, entropy, max_prob, stability, n, and the fidelity
+        measures (None where no reference was given)."""
         s = dict(zip(self.FIELDS, self.scalars.tolist(), strict=True))
         n = s["n"]
         if n == 0:
-            return {c.name: math.nan for c in COLUMNS if c.metric and c.kind == FLOAT} | {"n": 0}
+            empty = {c.name: math.nan for c in COLUMNS if c.metric and c.kind == FLOAT}
+            return empty | {"n": 0, "fidelity_agreement": None, "fidelity_kl": None}
         present = self.class_count > 0
         counts = self.class_count[present]
         mean_p = self.class_prob_sum[present] / counts[:, None]
@@ -99,6 +122,8 @@ class MetricAccumulator:
             "entropy": s["entropy"] / n,
             "max_prob": s["max_prob"] / n,
             "stability": float(1.0 - variance.clamp_min(0).mean()),
+            "fidelity_agreement": 100.0 * s["agree"] / s["n_ref"] if s["n_ref"] else None,
+            "fidelity_kl": s["kl_ref"] / s["n_ref"] if s["n_ref"] else None,
             "n": int(n),
             "reliability_count": self.bin_count.tolist(),
             "reliability_confidence": _safe_div(self.bin_conf, self.bin_count),

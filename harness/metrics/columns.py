@@ -50,6 +50,7 @@ class Column:
     metric: bool = False  # a value of `MetricAccumulator.compute()`, copied by the runner
     identity: bool = False  # describes the run, not the epoch: equal on every row of a run
     teacher: str = ""  # doc of its `teacher_<name>` twin: the teacher's value on the eval split
+    holdout: str = ""  # doc of its `holdout_<name>` twin: the value on the held-out split
     board: Board | None = None  # summarised on the leaderboard
 
     def twin(self) -> Column:
@@ -70,11 +71,17 @@ class Column:
             )
         return Column(f"teacher_{self.name}", self.kind, self.teacher, board=board)
 
+    def holdout_twin(self) -> Column:
+        """The `holdout_<name>` column: the same measure on the held-out split (null without one)."""
+        return Column(f"holdout_{self.name}", self.kind, self.holdout)
+
 
 STRING, INT, FLOAT, BOOL = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 
 #: Where the teacher twins of the columns with a `teacher` doc stand in the schema.
 TEACHER_TWINS = "teacher twins"
+#: Where the held-out twins of the columns with a `holdout` doc stand in the schema.
+HOLDOUT_TWINS = "holdout twins"
 
 #: The declaration of every metrics.parquet column, in schema order.
 DECLARED: tuple[Column | str, ...] = (
@@ -104,6 +111,7 @@ DECLARED: tuple[Column | str, ...] = (
         FLOAT,
         "top-1 accuracy, percent",
         metric=True,
+        holdout="top-1 accuracy on the held-out split, percent (selection reads it)",
         teacher="teacher top-1 on the eval split, percent",
         board=Board(
             "top1_last",
@@ -119,6 +127,7 @@ DECLARED: tuple[Column | str, ...] = (
         FLOAT,
         "top-5 accuracy, percent",
         metric=True,
+        holdout="top-5 on the held-out split, percent",
         board=Board("top5_last", "top-5 (%) at the last epoch", "top-5", 2, "higher"),
     ),
     Column(
@@ -126,6 +135,7 @@ DECLARED: tuple[Column | str, ...] = (
         FLOAT,
         "mean negative log-likelihood, nats",
         metric=True,
+        holdout="NLL on the held-out split",
         teacher="teacher NLL",
         board=Board(
             "nll",
@@ -142,6 +152,7 @@ DECLARED: tuple[Column | str, ...] = (
         FLOAT,
         "expected calibration error (fraction), eval.ece_bins bins",
         metric=True,
+        holdout="ECE on the held-out split",
         teacher="teacher ECE",
         board=Board(
             "ece",
@@ -158,6 +169,7 @@ DECLARED: tuple[Column | str, ...] = (
         FLOAT,
         "mean predictive entropy, nats",
         metric=True,
+        holdout="mean predictive entropy on the held-out split",
         teacher="teacher mean entropy",
         board=Board(
             "entropy",
@@ -176,6 +188,7 @@ DECLARED: tuple[Column | str, ...] = (
         FLOAT,
         "mean max probability",
         metric=True,
+        holdout="mean max probability on the held-out split",
         teacher="teacher mean max probability",
         board=Board(
             "max_prob",
@@ -193,6 +206,7 @@ DECLARED: tuple[Column | str, ...] = (
         FLOAT,
         "Shen et al. S (1 - mean intra-class variance over the classes present)",
         metric=True,
+        holdout="stability S on the held-out split",
         teacher="teacher stability S",
         board=Board(
             "stability",
@@ -218,6 +232,44 @@ DECLARED: tuple[Column | str, ...] = (
         "accuracy (fraction) per ECE bin (null: empty)",
         metric=True,
     ),
+    Column(
+        "fidelity_agreement",
+        FLOAT,
+        "student-teacher top-1 agreement, percent (Stanton et al. 2021; null without teacher)",
+        metric=True,
+        holdout="student-teacher top-1 agreement on the held-out split, percent",
+        board=Board(
+            "fidelity_agreement",
+            "student-teacher top-1 agreement (%) at the last epoch (Stanton et al. 2021)",
+            "agreement",
+            2,
+            "",
+            confidence=7,
+        ),
+    ),
+    Column(
+        "fidelity_kl",
+        FLOAT,
+        "mean KL(teacher || student) at T = 1, nats (Stanton et al. 2021; null without teacher)",
+        metric=True,
+        holdout="mean KL(teacher || student) at T = 1 on the held-out split, nats",
+        board=Board(
+            "fidelity_kl",
+            "mean KL(teacher || student) at T = 1 (nats) at the last epoch (Stanton et al. 2021)",
+            "KL(t||s)",
+            3,
+            "",
+            confidence=8,
+        ),
+    ),
+    Column(
+        "holdout_hash",
+        STRING,
+        "sha256[:16] of the held-out positions (null without data.holdout)",
+        identity=True,
+    ),
+    Column("holdout_samples", INT, "held-out samples evaluated (null without data.holdout)"),
+    HOLDOUT_TWINS,
     Column("train_loss", FLOAT, "mean training loss over the epoch"),
     Column("train_parts", pa.map_(STRING, FLOAT), "mean of each named loss part"),
     Column("lr", FLOAT, "learning rate at the end of the epoch"),
@@ -241,6 +293,7 @@ DECLARED: tuple[Column | str, ...] = (
     Column("teacher_arch", STRING, "teacher architecture (null without teacher)", identity=True),
     Column("teacher_source", STRING, "teacher run id (and epoch) or weights file", identity=True),
     TEACHER_TWINS,
+    Column("teacher_holdout_top1", FLOAT, "teacher top-1 on the held-out split, percent"),
     Column("status", STRING, "run status when written: running|completed|interrupted|failed|diverged"),
     Column("diverged_step", INT, "step of the first non-finite loss (diverged runs)"),
     Column("device", STRING, "device type the run trained on"),
@@ -254,11 +307,15 @@ DECLARED: tuple[Column | str, ...] = (
 
 
 def _expand(declared: Sequence[Column | str]) -> tuple[Column, ...]:
-    """The declared columns with the teacher twins in their place."""
-    twins = [c.twin() for c in declared if isinstance(c, Column) and c.teacher]
+    """The declared columns with the teacher and held-out twins in their places."""
+    columns = [c for c in declared if isinstance(c, Column)]
+    twins = {
+        TEACHER_TWINS: [c.twin() for c in columns if c.teacher],
+        HOLDOUT_TWINS: [c.holdout_twin() for c in columns if c.holdout],
+    }
     out: list[Column] = []
     for item in declared:
-        out += twins if item == TEACHER_TWINS else [item]
+        out += twins[item] if isinstance(item, str) else [item]
     return tuple(out)
 
 
@@ -273,6 +330,12 @@ METRIC_COLUMNS = tuple(c.name for c in COLUMNS if c.metric)
 
 #: `teacher_<name>` column -> the metric it holds for the teacher.
 TEACHER_METRICS = {f"teacher_{c.name}": c.name for c in COLUMNS if c.teacher}
+
+#: `holdout_<name>` column -> the metric it holds on the held-out split.
+HOLDOUT_METRICS = {f"holdout_{c.name}": c.name for c in COLUMNS if c.holdout}
+
+#: The metrics that need a teacher's outputs on the same images (null without a teacher).
+FIDELITY_METRICS = ("fidelity_agreement", "fidelity_kl")
 
 #: The columns that describe the teacher (null for a run without one): its identity and metrics.
 TEACHER_COLUMNS = tuple(c.name for c in COLUMNS if c.name.startswith("teacher_"))
@@ -292,6 +355,7 @@ def run_columns(
     lr_scaled: float,
     eval_split: str,
     teacher: dict[str, Any],
+    holdout_hash: str | None,
     environment: dict[str, Any],
 ) -> dict[str, Any]:
     """The columns every row of a run repeats: its identity, setting (`recipe.setting()`) and
@@ -317,6 +381,7 @@ def run_columns(
         "global_batch_size": global_batch,
         "lr_scaled": lr_scaled,
         "eval_split": eval_split,
+        "holdout_hash": holdout_hash,
         **{name: teacher[name] for name in TEACHER_COLUMNS},
         **environment,
     }
@@ -327,7 +392,8 @@ def epoch_row(
     *,
     epoch: int,
     step: int,
-    metrics: dict[str, float],
+    metrics: dict[str, Any],
+    holdout: dict[str, Any] | None,
     losses: dict[str, float],
     lr: float,
     epoch_time: float,
@@ -335,7 +401,8 @@ def epoch_row(
     samples: int,
 ) -> dict[str, Any]:
     """One metrics row: the run's columns (`run_columns`), the evaluation's `metrics`
-    (`MetricAccumulator.compute()`), the epoch's loss means (`loss` and its parts), its lr and
+    (`MetricAccumulator.compute()`) and the held-out split's (`holdout`, None without one: its
+    columns null), the epoch's loss means (`loss` and its parts), its lr and
     timing. `status` starts `running`; the runner sets it (and `diverged_step`) on every write."""
     return {
         **run,
@@ -344,6 +411,8 @@ def epoch_row(
         "epoch": epoch,
         "step": step,
         **{name: metrics[name] for name in METRIC_COLUMNS},
+        "holdout_samples": None if holdout is None else holdout["n"],
+        **{name: None if holdout is None else holdout[key] for name, key in HOLDOUT_METRICS.items()},
         "train_loss": losses.get("loss", math.nan),
         "train_parts": {k: v for k, v in losses.items() if k != "loss"},
         "lr": lr,

@@ -10,7 +10,7 @@ May import: `harness.runtime`, the metric accumulator of `harness.metrics`. Neve
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -30,9 +30,17 @@ def evaluate(
     num_classes: int,
     n_bins: int,
     runtime: Runtime,
+    *,
+    reference: Sequence[torch.Tensor] | None = None,
+    keep: list[torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """Every metric of `harness.metrics` over the whole split (summed exactly across ranks), the
     images in the runtime's memory format and autocast.
+
+    `reference`: a teacher's logits for this loader's batches, in order (what `keep` collected
+    when the teacher went through the same loader): the fidelity measures compare with them.
+    `keep`: a list each batch's float32 logits are appended to. A split's evaluation order is
+    fixed (no shuffle, the same shard per rank), so the two passes see the same images.
 
     A module is evaluated in eval mode (BatchNorm running statistics, no dropout) and given back
     in the mode it came in.
@@ -43,11 +51,22 @@ def evaluate(
     try:
         acc = MetricAccumulator(num_classes, n_bins, runtime.device)
         loader.set_epoch(0)
+        batches = 0
         for batch in loader:
             x = runtime.prepare(batch.images)
             with runtime.autocast():
-                logits = model(x)
-            acc.update(logits.float(), batch.targets)
+                logits = model(x).float()
+            ref = None
+            if reference is not None:
+                if batches >= len(reference):
+                    raise ValueError(f"teacher reference logits end after {len(reference)} batches")
+                ref = reference[batches]
+            acc.update(logits, batch.targets, ref)
+            if keep is not None:
+                keep.append(logits)
+            batches += 1
+        if reference is not None and batches != len(reference):
+            raise ValueError(f"teacher reference logits hold {len(reference)} batches, the split {batches}")
     finally:
         if was_training:
             model.train()

@@ -134,9 +134,16 @@ def report_pretrained(
 
 def record_pretrained(provenance_path: Path, origins: dict[str, dict[str, Any]]) -> None:
     """Add the weights' origins to a run's provenance.json."""
+    record(provenance_path, "pretrained", origins)
+
+
+def record(provenance_path: Path, key: str, value: Any) -> None:
+    """Set `key` of a run's provenance.json (rewritten atomically) where the file exists."""
+    if not provenance_path.exists():
+        return
     try:
         data = json.loads(provenance_path.read_text())
     except (OSError, json.JSONDecodeError):
         data = {}
-    data["pretrained"] = origins
+    data[key] = value
     write_json(provenance_path, data)

@@ -52,7 +52,7 @@ def cache_teacher(
     )
     try:
         teacher, weights = build_teacher(recipe, runs_dir, train_run, None, data, runtime)
-        metrics = measure_teacher(teacher, data, recipe.eval.ece_bins, runtime, say)
+        metrics, _ = measure_teacher(teacher, data, recipe.eval.ece_bins, runtime, say)
         cached = teacher_cache.open_or_build(
             teacher,
             weights,

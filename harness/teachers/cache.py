@@ -390,7 +390,7 @@ def open_or_build(
         teacher_arch=teacher.arch,
         teacher_source=teacher.source,
         weights=weights,
-        data_identity={**json.loads(recipe.setting()[1]), **identity(loader)},
+        data_identity={**json.loads(recipe.setting()[1]), **identity(loader), **holdout_identity(data)},
         view_seed=loader.view_seed,
         num_samples=data.train_size,
         num_classes=data.num_classes,
@@ -428,6 +428,12 @@ def open_or_build(
         views_of=loader.epoch_views,
         device=runtime.device,
     )
+
+
+def holdout_identity(data: DataBundle) -> dict[str, Any]:
+    """The held-out positions' digest, where the run holds some out (its training positions
+    depend on it): absent otherwise, so caches made before `data.holdout` existed stay valid."""
+    return {} if data.holdout_digest is None else {"holdout_hash": data.holdout_digest}
 
 
 def identity(loader: Replayable) -> dict[str, Any]:

@@ -75,7 +75,9 @@ class Teacher:
 
 
 def teacher_recipe(recipe: Recipe, transform: RecipeTransform | None = None) -> Recipe:
-    """The recipe of the teacher run named by `recipe.teacher.run`, with its seed resolved."""
+    """The recipe of the teacher run named by `recipe.teacher.run`, with its seed resolved and,
+    where the student holds out part of the same data set (`data.holdout`), the same held-out
+    split: the teacher never trains on the images the student is selected on."""
     cfg = recipe.teacher
     assert cfg is not None and cfg.run is not None
     path = Path(cfg.run)
@@ -90,6 +92,9 @@ def teacher_recipe(recipe: Recipe, transform: RecipeTransform | None = None) -> 
     source = teacher.source
     teacher = replace(teacher, seed=seed)
     teacher.source = source
+    if recipe.data.holdout is not None and teacher.data.dataset == recipe.data.dataset:
+        # a teacher trained on the student's held-out images would leak them into its soft targets
+        teacher.data = replace(teacher.data, holdout=recipe.data.holdout)
     if cfg.epoch is not None and cfg.epoch not in teacher.checkpoint.save_epochs:
         if cfg.epoch > teacher.schedule.epochs:
             raise TeacherError(
@@ -304,13 +309,25 @@ def measure_teacher(
     n_bins: int,
     runtime: Runtime,
     say: Callable[[str], None],
-) -> dict[str, Any]:
-    """The teacher's columns of a student's metrics: its arch, source and metrics on the
-    evaluation split (said in the run's log)."""
-    m = evaluate(teacher, data.val, data.num_classes, n_bins, runtime)
+) -> tuple[dict[str, Any], dict[str, list[torch.Tensor]]]:
+    """The teacher's columns of a student's metrics (its arch, source, metrics on the evaluation
+    split and top-1 on the held-out split, said in the run's log), and its logits on each split
+    it went through ("val", "holdout"), batch by batch: the reference the student's fidelity
+    measures compare with every epoch (float32 on the run's device: 40 bytes per image with 10
+    classes, 4 kB with 1,000)."""
+    references: dict[str, list[torch.Tensor]] = {"val": []}
+    m = evaluate(teacher, data.val, data.num_classes, n_bins, runtime, keep=references["val"])
+    held_out = None
+    if data.holdout is not None:
+        references["holdout"] = []
+        held_out = evaluate(
+            teacher, data.holdout, data.num_classes, n_bins, runtime, keep=references["holdout"]
+        )
     say(
         f"teacher {teacher.arch} ({teacher.source}): top1 {m['top1']:.2f} "
         f"nll {m['nll']:.3f} ece {m['ece']:.3f} entropy {m['entropy']:.3f}"
+        + ("" if held_out is None else f"; held out: top1 {held_out['top1']:.2f}")
     )
     out = {"teacher_arch": teacher.arch, "teacher_source": teacher.source}
-    return out | {column: m[key] for column, key in TEACHER_METRICS.items()}
+    out["teacher_holdout_top1"] = None if held_out is None else held_out["top1"]
+    return out | {column: m[key] for column, key in TEACHER_METRICS.items()}, references

@@ -164,8 +164,12 @@ class Trainer:
             self.optimizer.add_param_group(group)
         self.scheduler = build_scheduler(r, self.optimizer, len(self.data.train))
         teacher_metrics: dict[str, Any] = dict.fromkeys(TEACHER_COLUMNS)
+        # the teacher's logits on each evaluated split: every epoch's fidelity compares with them
+        self.teacher_logits: dict[str, list[torch.Tensor]] = {}
         if self.teacher is not None:
-            teacher_metrics = measure_teacher(self.teacher, self.data, r.eval.ece_bins, rt, self.say)
+            teacher_metrics, self.teacher_logits = measure_teacher(
+                self.teacher, self.data, r.eval.ece_bins, rt, self.say
+            )
             if r.teacher is not None and r.teacher.cache:
                 self.teacher = teacher_cache.open_or_build(
                     self.teacher,
@@ -185,8 +189,15 @@ class Trainer:
             lr_scaled=self.lr,
             eval_split=self.data.eval_split,
             teacher=teacher_metrics,
+            holdout_hash=self.data.holdout_digest,
             environment=provenance.environment(rt.device, rt.world.world_size, rt.amp),
         )
+        if self.world.is_main and self.data.holdout_digest is not None:
+            provenance.record(
+                self.run.provenance,
+                "holdout",
+                {"hash": self.data.holdout_digest, "samples": self.data.holdout_size},
+            )
         # Training randomness (dropout, drop-path) starts here, apart per rank, whatever the
         # teacher's own training or evaluation did to the global generator.
         torch.manual_seed(r.seed + 1000 * self.world.rank)
@@ -428,7 +439,20 @@ class Trainer:
         """Evaluate the student, append the epoch's metrics row and say it."""
         r = self.recipe
         t1 = time.perf_counter()
-        m = evaluate(self.model, self.data.val, self.data.num_classes, r.eval.ece_bins, self.runtime)
+        m, held_out = (
+            None
+            if loader is None
+            else evaluate(
+                self.model,
+                loader,
+                self.data.num_classes,
+                r.eval.ece_bins,
+                self.runtime,
+                reference=self.teacher_logits.get(split),
+            )
+            for split, loader in (("val", self.data.val), ("holdout", self.data.holdout))
+        )
+        assert m is not None
         eval_time = time.perf_counter() - t1
         self.rows.append(
             epoch_row(
@@ -436,6 +460,7 @@ class Trainer:
                 epoch=self.epoch,
                 step=self.step,
                 metrics=m,
+                holdout=held_out,
                 losses=losses,
                 lr=lr,
                 epoch_time=epoch_time,
@@ -446,7 +471,13 @@ class Trainer:
         self.say(
             f"epoch {self.epoch}/{r.schedule.epochs} loss {losses.get('loss', math.nan):.4f} "
             f"top1 {m['top1']:.2f} nll {m['nll']:.4f} ece {m['ece']:.4f} "
-            f"entropy {m['entropy']:.4f} ({epoch_time:.1f} s, {samples / epoch_time:.0f} img/s)"
+            f"entropy {m['entropy']:.4f}"
+            + (
+                ""
+                if held_out is None
+                else f" | held out top1 {held_out['top1']:.2f} nll {held_out['nll']:.4f}"
+            )
+            + f" ({epoch_time:.1f} s, {samples / epoch_time:.0f} img/s)"
         )
 
     def checkpoint_epoch(self, done: bool, tracker: LossTracker) -> None:
