@@ -29,10 +29,11 @@ setup(
         "numpy>=1.24",
         "tqdm>=4.60",
         "submitit>=1.5",
+        "scipy>=1.11",
     ],
     extras_require={
         "ffcv": ["ffcv==1.0.2"],
-        "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "hypothesis>=6.100"],
+        "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "hypothesis>=6.100", "statsmodels>=0.14"],
     },
     entry_points={"console_scripts": ["harness=harness.cli:main"]},
 )
