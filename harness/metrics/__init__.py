@@ -49,6 +49,7 @@ _EXPORTS = {
             "SCHEMA",
             "METRIC_COLUMNS",
             "TEACHER_METRICS",
+            "HOLDOUT_METRICS",
             "TEACHER_COLUMNS",
             "IDENTITY_COLUMNS",
             "BOARD_COLUMNS",

@@ -1,6 +1,6 @@
 """The metrics.parquet column registry: every column declared once (`DECLARED`), with how the
 leaderboard shows it (`Board`), the lists derived from it (`COLUMNS`, `SCHEMA`, `METRIC_COLUMNS`,
-`TEACHER_COLUMNS`, `TEACHER_METRICS`, `IDENTITY_COLUMNS`, `BOARD_COLUMNS`) and the rows
+`TEACHER_COLUMNS`, `TEACHER_METRICS`, `HOLDOUT_METRICS`, `IDENTITY_COLUMNS`, `BOARD_COLUMNS`) and the rows
 (`run_columns`, `epoch_row`, `check_row`). Documented in docs/metrics.md.
 
 Torch-free: the leaderboard imports it. May import: pyarrow, and `harness.config.recipe` for
@@ -333,9 +333,6 @@ TEACHER_METRICS = {f"teacher_{c.name}": c.name for c in COLUMNS if c.teacher}
 
 #: `holdout_<name>` column -> the metric it holds on the held-out split.
 HOLDOUT_METRICS = {f"holdout_{c.name}": c.name for c in COLUMNS if c.holdout}
-
-#: The metrics that need a teacher's outputs on the same images (null without a teacher).
-FIDELITY_METRICS = ("fidelity_agreement", "fidelity_kl")
 
 #: The columns that describe the teacher (null for a run without one): its identity and metrics.
 TEACHER_COLUMNS = tuple(c.name for c in COLUMNS if c.name.startswith("teacher_"))

@@ -37,9 +37,14 @@ def write_metrics(path: Path, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Rows of a metrics.parquet file as dicts (`train_parts` back as a dict)."""
-    rows = pq.read_table(path).to_pylist()
+    """Rows of a metrics.parquet file as dicts (`train_parts` back as a dict). A file written
+    before a column was declared (e.g. the `holdout_*` ones) reads with that column None, so an
+    older run loads, and resumes, under today's SCHEMA."""
+    table = pq.read_table(path)
+    absent = [name for name in SCHEMA.names if name not in table.column_names]
+    rows = table.to_pylist()
     for row in rows:
+        row.update(dict.fromkeys(absent))
         if isinstance(row.get("train_parts"), list):
             row["train_parts"] = dict(row["train_parts"])
     return rows

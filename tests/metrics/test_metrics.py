@@ -225,3 +225,53 @@ def test_public_names_load_from_their_modules_and_the_registry_needs_no_torch():
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_fidelity_matches_an_independent_computation_over_batches():
+    """Stanton et al. (2021): top-1 agreement and mean KL(p_teacher || p_student) at T = 1,
+    streamed over batches, against scipy's relative entropy on the whole set."""
+    from scipy.special import rel_entr, softmax
+
+    g = torch.Generator().manual_seed(0)
+    student, teacher = torch.randn(50, 7, generator=g), 3 * torch.randn(50, 7, generator=g)
+    targets = torch.randint(0, 7, (50,), generator=g)
+    acc = MetricAccumulator(7)
+    for s, t, y in zip(student.split(16), teacher.split(16), targets.split(16), strict=True):
+        acc.update(s, y, t)
+    got = acc.compute()
+    p_s, p_t = softmax(student.double().numpy(), axis=1), softmax(teacher.double().numpy(), axis=1)
+    assert got["fidelity_kl"] == pytest.approx(rel_entr(p_t, p_s).sum(axis=1).mean(), rel=1e-12)
+    agree = (p_s.argmax(axis=1) == p_t.argmax(axis=1)).mean() * 100
+    assert got["fidelity_agreement"] == pytest.approx(agree)
+    alone = MetricAccumulator(7)
+    alone.update(student, targets, student)
+    assert alone.compute()["fidelity_agreement"] == 100.0 and alone.compute()["fidelity_kl"] == pytest.approx(
+        0
+    )
+    without = MetricAccumulator(7)
+    without.update(student, targets)
+    assert without.compute()["fidelity_agreement"] is None and without.compute()["fidelity_kl"] is None
+    with pytest.raises(ValueError, match="teacher reference logits"):
+        MetricAccumulator(7).update(student, targets, teacher[:10])
+
+
+def test_holdout_twins_follow_their_metric():
+    names = metrics.SCHEMA.names
+    for twin, metric in metrics.HOLDOUT_METRICS.items():
+        assert metric in metrics.METRIC_COLUMNS
+        assert metrics.SCHEMA.field(twin).type == metrics.SCHEMA.field(metric).type
+    assert {"holdout_top1", "holdout_fidelity_kl", "holdout_hash", "teacher_holdout_top1"} <= set(names)
+
+
+def test_a_file_from_before_a_column_existed_reads_with_it_empty(tmp_path):
+    """An older run (no holdout or fidelity columns) loads, and rewrites, under today's schema."""
+    path = tmp_path / "metrics.parquet"
+    metrics_file.write_metrics(path, [_row(run_id="r", epoch=1, top1=50.0)])
+    table = pq.read_table(path)
+    old = [n for n in table.column_names if n.startswith(("holdout_", "fidelity_", "teacher_holdout"))]
+    pq.write_table(table.drop_columns(old), path)
+    assert not set(old) & set(pq.read_schema(path).names)
+    rows = metrics_file.read_metrics(path)
+    assert all(rows[0][name] is None for name in old)
+    metrics_file.write_metrics(path, rows)  # a resumed run appends to it
+    assert pq.read_schema(path).equals(metrics.SCHEMA, check_metadata=False)

@@ -27,10 +27,14 @@ def fingerprint(name: str, tmp_path, teacher_weights) -> dict[str, object]:
     """What a paired comparison needs equal: the student's initial weights, and each batch's
     sample indices and pixels over two epochs, read after the strategy has trained a few steps."""
     cls = strategies.get(name)
-    recipe = tiny_recipe(data={**SMALL, "holdout": {"size": 40}}, strategy={"name": name, "params": dict(cls.example)})
+    recipe = tiny_recipe(
+        data={**SMALL, "holdout": {"size": 40}}, strategy={"name": name, "params": dict(cls.example)}
+    )
     if cls.needs_teacher:
         recipe["teacher"] = {"arch": "test_resnet", "weights": str(teacher_weights)}
-    trainer = Trainer(load_recipe(write_recipe(tmp_path / f"{name}.yaml", recipe)), tmp_path / "runs", RunOptions())
+    trainer = Trainer(
+        load_recipe(write_recipe(tmp_path / f"{name}.yaml", recipe)), tmp_path / "runs", RunOptions()
+    )
     try:
         trainer.build()
         weights = {k: v.clone() for k, v in trainer.model.state_dict().items()}
@@ -58,6 +62,8 @@ def test_same_seed_same_start_order_and_views(name, baseline, tmp_path, teacher_
     got = fingerprint(name, tmp_path, teacher_weights)
     assert got["weights"].keys() == baseline["weights"].keys()
     for key, value in baseline["weights"].items():
-        assert torch.equal(got["weights"][key], value), f"{name}: initial student weight {key} differs from ce's"
+        assert torch.equal(got["weights"][key], value), (
+            f"{name}: initial student weight {key} differs from ce's"
+        )
     assert got["batches"] == baseline["batches"], f"{name}: data order or augmented views differ from ce's"
     assert got["held_out"] == baseline["held_out"]
