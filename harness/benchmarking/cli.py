@@ -48,6 +48,16 @@ def run(
         if quick:
             epoch_cfg.arch, epoch_cfg.images, epoch_cfg.batch_size = "test_resnet", 256, 64
         yield section("Whole epochs", "epoch", epochs.run(epoch_cfg), ctx, out)
+    if suite in ("holdout", "all"):
+        from harness.benchmarking import holdout
+
+        ctx = report.context(device)
+        holdout_cfg = holdout.HoldoutConfig(device=device, rounds=2 if quick else rounds, clock=clock)
+        if quick:
+            holdout_cfg.arch, holdout_cfg.images, holdout_cfg.val_images = "test_resnet", 256, 128
+        yield section(
+            "Held-out split: an epoch with and without", "holdout", holdout.run(holdout_cfg), ctx, out
+        )
     if suite in ("ffcv_kd", "all"):
         from harness.benchmarking import ffcv_kd
 

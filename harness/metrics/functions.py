@@ -23,7 +23,17 @@ logits shaped (N, K) and int64 labels (N,), and return Python floats:
 
 `MetricAccumulator` (harness/metrics/accumulator.py) computes all of them from running sums over
 batches (exactly equal to the functions on the concatenated outputs) so that evaluation streams,
-and under DDP the sums are all-reduced: count-weighted, never an average of averages.
+and under DDP the sums are all-reduced: count-weighted, never an average of averages. Given a
+teacher's logits for the same images, it also measures the student's fidelity to its teacher
+(Stanton et al., NeurIPS 2021, "Does knowledge distillation really work?"), at T = 1:
+
+* `fidelity_agreement`: 100 * mean 1[argmax_k p_s,k = argmax_k p_t,k] (percent; argmax takes
+  the lowest class on a tie);
+* `fidelity_kl`: mean KL(p_t || p_s) = mean sum_k p_t,k (log p_t,k - log p_s,k), nats (0 log 0 = 0).
+
+A run computes every metric on the evaluation split and, with `data.holdout`, on the held-out
+split of the training split (the `holdout_*` columns), after every evaluated epoch; the teacher's
+logits are kept from its own pass over each split when the run starts.
 """
 
 from __future__ import annotations

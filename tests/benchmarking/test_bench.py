@@ -108,3 +108,23 @@ def test_loader_benchmark_runs_as_harness_bench_loads_it(tmp_path):
     table = pq.read_table(out).to_pylist()
     assert {r["pipeline"] for r in table} >= {"torchvision-v2", "ffcv"}
     assert all(r["median_img_s"] > 0 for r in table)
+
+
+@pytest.mark.fashion
+def test_holdout_suite_through_harness_bench(tmp_path):
+    """`harness bench --suite holdout --quick --clock cpu`: an epoch with and without the held-out
+    split over the same number of trained images, and the share of the difference its pass explains."""
+    proc = run_cli(
+        "bench", "--suite", "holdout", "--quick", "--clock", "cpu", "--out", str(tmp_path), check=True
+    )
+    assert "| holdout_overhead |" in proc.stdout
+    by_case = {r["case"]: r for r in pq.read_table(tmp_path / "holdout.parquet").to_pylist()}
+    assert set(by_case) == {"plain", "holdout", "holdout_pass", "holdout_overhead"}
+    plain = by_case["plain"]["median_s"]
+    for name in ("plain", "holdout", "holdout_pass"):
+        assert by_case[name]["median_s"] > 0 and math.isclose(
+            by_case[name]["ratio"], by_case[name]["median_s"] / plain
+        )
+    extra = by_case["holdout"]["median_s"] - plain
+    assert math.isclose(by_case["holdout_overhead"]["ratio"], extra / by_case["holdout_pass"]["median_s"])
+    assert "6000 held out" in by_case["holdout"]["detail"]
