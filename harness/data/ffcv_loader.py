@@ -165,7 +165,7 @@ def inspect_beton(path: Path, key: str, dataset: str = "imagenet") -> BetonInfo:
     """Open a .beton's header and metadata; errors name the recipe key `key` or the file."""
     api = ffcv_api()
     if not path.is_file():
-        from harness.data.preflight import convert_command
+        from harness.data.hints import convert_command
 
         raise DataError(f"{key}: {path} not found; write it with: {convert_command(dataset, key, path)}")
     try:

@@ -33,7 +33,8 @@ def weights_path(run: RunDir, which: str) -> Path:
 
 
 def evaluate_run(run_dir: Path, which: str = "final", device: str = "auto") -> dict[str, Any]:
-    """Metrics of the run's `which` weights on its evaluation split (rank 0 gets the totals)."""
+    """Metrics of the run's `which` weights on its evaluation split (rank 0 gets the totals), and
+    under `holdout` those on its held-out split where the recipe holds one out."""
     run_dir = Path(run_dir)
     if not (run_dir / "recipe.yaml").exists():
         raise RunStateError(f"{run_dir}: not a run folder (no recipe.yaml)")
@@ -50,6 +51,11 @@ def evaluate_run(run_dir: Path, which: str = "final", device: str = "auto") -> d
     model = build_model(recipe.model.arch, data.num_classes, data.channels, recipe.model.kwargs)
     model.load_state_dict(state["model"])
     model.to(runtime.device)
-    metrics = evaluate(model, data.val, data.num_classes, recipe.eval.ece_bins, runtime)
-    data.close()
+    try:
+        metrics = evaluate(model, data.val, data.num_classes, recipe.eval.ece_bins, runtime)
+        if data.holdout is not None:
+            held_out = evaluate(model, data.holdout, data.num_classes, recipe.eval.ece_bins, runtime)
+            metrics["holdout"] = {"hash": data.holdout_digest, **held_out}
+    finally:
+        data.close()
     return {"run_id": recipe.run_id, "checkpoint": str(path), "world_size": world.world_size, **metrics}

@@ -244,3 +244,7 @@ def test_a_run_writes_both_splits_and_records_the_digest(tmp_path):
         assert row["holdout_hash"] == provenance["holdout"]["hash"]
         assert row["fidelity_agreement"] is None and row["holdout_fidelity_agreement"] is None  # no teacher
     assert provenance["holdout"]["samples"] == 100
+    evaluated = json.loads(run_cli("eval", str(run_dir), check=True).stdout.strip().splitlines()[-1])
+    assert evaluated["top1"] == pytest.approx(rows[-1]["top1"]) and evaluated["holdout"]["n"] == 100
+    assert evaluated["holdout"]["top1"] == pytest.approx(rows[-1]["holdout_top1"])
+    assert evaluated["holdout"]["hash"] == rows[-1]["holdout_hash"]
