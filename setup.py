@@ -33,7 +33,15 @@ setup(
     ],
     extras_require={
         "ffcv": ["ffcv==1.0.2"],
-        "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "hypothesis>=6.100", "statsmodels>=0.14"],
+        "dev": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "ruff>=0.6",
+            "hypothesis>=6.100",
+            "statsmodels>=0.14",
+            "duckdb>=1.0",
+            "polars>=1.0",
+        ],
     },
     entry_points={"console_scripts": ["harness=harness.cli:main"]},
 )

@@ -275,3 +275,39 @@ def test_a_file_from_before_a_column_existed_reads_with_it_empty(tmp_path):
     assert all(rows[0][name] is None for name in old)
     metrics_file.write_metrics(path, rows)  # a resumed run appends to it
     assert pq.read_schema(path).equals(metrics.SCHEMA, check_metadata=False)
+
+
+def test_duckdb_and_polars_read_both_splits_typed_beside_an_older_run(tmp_path):
+    """The held-out and fidelity columns are typed columns to the tools people query runs with,
+    and a run from before they existed reads beside a new one (nulls), by name."""
+    import duckdb
+    import polars as pl
+
+    new = tmp_path / "new" / "metrics.parquet"
+    new.parent.mkdir()
+    metrics_file.write_metrics(
+        new,
+        [_row(run_id="n", epoch=1, top1=80.0, holdout_top1=81.5, holdout_hash="ab" * 8, fidelity_kl=0.25)],
+    )
+    old = tmp_path / "old" / "metrics.parquet"
+    old.parent.mkdir()
+    metrics_file.write_metrics(old, [_row(run_id="o", epoch=1, top1=70.0)])
+    table = pq.read_table(old)
+    pq.write_table(
+        table.drop_columns([n for n in table.column_names if n.startswith(("holdout", "fidelity"))]), old
+    )
+
+    files = f"{tmp_path}/*/metrics.parquet"
+    runs = f"read_parquet('{files}', union_by_name=true)"
+    types = dict(
+        duckdb.sql(f"select column_name, column_type from (describe select * from {runs})").fetchall()
+    )
+    assert types["holdout_top1"] == "DOUBLE" and types["holdout_hash"] == "VARCHAR"
+    assert types["holdout_samples"] == "BIGINT" and types["fidelity_kl"] == "DOUBLE"
+    got = duckdb.sql(f"select run_id, holdout_top1 from {runs} order by run_id").fetchall()
+    assert got == [("n", 81.5), ("o", None)]
+
+    frame = pl.read_parquet(str(new))
+    assert frame.schema["holdout_top1"] == pl.Float64 and frame.schema["holdout_hash"] == pl.String
+    both = pl.concat([pl.read_parquet(str(new)), pl.read_parquet(str(old))], how="diagonal_relaxed")
+    assert both.sort("run_id")["holdout_top1"].to_list() == [81.5, None]
