@@ -24,7 +24,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harness.errors import HarnessError
-from harness.metrics.columns import IDENTITY_COLUMNS, METRIC_COLUMNS, SCHEMA, TEACHER_COLUMNS
+from harness.metrics.columns import (
+    HOLDOUT_METRICS,
+    IDENTITY_COLUMNS,
+    METRIC_COLUMNS,
+    SCHEMA,
+    TEACHER_COLUMNS,
+)
 
 #: Columns a run's metrics must have for the leaderboard (the rest are read when present).
 REQUIRED_COLUMNS = (
@@ -44,11 +50,15 @@ REQUIRED_COLUMNS = (
     "status",
 )
 
-#: Columns read when present (null otherwise): metrics, reliability, throughput, teacher.
+#: Columns read when present (null otherwise): metrics, reliability, held-out split, throughput,
+#: teacher. Runs written before the held-out split existed lack its columns: they read as null.
 OPTIONAL_COLUMNS = (
     "config_hash",
     "eval_split",
     *(c for c in METRIC_COLUMNS if c not in REQUIRED_COLUMNS),
+    "holdout_hash",
+    "holdout_samples",
+    *HOLDOUT_METRICS,
     "train_samples",
     "epoch_time_s",
     "img_per_s",

@@ -240,11 +240,11 @@ DECLARED: tuple[Column | str, ...] = (
         holdout="student-teacher top-1 agreement on the held-out split, percent",
         board=Board(
             "fidelity_agreement",
-            "student-teacher top-1 agreement (%) at the last epoch (Stanton et al. 2021)",
+            "student-teacher top-1 agreement (%) on the evaluation split at the last epoch "
+            "(Stanton et al. 2021)",
             "agreement",
             2,
             "",
-            confidence=7,
         ),
     ),
     Column(
@@ -255,11 +255,11 @@ DECLARED: tuple[Column | str, ...] = (
         holdout="mean KL(teacher || student) at T = 1 on the held-out split, nats",
         board=Board(
             "fidelity_kl",
-            "mean KL(teacher || student) at T = 1 (nats) at the last epoch (Stanton et al. 2021)",
-            "KL(t||s)",
+            "mean KL(teacher || student) at T = 1 (nats) on the evaluation split at the last epoch "
+            "(Stanton et al. 2021)",
+            "KL(t‖s)",
             3,
             "",
-            confidence=8,
         ),
     ),
     Column(
