@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from harness.leaderboard.stats import (
     NOT_COMPUTABLE,
@@ -48,8 +48,15 @@ from harness.leaderboard.stats import (
     welch_interval,
 )
 
-if TYPE_CHECKING:
-    from harness.leaderboard.aggregate import Row
+
+class Seeds(Protocol):
+    """What a comparison reads of a row (`aggregate.Row`): its seeds and per-run values."""
+
+    @property
+    def seeds(self) -> list[int]: ...
+
+    def column(self, name: str) -> list[float | None]: ...
+
 
 #: Significance level of every mark, after Holm's correction within a family.
 ALPHA = 0.05
@@ -97,13 +104,13 @@ class Comparison:
         return SIGNIFICANT if self.p_holm < ALPHA else NOT_SIGNIFICANT
 
 
-def basis_for(row: Row, base: Row) -> str:
+def basis_for(row: Seeds, base: Seeds) -> str:
     """`selected` when every run of both rows has a validation-selected top-1, else `last`."""
     values = row.column(BASIS_VALUES["selected"]) + base.column(BASIS_VALUES["selected"])
     return "selected" if values and all(v is not None for v in values) else "last"
 
 
-def compare(row: Row, base: Row) -> Comparison:
+def compare(row: Seeds, base: Seeds) -> Comparison:
     """The row's gain over `base` (Holm's p is set later, per family, by `adjust_family`)."""
     basis = basis_for(row, base)
     value = BASIS_VALUES[basis]

@@ -1,5 +1,6 @@
 """Summary statistics over seeds, confidence intervals and tests for a difference of means,
-Holm's correction and the seeds a test needs. Distributions come from `scipy.stats`.
+Holm's correction and the seeds a test needs. Distributions come from scipy (`scipy.special`'s
+Student and noncentral t functions, which `scipy.stats.t` and `scipy.stats.nct` evaluate).
 
 * `mean`, `sample_std`: the arithmetic mean and the sample standard deviation (ddof = 1,
   Bessel's correction) of the finite values; `None` when there are too few.
@@ -32,8 +33,9 @@ Holm's correction and the seeds a test needs. Distributions come from `scipy.sta
       paired (one-sample t on the differences, sd = s_d):  df = n - 1,   nc = d sqrt(n)
       unpaired (two-sample t, n per arm, sd = s_p):        df = 2n - 2,  nc = d sqrt(n / 2)
 
-  as `statsmodels.stats.power.TTestPower` / `TTestIndPower(ratio=1)`. Power grows with n, so n
-  is found by doubling then bisection; beyond `SEEDS_CAP` it is "more than SEEDS_CAP". No difference
+  as `statsmodels.stats.power.TTestPower` / `TTestIndPower(ratio=1)`. Power grows with n: the
+  search walks from the normal approximation to the exact n; beyond `SEEDS_CAP` it is "more than
+  SEEDS_CAP". No difference
   (d = 0) never resolves; no spread (sd = 0) or an unknown spread (fewer than two values) has no
   answer: `SeedsNeeded.why` says which.
 
@@ -47,7 +49,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from scipy import stats as _dist
+from scipy import special as _special
 
 SIGNIFICANT = "significant"
 NOT_SIGNIFICANT = "not significant"
@@ -117,17 +119,17 @@ def throughput(rows: Sequence[dict[str, Any]]) -> float | None:
 
 # ------------------------------------------------------------------------------ Student t
 def t_quantile(p: float, df: float) -> float:
-    """The t with P(T_df <= t) = p (scipy.stats.t.ppf)."""
+    """The t with P(T_df <= t) = p (`scipy.special.stdtrit`, what `scipy.stats.t.ppf` evaluates)."""
     if not 0.0 < p < 1.0:
         raise ValueError(f"probability must be in (0, 1), got {p}")
     if not df > 0:
         raise ValueError(f"degrees of freedom must be > 0, got {df}")
-    return float(_dist.t.ppf(p, df))
+    return float(_special.stdtrit(df, p))
 
 
 def two_sided_p(t: float, df: float) -> float:
-    """2 P(T_df >= |t|) (scipy.stats.t.sf)."""
-    return float(min(1.0, 2.0 * _dist.t.sf(abs(t), df)))
+    """2 P(T_df >= |t|) = 2 P(T_df <= -|t|) (`scipy.special.stdtr`, the Student t cdf)."""
+    return float(min(1.0, 2.0 * _special.stdtr(df, -abs(t))))
 
 
 # ------------------------------------------------------------------------------ intervals
@@ -233,22 +235,24 @@ def t_test_power(effect: float, n: int, paired: bool, alpha: float = 0.05) -> fl
     """Power of the two-sided `alpha` t test at standardised effect |diff| / sd and n seeds (per
     arm): one-sample (paired) df = n - 1, nc = d sqrt(n); two-sample df = 2n - 2, nc = d sqrt(n/2).
 
-    scipy's noncentral t gives NaN for the far tail P(T' < -c) at a large nc, where it is below
-    P(T' <= c) and negligible: it counts as 0 there.
+    The noncentral t cdf is `scipy.special.nctdtr` (what `scipy.stats.nct` evaluates, without its
+    per-call overhead: the board computes thousands). It gives NaN for the far tail P(T' < -c) at a
+    large nc, where it is below P(T' <= c) and negligible: it counts as 0 there.
     """
     df = n - 1 if paired else 2 * n - 2
     nc = abs(effect) * math.sqrt(n if paired else n / 2.0)
-    crit = float(_dist.t.ppf(1.0 - alpha / 2.0, df))
-    upper = float(_dist.nct.sf(crit, df, nc))
-    lower = float(_dist.nct.cdf(-crit, df, nc))
+    crit = t_quantile(1.0 - alpha / 2.0, df)
+    upper = 1.0 - float(_special.nctdtr(df, nc, crit))
+    lower = float(_special.nctdtr(df, nc, -crit))
     return upper + (lower if math.isfinite(lower) else 0.0)
 
 
 def _seeds_needed(
     diff: float | None, sd: float | None, paired: bool, alpha: float, power: float
 ) -> SeedsNeeded:
-    """Smallest n in [2, SEEDS_CAP] with t_test_power >= power: doubling from 2, then bisection
-    (power grows with n; the search evaluates it at few and small n)."""
+    """Smallest n in [2, SEEDS_CAP] with t_test_power >= power. Power grows with n: the walk
+    starts at the normal approximation n ~ k ((z_{1 - alpha/2} + z_power) / d)^2 (k = 1 paired,
+    2 per arm unpaired) and steps to the exact answer."""
     if diff is None or sd is None or not math.isfinite(sd):
         return SeedsNeeded(None, "fewer than 2 seeds")
     if sd == 0.0:
@@ -260,17 +264,17 @@ def _seeds_needed(
     def enough(n: int) -> bool:
         return t_test_power(effect, n, paired, alpha) >= power
 
-    if enough(2):
-        return SeedsNeeded(2)
-    lo, hi = 2, 4  # not enough at lo
-    while not enough(hi):
-        if hi >= SEEDS_CAP:
-            return SeedsNeeded(None, f"more than {SEEDS_CAP}")
-        lo, hi = hi, min(2 * hi, SEEDS_CAP)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if enough(mid) else (mid, hi)
-    return SeedsNeeded(hi)
+    if not enough(SEEDS_CAP):
+        return SeedsNeeded(None, f"more than {SEEDS_CAP}")
+    z = float(_special.ndtri(1.0 - alpha / 2.0) + _special.ndtri(power))
+    n = min(SEEDS_CAP, max(2, math.ceil((1 if paired else 2) * (z / effect) ** 2)))
+    if enough(n):
+        while n > 2 and enough(n - 1):
+            n -= 1
+    else:
+        while not enough(n):
+            n += 1
+    return SeedsNeeded(n)
 
 
 def seeds_needed_paired(
