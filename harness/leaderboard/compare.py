@@ -26,7 +26,10 @@ differences at their sd; unpaired: two-sample t with N seeds per row at the pool
 detect a true difference of the observed size with 80% power (`stats.seeds_needed_paired`,
 `stats.seeds_needed_unpaired`); leaderboard.parquet also has it for a fixed 0.3 points, the margin
 papers in this field usually claim. It is capped at `stats.SEEDS_CAP` (`>1000`), and says
-`no difference`, `no spread` or `fewer than 2 seeds` where there is no number.
+`no difference`, `no spread` or `fewer than 2 seeds` where there is no number. These are for one
+5% test: a row may already have that many seeds and still be `ns` after Holm's correction, so
+leaderboard.parquet also gives the seeds at level 0.05 / m for a family of m (Bonferroni's level,
+the strictest step of Holm's procedure: enough whatever the other p-values).
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ class Comparison:
     seeds_margin: SeedsNeeded  # to detect MARGIN points
     p_holm: float | None = None
     family: int = 0  # members of the family the Holm correction ran over
+    seeds_family: SeedsNeeded = SeedsNeeded(None, "fewer than 2 seeds")  # at ALPHA / family
 
     @property
     def used(self) -> Interval:
@@ -121,12 +125,11 @@ def compare(row: Seeds, base: Seeds) -> Comparison:
     paired = paired_interval([(mine[s], theirs[s]) for s in shared])  # type: ignore[misc]
     test = "paired" if paired.n_a >= 2 else "welch"
     if test == "paired":
-        seeds = seeds_needed_paired(paired.diff, paired.sd, ALPHA, POWER)
         margin = seeds_needed_paired(MARGIN, paired.sd, ALPHA, POWER)
     else:
-        seeds = seeds_needed_unpaired(welch.diff, welch.sd, ALPHA, POWER)
         margin = seeds_needed_unpaired(MARGIN, welch.sd, ALPHA, POWER)
-    return Comparison(basis, welch, paired, test, seeds, margin)
+    draft = Comparison(basis, welch, paired, test, SeedsNeeded(None), margin)
+    return replace(draft, seeds=_seeds_at(draft, ALPHA))
 
 
 def adjust_family(comparisons: Sequence[Comparison | None]) -> list[Comparison | None]:
@@ -135,6 +138,13 @@ def adjust_family(comparisons: Sequence[Comparison | None]) -> list[Comparison |
     adjusted = holm(ps)
     m = sum(p is not None for p in ps)
     return [
-        None if c is None else replace(c, p_holm=q, family=m)
+        None if c is None else replace(c, p_holm=q, family=m, seeds_family=_seeds_at(c, ALPHA / max(m, 1)))
         for c, q in zip(comparisons, adjusted, strict=True)
     ]
+
+
+def _seeds_at(c: Comparison, alpha: float) -> SeedsNeeded:
+    """Seeds for the comparison's test to detect its observed difference at level `alpha`."""
+    if c.test == "paired":
+        return seeds_needed_paired(c.paired.diff, c.paired.sd, alpha, POWER)
+    return seeds_needed_unpaired(c.welch.diff, c.welch.sd, alpha, POWER)

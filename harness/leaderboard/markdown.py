@@ -54,7 +54,9 @@ LEGEND = """\
   significant at 5% after **Holm's correction** within the setting's family of comparisons with
   that baseline (the interval stays unadjusted, so it can exclude 0 without a `*`); `ns, ~N seeds
   to resolve`: not significant, and the seeds at which the same test would detect a difference
-  of the observed size with 80% power at the observed spread (`>1000` beyond 1000); `(n/c)` not
+  of the observed size with 80% power at the observed spread, for one 5% test (`>1000` beyond
+  1000; after Holm's correction more may be needed: leaderboard.parquet has the seeds at 5% / m,
+  the family's strictest level); `(n/c)` not
   computable (fewer than 2 seeds on a side, or no variance); `baseline` the baseline row itself.
   The **comparisons** table has both intervals, the p-values, Holm's p and the seeds needed.
 - **Confidence** at the last epoch: mean predictive entropy (nats), mean max-probability, ECE

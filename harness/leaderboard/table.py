@@ -125,6 +125,12 @@ def _gain_columns(kind: str, name: str) -> list[tuple[str, pa.DataType, str]]:
         (f"gain_{kind}_seeds_why", STRING, why_doc.replace("WHAT", "")),
         (f"gain_{kind}_seeds_margin", INT, seeds_doc.replace("WHAT", f"a difference of {MARGIN} points")),
         (f"gain_{kind}_seeds_margin_why", STRING, why_doc.replace("WHAT", "_margin")),
+        (
+            f"gain_{kind}_seeds_family",
+            INT,
+            f"as gain_{kind}_seeds at level 0.05 / gain_{kind}_family (Holm's strictest step)",
+        ),
+        (f"gain_{kind}_seeds_family_why", STRING, why_doc.replace("WHAT", "_family")),
     ]
 
 
@@ -154,6 +160,8 @@ def gain_record(kind: str, c: Comparison | None) -> dict[str, Any]:
         f"gain_{kind}_seeds_why": c.seeds.why or None,
         f"gain_{kind}_seeds_margin": c.seeds_margin.n,
         f"gain_{kind}_seeds_margin_why": c.seeds_margin.why or None,
+        f"gain_{kind}_seeds_family": c.seeds_family.n,
+        f"gain_{kind}_seeds_family_why": c.seeds_family.why or None,
     }
 
 
