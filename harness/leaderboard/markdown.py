@@ -48,9 +48,10 @@ LEGEND = """\
   *mean ± sample std (ddof 1)* over seeds; one seed shows the value alone.
 - **Δ vs LS** / **Δ vs CE**: mean top-1 minus that of the setting's label-smoothing /
   cross-entropy baseline, in points: at the selected epoch where both rows have a held-out split,
-  else at the last epoch (each setting says which). The interval `[low, high]` is the 95% interval
+  else at the last epoch (each setting says which). The cell shows the difference and 95% interval
   of the test behind the mark: the **paired t test** over the seeds both rows ran (same seed, same
-  initial weights and data order) where at least 2 seeds pair, else **Welch's t test**. `*`:
+  initial weights and data order; the mean per-seed difference, which is the difference of the
+  means when every seed pairs) where at least 2 seeds pair, else **Welch's t test**. `*`:
   significant at 5% after **Holm's correction** within the setting's family of comparisons with
   that baseline (the interval stays unadjusted, so it can exclude 0 without a `*`); `ns, ~N seeds
   to resolve`: not significant, and the seeds at which the same test would detect a difference
