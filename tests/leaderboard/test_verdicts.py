@@ -213,6 +213,13 @@ def test_selection_pairing_and_holm_on_the_board(tmp_path):
     ref_other = sps.ttest_ind(other_sel, list(ls_sel.values()), equal_var=False)
     assert other["gain_ls_pairs"] == 0 and other["gain_ls_test"] == "welch"
     assert other["gain_ls_p"] == pytest.approx(ref_other.pvalue)
+    lo, hi = ref_other.confidence_interval()
+    assert (other["gain_ls_lo"], other["gain_ls_hi"]) == (pytest.approx(lo), pytest.approx(hi))
+    # its seeds needed: the two-sample t with equal n per row at the pooled sd
+    pooled = math.sqrt((sps.tvar(other_sel) + sps.tvar(list(ls_sel.values()))) / 2)
+    effect = abs(other["gain_ls"]) / pooled
+    n = other["gain_ls_seeds"]
+    assert TTestIndPower().power(effect, n, 0.05) >= 0.8 > TTestIndPower().power(effect, n - 1, 0.05)
     # the LS family: ce, ls eps 0.1, kd, other; Holm over the p-values of the tests used
     family = ["ce", "label_smoothing epsilon=0.1", "kd", "tfkd_reg"]
     ps = [table[label]["gain_ls_p"] for label in family]
