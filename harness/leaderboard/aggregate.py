@@ -64,7 +64,7 @@ from harness.metrics.columns import BOARD_COLUMNS
 METHOD_ORDER = (CE.method, LS.method, "kd", "tfkd_self", "tfkd_reg", "reversed_kd", "defective_kd")
 
 #: Per-run values of the selected epoch, next to the last epoch's top-1, and their meaning.
-BEST_VALUES = {
+SELECTION_VALUES = {
     "top1_selected": "top-1 (%) on the evaluation split at each run's selected epoch, the epoch of its best "
     "held-out top-1 (earliest on ties; null without a held-out split)",
     "selected_epoch": "the selected epoch (best held-out top-1, earliest on ties)",
@@ -92,7 +92,7 @@ def _run_value_names() -> tuple[str, ...]:
     for column in BOARD_COLUMNS:
         names.append(column.board.value)
         if column.name == "top1":
-            names += BEST_VALUES
+            names += SELECTION_VALUES
         names += EXTRA_VALUES.get(column.board.value, {})
     return tuple(names)
 
@@ -113,7 +113,7 @@ _TEACHER_RUN = re.compile(r"^(?P<name>.+)-s(?P<seed>\d+)-(?P<hash>[0-9a-f]{8})(?
 def run_values(run: Run) -> dict[str, float | None]:
     """The per-run figures that rows summarise (see RUN_VALUES)."""
     values: dict[str, Any] = {c.board.value: _REDUCE[c.board.reduce](run, c.name) for c in BOARD_COLUMNS}
-    values |= dict.fromkeys(BEST_VALUES)
+    values |= dict.fromkeys(SELECTION_VALUES)
     selected = selected_row(run.rows)
     if selected is not None:
         values |= {

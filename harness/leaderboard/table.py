@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from harness.leaderboard.aggregate import BEST_VALUES, EXTRA_VALUES, RUN_VALUES, Row, Setting
+from harness.leaderboard.aggregate import EXTRA_VALUES, RUN_VALUES, SELECTION_VALUES, Row, Setting
 from harness.leaderboard.baselines import BASELINES
 from harness.leaderboard.compare import MARGIN, POWER, Comparison
 from harness.leaderboard.reference import ReferenceResult
@@ -27,7 +27,7 @@ STRING, INT, FLOAT = pa.string(), pa.int64(), pa.float64()
 
 _MEAN_DOCS = (
     {c.board.value: c.board.summary for c in BOARD_COLUMNS}
-    | BEST_VALUES
+    | SELECTION_VALUES
     | {name: doc for extra in EXTRA_VALUES.values() for name, doc in extra.items()}
 )
 
