@@ -96,8 +96,9 @@ def _board_reference() -> list[str]:
         "the leaderboard are derived from it. A row written without one of the columns, or with an",
         "undeclared one, is refused (`harness.store.metrics_file.write_metrics`). `harness leaderboard`",
         "summarises these per run, then over seeds (mean and sample std, as `<value>_mean` and",
-        "`<value>_std` in leaderboard.parquet); `top1` also gives each run's best epoch (`top1_best`,",
-        "`best_epoch`). `label` and `decimals` are how the pages show a figure; `better` is the",
+        "`<value>_std` in leaderboard.parquet); `top1` also gives each run's epoch selected on the",
+        "held-out split (`top1_selected`, `selected_epoch`; `top1_best_on_test` for runs without one).",
+        "`label` and `decimals` are how the pages show a figure; `better` is the",
         "direction of a score (`-`: a measure, not a score).",
         "",
         "| column | per-run value | from | label | decimals | better |",
@@ -112,7 +113,7 @@ def _board_reference() -> list[str]:
 
 
 def leaderboard_reference() -> str:
-    from harness.leaderboard import aggregate, table
+    from harness.leaderboard import aggregate, compare, table
 
     lines = [
         "# leaderboard.parquet / leaderboard.csv",
@@ -125,6 +126,10 @@ def leaderboard_reference() -> str:
         "How settings, rows, labels and baselines are formed:",
         "",
         *inspect.cleandoc(aggregate.__doc__ or "").splitlines(),
+        "",
+        "How gains are tested and marked (`harness/leaderboard/compare.py`):",
+        "",
+        *inspect.cleandoc(compare.__doc__ or "").splitlines(),
         "",
         "| column | type | meaning |",
         "| --- | --- | --- |",

@@ -10,9 +10,13 @@ numbers (`reference`) and writes, into `out_dir`:
 
 The outputs depend on the runs (and the reference data) alone: no time stamps, everything
 sorted, fixed float formats, so regenerating gives byte-identical files. Modules: `runs`
-(reading), `stats` (every statistic: mean, std, pooled std, throughput, Welch; `harness nightly`
-uses it too), `baselines` (the baseline strategies, declared once), `aggregate` (settings and
-rows), `reference`, `table`, `markdown`, `svg`, `html_page`, `text` (escaping, number formats).
+(reading), `stats` (every statistic: mean, std, pooled std, throughput, Welch and paired t
+intervals, Holm's correction, seeds needed, with scipy's distributions; `harness nightly` uses it
+too), `baselines` (the baseline strategies, declared once), `aggregate` (settings, rows, the
+validation-selected epoch), `compare` (each gain: which top-1, which test, the families and their
+marks), `reference`, `table`, `markdown`, `svg`, `html_page`, `text` (escaping, number formats).
+May import: pyarrow, scipy, `harness.metrics.columns`, `harness.store.files`, `harness.errors`;
+never torch (statsmodels only in the tests).
 """
 
 from __future__ import annotations

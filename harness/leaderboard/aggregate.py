@@ -20,21 +20,27 @@ the same seed in a row is set apart.
 adds what tells them apart: `← teacher`, the parameters that differ (`temperature=4`), and
 last the recipe name in brackets.
 
-**Statistics.** Per run: top-1 at the last epoch and at its best epoch (the official Tf-KD code
-reports the best test epoch, most other code the last), and at the last epoch top-5, NLL, ECE,
-entropy, max-probability (Sultan 2023), stability (Shen et al. 2021), the teacher's columns and
-throughput. Per row: mean and sample std (ddof = 1) over seeds.
+**Statistics.** Per run: top-1 at the last epoch and at its *selected* epoch, the epoch of its
+best held-out top-1 (the validation split carved from the training split; the earliest such epoch
+on ties), with that held-out top-1; for a run without a held-out split the selected figure is
+null and, instead, its best top-1 on the evaluation split is kept (`top1_best_on_test`, selected
+on the test split as the official Tf-KD code does: optimistic, and labelled so). At the last
+epoch: top-5, NLL, ECE, entropy, max-probability (Sultan 2023), stability (Shen et al. 2021),
+teacher fidelity (student-teacher top-1 agreement and KL(teacher || student) at T = 1, Stanton et
+al. 2021) on the evaluation and the held-out split, the teacher's columns (its top-1 on both
+splits) and throughput. Per row: mean and sample std (ddof = 1) over seeds.
 
 **Throughput.** A run's training images per second is `stats.throughput`: the images trained over
 all its epochs divided by their training seconds, sum(train_samples) / sum(epoch_time_s), the
 first epoch and its warm-up included (the mean of the per-epoch `img_per_s` when a count or time
 is missing). The one definition: the nightly snapshots and `harness sweep --plan` use it too.
 
-**Gains.** Last-epoch top-1 minus that of the setting's label-smoothing baseline (method
-`label_smoothing`) and of its CE baseline (method `ce`), both declared in `baselines.py`, with
-Welch's 95% interval. When a setting has several rows of the baseline method, the baseline is the
-one with the most seeds, then the highest mean last-epoch top-1 (the stronger baseline: the
-conservative comparison).
+**Baselines.** A row's gains are over the setting's label-smoothing baseline (method
+`label_smoothing`) and its CE baseline (method `ce`), both declared in `baselines.py`. When a
+setting has several rows of the baseline method, the baseline is the one with the most seeds,
+then the highest mean held-out top-1 at the selected epoch (rows without a held-out split come
+after those with one), then the row key: nothing measured on the test split picks it.
+How gains are tested is in `compare`.
 """
 
 from __future__ import annotations
@@ -48,28 +54,46 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.leaderboard.baselines import BASELINES, CE, LS
+from harness.leaderboard.compare import Comparison, adjust_family, compare
 from harness.leaderboard.reference import ReferenceResult
 from harness.leaderboard.runs import Run, SetApart
-from harness.leaderboard.stats import Interval, is_number, mean, sample_std, throughput, welch_interval
+from harness.leaderboard.stats import is_number, mean, sample_std, throughput
 from harness.metrics.columns import BOARD_COLUMNS
 
 #: Rows are listed in this method order, then any other method alphabetically.
 METHOD_ORDER = (CE.method, LS.method, "kd", "tfkd_self", "tfkd_reg", "reversed_kd", "defective_kd")
 
-#: Per-run values of the best epoch (highest top-1), next to the last epoch's top-1, and their meaning.
-BEST_VALUES = {
-    "top1_best": "top-1 (%) at each run's best epoch (selected on the evaluation split, as the Tf-KD code)",
-    "best_epoch": "epoch of the best top-1",
+#: Per-run values of the selected epoch, next to the last epoch's top-1, and their meaning.
+SELECTION_VALUES = {
+    "top1_selected": "top-1 (%) on the evaluation split at each run's selected epoch, the epoch of its best "
+    "held-out top-1 (earliest on ties; null without a held-out split)",
+    "selected_epoch": "the selected epoch (best held-out top-1, earliest on ties)",
+    "holdout_top1_selected": "held-out top-1 (%) at the selected epoch (the best held-out top-1)",
+    "top1_best_on_test": "top-1 (%) at each run's best epoch selected ON THE TEST (evaluation) split, as the "
+    "Tf-KD code (optimistic); only for runs without a held-out split",
+    "best_epoch_on_test": "epoch of that test-selected top-1 (runs without a held-out split)",
+}
+
+#: Per-run values added after a leaderboard column of metrics.COLUMNS: the held-out twins of the
+#: fidelity figures (last epoch) and the teacher's held-out top-1, with their meaning.
+EXTRA_VALUES = {
+    "fidelity_kl": {
+        "holdout_fidelity_agreement": "student-teacher top-1 agreement (%) on the held-out split, last epoch",
+        "holdout_fidelity_kl": "mean KL(teacher || student), T = 1 (nats), on the held-out split, last epoch",
+    },
+    "teacher_top1": {"teacher_holdout_top1": "teacher top-1 (%) on the held-out split"},
 }
 
 
 def _run_value_names() -> tuple[str, ...]:
-    """The `value` of every leaderboard column of metrics.COLUMNS, the best epoch's after top-1."""
+    """The `value` of every leaderboard column of metrics.COLUMNS, the selected epoch's after top-1
+    and the EXTRA_VALUES after theirs."""
     names: list[str] = []
     for column in BOARD_COLUMNS:
         names.append(column.board.value)
         if column.name == "top1":
-            names += BEST_VALUES
+            names += SELECTION_VALUES
+        names += EXTRA_VALUES.get(column.board.value, {})
     return tuple(names)
 
 
@@ -88,11 +112,36 @@ _TEACHER_RUN = re.compile(r"^(?P<name>.+)-s(?P<seed>\d+)-(?P<hash>[0-9a-f]{8})(?
 # ------------------------------------------------------------------------------ per run
 def run_values(run: Run) -> dict[str, float | None]:
     """The per-run figures that rows summarise (see RUN_VALUES)."""
-    scored = [r for r in run.rows if is_number(r["top1"])]
-    best = max(scored, key=lambda r: (r["top1"], -r["epoch"]))
-    values = {c.board.value: _REDUCE[c.board.reduce](run, c.name) for c in BOARD_COLUMNS}
-    values |= {"top1_best": best["top1"], "best_epoch": float(best["epoch"])}
-    return {k: (float(v) if is_number(v) else None) for k, v in values.items()}
+    values: dict[str, Any] = {c.board.value: _REDUCE[c.board.reduce](run, c.name) for c in BOARD_COLUMNS}
+    values |= dict.fromkeys(SELECTION_VALUES)
+    selected = selected_row(run.rows)
+    if selected is not None:
+        values |= {
+            "top1_selected": selected["top1"],
+            "selected_epoch": float(selected["epoch"]),
+            "holdout_top1_selected": selected["holdout_top1"],
+        }
+    else:
+        best = best_row(run.rows, "top1")
+        values |= {"top1_best_on_test": best["top1"], "best_epoch_on_test": float(best["epoch"])}
+    for extra in EXTRA_VALUES.values():
+        values |= {name: run.last.get(name) for name in extra}
+    return {name: (float(values[name]) if is_number(values[name]) else None) for name in RUN_VALUES}
+
+
+def best_row(rows: Sequence[dict[str, Any]], column: str) -> dict[str, Any]:
+    """The row of the highest finite `column`, the earliest epoch on ties (raises if none)."""
+    scored = [r for r in rows if is_number(r.get(column))]
+    return max(scored, key=lambda r: (r[column], -r["epoch"]))
+
+
+def selected_row(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The epoch selected on the validation split: best `holdout_top1`, earliest on ties; None
+    when the run has no held-out top-1 or no evaluation top-1 at that epoch."""
+    if not any(is_number(r.get("holdout_top1")) for r in rows):
+        return None
+    row = best_row(rows, "holdout_top1")
+    return row if is_number(row.get("top1")) else None
 
 
 def teacher_identity(source: str | None) -> tuple[str | None, int | None, str | None]:
@@ -127,7 +176,7 @@ class Row:
     label: str = ""
     runs: list[Run] = field(default_factory=list)
     values: list[dict[str, float | None]] = field(default_factory=list)
-    gains: dict[str, Interval | None] = field(default_factory=dict)
+    gains: dict[str, Comparison | None] = field(default_factory=dict)
     paper: list[ReferenceResult] = field(default_factory=list)
 
     @property
@@ -211,6 +260,10 @@ class Setting:
     @property
     def n_runs(self) -> int:
         return sum(r.n for r in self.rows)
+
+    def bases(self) -> list[str]:
+        """The top-1 figures its gains compare (compare.BASIS_VALUES keys), sorted."""
+        return sorted({c.basis for row in self.rows for c in row.gains.values() if c is not None})
 
     def is_baseline(self, row: Row, kind: str) -> bool:
         return self.baselines.get(kind) is row
@@ -338,23 +391,23 @@ def _teacher_text(row: Row) -> str:
 
 
 def _compare_with_baselines(setting: Setting) -> None:
-    """Pick each baseline row and compute every row's Welch interval against it."""
+    """Pick each baseline row, compare every other row with it and Holm-adjust the family."""
     for baseline in BASELINES:
         kind = baseline.kind
         candidates = [r for r in setting.rows if r.method == baseline.method]
         base = min(candidates, key=_baseline_preference, default=None)
         setting.baselines[kind] = base
-        for row in setting.rows:
-            if base is None or base is row:
-                row.gains[kind] = None
-            else:
-                row.gains[kind] = welch_interval(row.column("top1_last"), base.column("top1_last"))
+        family = [None if base is None or base is row else compare(row, base) for row in setting.rows]
+        for row, comparison in zip(setting.rows, adjust_family(family), strict=True):
+            row.gains[kind] = comparison
 
 
 def _baseline_preference(row: Row) -> tuple[int, float, str]:
-    """Sort key choosing a baseline: most seeds, then highest mean last-epoch top-1, then row key."""
-    top1 = row.mean("top1_last")
-    return -row.n, -top1 if top1 is not None else math.inf, row.key
+    """Sort key choosing a baseline: most seeds, then highest mean held-out top-1 at the selected
+    epoch (rows without one after), then row key; never a figure of the test split."""
+    held_out = row.column("holdout_top1_selected")
+    score = mean(held_out) if held_out and all(v is not None for v in held_out) else None
+    return -row.n, -score if score is not None else math.inf, row.key
 
 
 # ------------------------------------------------------------------------------ helpers

@@ -20,7 +20,18 @@ from collections.abc import Sequence
 
 from harness.leaderboard.aggregate import Row, Setting
 from harness.leaderboard.baselines import BASELINES, CE, LS
-from harness.leaderboard.markdown import LEGEND, paper_cells
+from harness.leaderboard.markdown import (
+    COMPARISON_HEADER,
+    LEGEND,
+    PAPER_HEADER,
+    accuracy_header,
+    basis_sentence,
+    comparison_rows,
+    family_sentence,
+    paper_cells,
+    shows_selected,
+    shows_test_selected,
+)
 from harness.leaderboard.reference import References
 from harness.leaderboard.runs import SetApart
 from harness.leaderboard.svg import ScatterGroup, colour, line_plot, reliability_plot, scatter_plot
@@ -31,9 +42,10 @@ from harness.leaderboard.text import (
     TEACHER_HEADER,
     confidence_cells,
     confidence_header,
-    gain_text,
+    gain_parts,
     html,
     mean_std,
+    num,
     teacher_figures,
 )
 
@@ -55,6 +67,9 @@ td.text, th.text { text-align: left; white-space: normal; overflow-wrap: anywher
 .swatch { display: inline-block; width: 0.8em; height: 0.8em; margin-right: 0.4em; vertical-align: baseline; }
 .sig { font-weight: bold; }
 .ns, .nc { color: #777; }
+td.gain { white-space: normal; }
+td.gain span { white-space: nowrap; }
+.note { display: block; font-size: 0.85em; color: #777; }
 .plots { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
 svg.plot { background: #fff; border: 1px solid #eee; }
 .warn { background: #fff4e0; border-left: 4px solid #e69f00; padding: 0.4em 0.8em; }
@@ -174,18 +189,21 @@ def _teacher_text(row: Row) -> str:
 
 
 def _gain_cell(s: Setting, row: Row, kind: str) -> str:
+    """The interval with its mark, and under it the note ('ns, ~N seeds to resolve')."""
     status = gain_status(s, row, kind)
     css = {"significant": "sig", "not significant": "ns", "not computable": "nc"}.get(status, "")
-    return f'<td class="{css}" title="{html(status)}">{html(gain_text(row.gains.get(kind), status))}</td>'
+    shown, note = gain_parts(row.gains.get(kind), status)
+    below = f'<span class="note">{html(note)}</span>' if note else ""
+    return f'<td class="gain {css}" title="{html(status)}"><span>{html(shown)}</span>{below}</td>'
 
 
 def _board(sid: str, s: Setting) -> list[str]:
     """Two tables of the same rows, each narrow enough for a laptop screen: accuracy, then
     confidence and speed."""
     d = DECIMALS["top1"]
-    accuracy = ["row", "recipe", "teacher", "seeds", "top-1 last", "top-1 best"]
-    accuracy += [f"Δ vs {b.short}" for b in BASELINES]
-    out = ["<h3>Accuracy</h3>", '<div class="scroll">', f'<table id="{sid}-board" class="board">']
+    accuracy, _ = accuracy_header(s)
+    out = [f"<p>{html(basis_sentence(s))} {html(family_sentence(s))}</p>"]
+    out += ["<h3>Accuracy</h3>", '<div class="scroll">', f'<table id="{sid}-board" class="board">']
     out += [_th(accuracy, 3), "<tbody>"]
     for i, row in enumerate(s.rows):
         cells = [
@@ -193,9 +211,15 @@ def _board(sid: str, s: Setting) -> list[str]:
             f'<td class="text">{html(row.recipe_name)}</td>',
             f'<td class="text">{_teacher_text(row)}</td>',
             f"<td>{row.n}</td>",
-            f"<td>{mean_std(row.mean('top1_last'), row.std('top1_last'), d)}</td>",
-            f"<td>{mean_std(row.mean('top1_best'), row.std('top1_best'), d)}</td>",
         ]
+        if shows_selected(s):
+            cells.append(f"<td>{mean_std(row.mean('top1_selected'), row.std('top1_selected'), d)}</td>")
+            cells.append(f"<td>{num(row.mean('selected_epoch'), DECIMALS['epoch'])}</td>")
+        cells.append(f"<td>{mean_std(row.mean('top1_last'), row.std('top1_last'), d)}</td>")
+        if shows_test_selected(s):
+            cells.append(
+                f"<td>{mean_std(row.mean('top1_best_on_test'), row.std('top1_best_on_test'), d)}</td>"
+            )
         cells += [_gain_cell(s, row, b.kind) for b in BASELINES]
         out.append("<tr>" + "".join(cells) + "</tr>")
     out += ["</tbody>", "</table>", "</div>"]
@@ -243,7 +267,10 @@ def _teacher_table(sid: str, s: Setting) -> list[str]:
     if not taught:
         return []
     header = list(TEACHER_HEADER)
-    out = ["<h3>Teachers (on the evaluation split)</h3>", '<div class="scroll">']
+    out = [
+        "<h3>Teachers and fidelity (evaluation split; the teacher's held-out top-1 beside)</h3>",
+        '<div class="scroll">',
+    ]
     out += [f'<table id="{sid}-teachers">', _th(header, 4), "<tbody>"]
     for i, row in taught:
         vals = teacher_figures(row)
@@ -257,11 +284,30 @@ def _teacher_table(sid: str, s: Setting) -> list[str]:
     return [*out, "</tbody>", "</table>", "</div>"]
 
 
+def _comparison_table(sid: str, s: Setting) -> list[str]:
+    """Every gain in full: paired and Welch intervals, p-values, Holm's p, seeds needed."""
+    rows = comparison_rows(s)
+    if not rows:
+        return []
+    out = ["<h3>Comparisons</h3>", '<div class="scroll">', f'<table id="{sid}-comparisons">']
+    out += [_th(list(COMPARISON_HEADER), 1), "<tbody>"]
+    for cells in rows:
+        out.append(
+            "<tr>"
+            + "".join(
+                f'<td class="text">{html(c)}</td>' if k < 1 else f"<td>{html(c)}</td>"
+                for k, c in enumerate(cells)
+            )
+            + "</tr>"
+        )
+    return [*out, "</tbody>", "</table>", "</div>"]
+
+
 def _paper_table(sid: str, s: Setting) -> list[str]:
     matched = [(row, ref) for row in s.rows for ref in row.paper]
     if not matched:
         return []
-    header = ["row", "source", "metric", "paper", "ours (last)", "ours (best)", "ours (last) − paper"]
+    header = list(PAPER_HEADER)
     out = [
         "<h3>Paper vs ours</h3>",
         '<div class="scroll">',
@@ -346,6 +392,7 @@ def _setting_section(sid: str, s: Setting) -> list[str]:
             f'<p class="warn">No {CE.name} baseline in this setting: the Δ vs {CE.short} column is empty.</p>'
         )
     out += _board(sid, s)
+    out += _comparison_table(sid, s)
     out += _plots(sid, s)
     out += _teacher_table(sid, s)
     out += _paper_table(sid, s)

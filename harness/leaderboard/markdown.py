@@ -1,9 +1,11 @@
 """`leaderboard.md`: the leaderboard as Markdown tables that read well on a code host.
 
-One section per matched setting, each with an accuracy table (last and best epoch, gains over
-the label-smoothing and CE baselines with Welch intervals), a confidence table (Sultan 2023;
-Shen et al. 2021's stability), a teacher table and the paper-vs-ours table where they apply;
-then the runs set apart. Every text from runs is escaped with `text.md`.
+One section per matched setting, each with an accuracy table (top-1 at the validation-selected
+epoch and at the last epoch, gains over the label-smoothing and CE baselines with their mark), the
+comparisons table (paired and Welch intervals, p-values, Holm-adjusted p, seeds needed), a
+confidence table (Sultan 2023; Shen et al. 2021's stability), a teacher and fidelity table and the
+paper-vs-ours table where they apply; then the runs set apart. Every text from runs is escaped
+with `text.md`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from harness.leaderboard.aggregate import Row, Setting
 from harness.leaderboard.baselines import BASELINES, CE, LS
+from harness.leaderboard.compare import MARGIN
 from harness.leaderboard.reference import ReferenceResult, References
 from harness.leaderboard.runs import SetApart
 from harness.leaderboard.table import gain_status
@@ -22,9 +25,11 @@ from harness.leaderboard.text import (
     confidence_cells,
     confidence_header,
     gain_text,
+    interval_text,
     md,
     mean_std,
     num,
+    p_text,
     teacher_figures,
 )
 
@@ -34,20 +39,36 @@ LEGEND = """\
 - **Matched setting**: runs are compared only with runs of the same data set, architecture,
   number of epochs and data pipeline. A row is one recipe variant (method, strategy parameters,
   teacher) over its seeds; **seeds** is the number of completed runs behind it.
-- **top-1 last** is the accuracy after the final epoch (what most code reports);
-  **top-1 best** is the highest accuracy over all evaluated epochs of each run (what the
-  official Tf-KD code reports; it selects on the evaluation split, so it is optimistic).
-  Both are *mean ± sample std (ddof 1)* over seeds; one seed shows the value alone.
-- **Δ vs LS** / **Δ vs CE**: mean last-epoch top-1 minus that of the setting's
-  label-smoothing / cross-entropy baseline, in points, with the 95% Welch confidence interval
-  `[low, high]` (Welch–Satterthwaite degrees of freedom). `*` the interval excludes 0
-  (significant at 5%); `(ns)` it contains 0 (not significant); `(n/c)` not computable (fewer
-  than 2 seeds on a side, or no variance); `baseline` the baseline row itself.
+- **top-1 selected** is the top-1 on the evaluation (test) split at each run's *selected* epoch:
+  the epoch of its best top-1 on the held-out validation split carved from the training split
+  (the earliest such epoch on ties); the test split never selects anything. **top-1 last** is the
+  accuracy after the final epoch. Runs without a held-out split have no selected figure (`–`);
+  for them only, **top-1 best on test** shows the best epoch picked *on the test split* (as the
+  official Tf-KD code does: optimistic); a setting shows only the columns its rows have. All are
+  *mean ± sample std (ddof 1)* over seeds; one seed shows the value alone.
+- **Δ vs LS** / **Δ vs CE**: mean top-1 minus that of the setting's label-smoothing /
+  cross-entropy baseline, in points: at the selected epoch where both rows have a held-out split,
+  else at the last epoch (each setting says which). The cell shows the difference and 95% interval
+  of the test behind the mark: the **paired t test** over the seeds both rows ran (same seed, same
+  initial weights and data order; the mean per-seed difference, which is the difference of the
+  means when every seed pairs) where at least 2 seeds pair, else **Welch's t test**. `*`:
+  significant at 5% after **Holm's correction** within the setting's family of comparisons with
+  that baseline (the interval stays unadjusted, so it can exclude 0 without a `*`); `ns, ~N seeds
+  to resolve`: not significant, and the seeds at which the same test would detect a difference
+  of the observed size with 80% power at the observed spread, for one 5% test (`>1000` beyond
+  1000; after Holm's correction more may be needed: leaderboard.parquet has the seeds at 5% / m,
+  the family's strictest level); `(n/c)` not
+  computable (fewer than 2 seeds on a side, or no variance); `baseline` the baseline row itself.
+  The **comparisons** table has both intervals, the p-values, Holm's p and the seeds needed.
 - **Confidence** at the last epoch: mean predictive entropy (nats), mean max-probability, ECE
   (fraction), NLL (nats); arrows give the change against the CE baseline (Sultan 2023: LS raises
   entropy, KD lowers it). **Stability S** is Shen et al. 2021's 1 - mean intra-class variance of
   the softmax outputs (LS lowers the variance).
 - **img/s**: training throughput, images trained per second of training time (all ranks).
+- **Teachers and fidelity**: the teacher's figures on the evaluation split and its top-1 on the
+  held-out split; **agreement** (student-teacher top-1 agreement, %) and **KL(t‖s)** (mean
+  KL(teacher ‖ student) at T = 1, nats) of the student at its last epoch on the evaluation split
+  (Stanton et al. 2021; the held-out split's are in leaderboard.parquet).
 - **Paper vs ours**: published figures for the same data set, architecture and method
   (`leaderboard/reference/`). Yuan et al.'s figures come from the best epoch.
 """
@@ -103,13 +124,16 @@ def _setting_section(s: Setting) -> list[str]:
         lines += [f"{LS.name.capitalize()} baseline: {md(ls.label)} ({ls.n} seeds).", ""]
     if ce is None:
         lines += [f"No {CE.name} baseline in this setting: the Δ vs {CE.short} column is empty.", ""]
+    lines += [basis_sentence(s), "", family_sentence(s), ""]
     lines += ["### Accuracy", ""]
-    lines += _table(
-        ["row", "recipe", "teacher", "seeds", "top-1 last", "top-1 best", "best epoch"]
-        + [f"Δ vs {b.short}" for b in BASELINES],
-        [_accuracy_cells(s, row) for row in s.rows],
-        "lllrrrr" + "r" * len(BASELINES),
-    )
+    header, align = accuracy_header(s)
+    lines += _table(header, [_accuracy_cells(s, row) for row in s.rows], align)
+    comparisons = comparison_rows(s)
+    if comparisons:
+        lines += ["### Comparisons", ""]
+        lines += _table(
+            list(COMPARISON_HEADER), [[md(c) for c in cells] for cells in comparisons], "lll" + "r" * 9
+        )
     lines += ["### Confidence (last epoch)", ""]
     lines += _table(
         ["row", *confidence_header(on_html=False)],
@@ -117,7 +141,7 @@ def _setting_section(s: Setting) -> list[str]:
     )
     taught = [row for row in s.rows if row.teacher is not None]
     if taught:
-        lines += ["### Teachers (on the evaluation split)", ""]
+        lines += ["### Teachers and fidelity (evaluation split; the teacher's held-out top-1 beside)", ""]
         lines += _table(
             list(TEACHER_HEADER),
             [_teacher_cells(row) for row in taught],
@@ -127,24 +151,133 @@ def _setting_section(s: Setting) -> list[str]:
     if matched:
         lines += ["### Paper vs ours", ""]
         lines += _table(
-            ["row", "source", "metric", "paper", "ours (last)", "ours (best)", "ours (last) − paper"],
+            list(PAPER_HEADER),
             [paper_cells(row, ref, md) for row, ref in matched],
             "lllrrrr",
         )
     return lines
 
 
+def shows_selected(s: Setting) -> bool:
+    """Whether any row has runs with a held-out split (their validation-selected top-1 is shown)."""
+    return any(v is not None for row in s.rows for v in row.column("top1_selected"))
+
+
+def shows_test_selected(s: Setting) -> bool:
+    """Whether any row has runs without a held-out split (their test-selected best is shown)."""
+    return any(v is not None for row in s.rows for v in row.column("top1_best_on_test"))
+
+
+def accuracy_header(s: Setting) -> tuple[list[str], str]:
+    """The accuracy table's headers and alignment: the selected columns where a row has them, the
+    test-selected one where a row has no held-out split."""
+    header = ["row", "recipe", "teacher", "seeds"]
+    if shows_selected(s):
+        header += ["top-1 selected", "sel. epoch"]
+    header.append("top-1 last")
+    if shows_test_selected(s):
+        header.append("top-1 best on test")
+    header += [f"Δ vs {b.short}" for b in BASELINES]
+    return header, "lll" + "r" * (len(header) - 3)
+
+
 def _accuracy_cells(s: Setting, row: Row) -> list[str]:
     d = DECIMALS["top1"]
-    return [
+    cells = [
         md(row.label),
         md(row.recipe_name),
         md(_teacher(row)) if row.teacher is not None else DASH,
         str(row.n),
-        mean_std(row.mean("top1_last"), row.std("top1_last"), d),
-        mean_std(row.mean("top1_best"), row.std("top1_best"), d),
-        num(row.mean("best_epoch"), DECIMALS["epoch"]),
-    ] + [md(gain_text(row.gains.get(b.kind), gain_status(s, row, b.kind))) for b in BASELINES]
+    ]
+    if shows_selected(s):
+        cells.append(mean_std(row.mean("top1_selected"), row.std("top1_selected"), d))
+        cells.append(num(row.mean("selected_epoch"), DECIMALS["epoch"]))
+    cells.append(mean_std(row.mean("top1_last"), row.std("top1_last"), d))
+    if shows_test_selected(s):
+        cells.append(mean_std(row.mean("top1_best_on_test"), row.std("top1_best_on_test"), d))
+    return cells + [md(gain_text(row.gains.get(b.kind), gain_status(s, row, b.kind))) for b in BASELINES]
+
+
+_BASIS_TEXT = {
+    "selected": "top-1 at each run's validation-selected epoch (best held-out top-1)",
+    "last": "top-1 at the last epoch (a row of the pair has no held-out split)",
+}
+
+
+def basis_sentence(s: Setting) -> str:
+    """What the setting's gains compare (plain text)."""
+    bases = s.bases()
+    if not bases:
+        return "No gains in this setting (no baseline to compare with)."
+    if len(bases) == 1:
+        return f"Gains compare {_BASIS_TEXT[bases[0]]}."
+    return (
+        f"Gains compare {_BASIS_TEXT['selected']} where both rows have a held-out split, else "
+        "top-1 at the last epoch (the comparisons table says which per row)."
+    )
+
+
+def family_sentence(s: Setting) -> str:
+    """The setting's families of comparisons and the correction behind the marks (plain text)."""
+    parts = []
+    for b in BASELINES:
+        m = max((c.family for row in s.rows if (c := row.gains.get(b.kind)) is not None), default=0)
+        if s.baselines.get(b.kind) is not None:
+            parts.append(f"{m} comparisons with {b.short}")
+    if not parts:
+        return "No families of comparisons: no baseline."
+    return (
+        "Families (Holm's correction within each, 5%): " + "; ".join(parts) + ". A mark uses the paired t "
+        "test where at least 2 seeds pair, else Welch's."
+    )
+
+
+#: The comparisons table's columns (Markdown and HTML).
+COMPARISON_HEADER = (
+    "row",
+    "vs",
+    "top-1",
+    "pairs",
+    "paired Δ [95%]",
+    "paired p",
+    "Welch Δ [95%]",
+    "Welch p",
+    "Holm p",
+    "mark",
+    "seeds to resolve",
+    f"seeds for {MARGIN}",
+)
+
+
+def comparison_rows(s: Setting) -> list[list[str]]:
+    """Cells (plain text) of the comparisons table: one line per row and baseline."""
+    out = []
+    for row in s.rows:
+        for b in BASELINES:
+            c = row.gains.get(b.kind)
+            if c is None:
+                continue
+            status = gain_status(s, row, b.kind)
+            mark = {"significant": "* (" + c.test + ")", "not significant": "ns (" + c.test + ")"}.get(
+                status, "n/c"
+            )
+            out.append(
+                [
+                    row.label,
+                    b.short,
+                    c.basis,
+                    str(c.paired.n_a),
+                    interval_text(c.paired),
+                    p_text(c.paired.p),
+                    interval_text(c.welch),
+                    p_text(c.welch.p),
+                    p_text(c.p_holm),
+                    mark,
+                    c.seeds.text(),
+                    c.seeds_margin.text(),
+                ]
+            )
+    return out
 
 
 def _teacher(row: Row) -> str:
@@ -162,6 +295,10 @@ def _teacher_cells(row: Row) -> list[str]:
     ]
 
 
+#: The paper-vs-ours table's columns (Markdown and HTML).
+PAPER_HEADER = ("row", "source", "metric", "paper", "ours (last)", "ours (selected)", "ours (last) − paper")
+
+
 def paper_cells(row: Row, ref: ReferenceResult, escape: Callable[[object], str]) -> list[str]:
     """Cells of a paper-vs-ours line; `escape` (Markdown or HTML) is applied to the texts."""
     source = f"{ref.source}, {ref.table}" + (f" ({ref.note})" if ref.note else "")
@@ -176,7 +313,7 @@ def paper_cells(row: Row, ref: ReferenceResult, escape: Callable[[object], str])
         d = DECIMALS["top1"]
         ours = row.mean("top1_last")
         last = mean_std(ours, row.std("top1_last"), d)
-        best = mean_std(row.mean("top1_best"), row.std("top1_best"), d)
+        best = _selected_or_test_best(row, d)
         diff = num(None if ours is None else ours - ref.value, d, signed=True)
         metric = "top-1 %"
     else:  # one_minus_stability: Shen et al.'s 1 - S, against ours at the last epoch
@@ -185,6 +322,17 @@ def paper_cells(row: Row, ref: ReferenceResult, escape: Callable[[object], str])
         best, metric = DASH, "1 − S"
         diff = num(None if s is None else 1.0 - s - ref.value, 4, signed=True)
     return [escape(row.label), escape(source), metric, paper, last, best, diff]
+
+
+def _selected_or_test_best(row: Row, decimals: int) -> str:
+    """The validation-selected top-1, or for runs without a held-out split the test-selected best
+    marked `(test-selected)`."""
+    if row.mean("top1_selected") is not None:
+        return mean_std(row.mean("top1_selected"), row.std("top1_selected"), decimals)
+    best = row.mean("top1_best_on_test")
+    if best is None:
+        return DASH
+    return f"{mean_std(best, row.std('top1_best_on_test'), decimals)} (test-selected)"
 
 
 def _set_apart_section(apart: Sequence[SetApart]) -> list[str]:

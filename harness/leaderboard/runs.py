@@ -24,7 +24,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harness.errors import HarnessError
-from harness.metrics.columns import IDENTITY_COLUMNS, METRIC_COLUMNS, SCHEMA, TEACHER_COLUMNS
+from harness.metrics.columns import (
+    HOLDOUT_METRICS,
+    IDENTITY_COLUMNS,
+    METRIC_COLUMNS,
+    SCHEMA,
+    TEACHER_COLUMNS,
+)
 
 #: Columns a run's metrics must have for the leaderboard (the rest are read when present).
 REQUIRED_COLUMNS = (
@@ -44,11 +50,15 @@ REQUIRED_COLUMNS = (
     "status",
 )
 
-#: Columns read when present (null otherwise): metrics, reliability, throughput, teacher.
+#: Columns read when present (null otherwise): metrics, reliability, held-out split, throughput,
+#: teacher. Runs written before the held-out split existed lack its columns: they read as null.
 OPTIONAL_COLUMNS = (
     "config_hash",
     "eval_split",
     *(c for c in METRIC_COLUMNS if c not in REQUIRED_COLUMNS),
+    "holdout_hash",
+    "holdout_samples",
+    *HOLDOUT_METRICS,
     "train_samples",
     "epoch_time_s",
     "img_per_s",
@@ -161,14 +171,15 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
         with open(path, "rb") as fh:  # read-only: never modify, never lock
             parquet = pq.ParquetFile(fh)
             schema = parquet.schema_arrow
-            missing = [c for c in REQUIRED_COLUMNS if c not in schema.names]
+            names = set(schema.names)
+            missing = [c for c in REQUIRED_COLUMNS if c not in names]
             if missing:
                 raise _Unusable(f"missing columns: {', '.join(missing)}")
             mistyped = _mistyped(schema)
             if mistyped:
                 raise _Unusable(f"wrong column types: {', '.join(mistyped)}")
-            present = [c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if c in schema.names]
-            table = parquet.read(columns=present)
+            present = [c for c in _WANTED if c in names]
+            table = parquet.read(columns=present, use_threads=False)  # small files: threads only cost
     except _Unusable:
         raise
     except (OSError, pa.ArrowException, ValueError) as exc:
@@ -181,13 +192,20 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+#: The columns read, in order, and the type the metrics SCHEMA gives each (looked up once).
+_WANTED = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
+_WANTED_TYPES = {name: SCHEMA.field(name).type for name in _WANTED}
+
+
 def _mistyped(schema: pa.Schema) -> list[str]:
     """'column (got type, want type)' for read columns whose type differs from the metrics SCHEMA."""
+    got_types = {f.name: f.type for f in schema}
     out = []
-    for name in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS):
-        if name not in schema.names:
+    for name in _WANTED:
+        got = got_types.get(name)
+        if got is None:
             continue
-        got, want = schema.field(name).type, SCHEMA.field(name).type
+        want = _WANTED_TYPES[name]
         if got != want and not pa.types.is_null(got):
             out.append(f"{name} ({got}, want {want})")
     return out

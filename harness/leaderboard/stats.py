@@ -1,4 +1,6 @@
-"""Summary statistics over seeds and Welch's confidence interval for a difference of means.
+"""Summary statistics over seeds, confidence intervals and tests for a difference of means,
+Holm's correction and the seeds a test needs. Distributions come from scipy (`scipy.special`'s
+Student and noncentral t functions, which `scipy.stats.t` and `scipy.stats.nct` evaluate).
 
 * `mean`, `sample_std`: the arithmetic mean and the sample standard deviation (ddof = 1,
   Bessel's correction) of the finite values; `None` when there are too few.
@@ -9,17 +11,35 @@
   over all its epochs (the first, with its warm-up, included: it is time the run took). The one
   definition of a run's images/s in the leaderboard, the nightly snapshots and the sweep plan.
 * `welch_interval`: the 95% confidence interval of mean(a) - mean(b) for two independent samples
-  with unequal variances (Welch 1947), with the Welch–Satterthwaite degrees of freedom
+  with unequal variances (Welch 1947), with the Welch–Satterthwaite degrees of freedom, and the
+  two-sided p-value of Welch's t test (`scipy.stats.ttest_ind(a, b, equal_var=False)`):
 
       se^2 = s_a^2 / n_a + s_b^2 / n_b
       df   = se^4 / ((s_a^2 / n_a)^2 / (n_a - 1) + (s_b^2 / n_b)^2 / (n_b - 1))
-      CI   = diff -/+ t_{1 - (1 - level) / 2, df} * se
+      CI   = diff -/+ t_{1 - (1 - level) / 2, df} * se,   p = 2 P(T_df >= |diff| / se)
 
-* `t_quantile`: the Student t quantile for any real df > 0, by bisection on `t_cdf`, which uses
-  the regularised incomplete beta function (continued fraction, DLMF 8.17.22):
-  P(T <= t) = 1 - I_{df / (df + t^2)}(df / 2, 1 / 2) / 2 for t >= 0.
+* `paired_interval`: the paired t interval and test (Student 1908; `scipy.stats.ttest_rel`) on
+  the per-pair differences d_i = a_i - b_i of n pairs: mean(d) -/+ t_{1 - (1 - level) / 2, n - 1}
+  * s_d / sqrt(n), p = 2 P(T_{n-1} >= |mean(d)| / (s_d / sqrt(n))).
+* `holm`: Holm's (1979) step-down adjusted p-values of one family of m tests: with the p-values
+  sorted p_(1) <= ... <= p_(m), p~_(i) = max_{j <= i} min(1, (m - j + 1) p_(j)) (as
+  `statsmodels.stats.multitest.multipletests(method="holm")`). Rejecting where p~ < alpha keeps
+  the family-wise error rate at alpha under any dependence between the tests.
+* `seeds_needed_paired`, `seeds_needed_unpaired`: the smallest number of seeds n >= 2 at which a
+  two-sided `alpha` t test detects a true difference `diff` with probability `power`, given the
+  spread `sd` (Cohen 1988, ch. 2; the noncentral t, `scipy.stats.nct`). With d = |diff| / sd and
+  c = t_{1 - alpha / 2, df}, power(n) = P(T'_{df, nc} > c) + P(T'_{df, nc} < -c), where
 
-Everything is plain Python floats, deterministic, with no dependency beyond `math`.
+      paired (one-sample t on the differences, sd = s_d):  df = n - 1,   nc = d sqrt(n)
+      unpaired (two-sample t, n per arm, sd = s_p):        df = 2n - 2,  nc = d sqrt(n / 2)
+
+  as `statsmodels.stats.power.TTestPower` / `TTestIndPower(ratio=1)`. Power grows with n: the
+  search walks from the normal approximation to the exact n; beyond `SEEDS_CAP` it is "more than
+  SEEDS_CAP". No difference
+  (d = 0) never resolves; no spread (sd = 0) or an unknown spread (fewer than two values) has no
+  answer: `SeedsNeeded.why` says which.
+
+Everything returns plain Python floats, deterministic for the same inputs.
 """
 
 from __future__ import annotations
@@ -29,9 +49,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from scipy import special as _special
+
 SIGNIFICANT = "significant"
 NOT_SIGNIFICANT = "not significant"
 NOT_COMPUTABLE = "not computable"
+
+#: The seeds-needed search stops here: a larger answer reads "more than SEEDS_CAP".
+SEEDS_CAP = 1000
 
 
 def is_number(x: Any) -> bool:
@@ -93,78 +118,30 @@ def throughput(rows: Sequence[dict[str, Any]]) -> float | None:
 
 
 # ------------------------------------------------------------------------------ Student t
-def _beta_continued_fraction(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function, evaluated by the modified Lentz method."""
-    tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 500):
-        for numerator in (
-            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
-        ):
-            d = 1.0 + numerator * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + numerator / c
-            c = c if abs(c) > tiny else tiny
-            step = c * d
-            h *= step
-        if abs(step - 1.0) < 1e-15:
-            break
-    return h
-
-
-def regularized_incomplete_beta(a: float, b: float, x: float) -> float:
-    """I_x(a, b) for a, b > 0 and 0 <= x <= 1."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    log_front = a * math.log(x) + b * math.log1p(-x) - (math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b))
-    if x < (a + 1.0) / (a + b + 2.0):
-        return math.exp(log_front) * _beta_continued_fraction(a, b, x) / a
-    return 1.0 - math.exp(log_front) * _beta_continued_fraction(b, a, 1.0 - x) / b
-
-
-def t_cdf(t: float, df: float) -> float:
-    """P(T <= t) for Student's t with `df` > 0 degrees of freedom."""
-    if df <= 0 or math.isnan(df):
-        raise ValueError(f"degrees of freedom must be > 0, got {df}")
-    tail = 0.5 * regularized_incomplete_beta(df / 2.0, 0.5, df / (df + t * t))
-    return 1.0 - tail if t >= 0 else tail
-
-
 def t_quantile(p: float, df: float) -> float:
-    """The t with P(T <= t) = p (0 < p < 1), by bisection to machine precision."""
+    """The t with P(T_df <= t) = p (`scipy.special.stdtrit`, what `scipy.stats.t.ppf` evaluates)."""
     if not 0.0 < p < 1.0:
         raise ValueError(f"probability must be in (0, 1), got {p}")
-    if p < 0.5:
-        return -t_quantile(1.0 - p, df)
-    if p == 0.5:
-        return 0.0
-    lo, hi = 0.0, 1.0
-    while t_cdf(hi, df) < p:
-        lo, hi = hi, hi * 2.0
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if mid in (lo, hi):
-            break
-        if t_cdf(mid, df) < p:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
+    if not df > 0:
+        raise ValueError(f"degrees of freedom must be > 0, got {df}")
+    return float(_special.stdtrit(df, p))
 
 
-# ------------------------------------------------------------------------------ Welch
+def two_sided_p(t: float, df: float) -> float:
+    """2 P(T_df >= |t|) = 2 P(T_df <= -|t|) (`scipy.special.stdtr`, the Student t cdf)."""
+    return float(min(1.0, 2.0 * _special.stdtr(df, -abs(t))))
+
+
+# ------------------------------------------------------------------------------ intervals
 @dataclass(frozen=True)
 class Interval:
-    """mean(a) - mean(b) with its Welch confidence interval and a verdict.
+    """mean(a) - mean(b) with its confidence interval, the two-sided p-value and a verdict.
 
+    `test` is `welch` or `paired`; for a paired interval `n_a` = `n_b` = the number of pairs.
     `status` is `significant` (the interval excludes 0), `not significant` (it contains 0) or
-    `not computable` (fewer than two values on a side, or no variance on either side); `reason`
-    says why in the last case.
+    `not computable` (fewer than two values on a side, or no variance); `reason` says why in the
+    last case. `sd` is the spread the test uses: the sd of the differences (paired) or the pooled
+    sd (Welch), for the seeds-needed figures.
     """
 
     diff: float | None
@@ -175,23 +152,140 @@ class Interval:
     n_b: int
     status: str
     reason: str = ""
+    p: float | None = None
+    test: str = "welch"
+    sd: float | None = None
+
+
+def _verdict(diff: float, se: float, df: float, level: float) -> tuple[float, float, float, str]:
+    """(lo, hi, p, status) of a t interval diff -/+ t_{1 - (1 - level) / 2, df} se."""
+    half = t_quantile(1.0 - (1.0 - level) / 2.0, df) * se
+    lo, hi = diff - half, diff + half
+    status = SIGNIFICANT if lo > 0.0 or hi < 0.0 else NOT_SIGNIFICANT
+    return lo, hi, two_sided_p(diff / se, df), status
 
 
 def welch_interval(a: Iterable[float | None], b: Iterable[float | None], level: float = 0.95) -> Interval:
-    """Welch's `level` confidence interval of mean(a) - mean(b) (Welch–Satterthwaite df)."""
+    """Welch's `level` confidence interval of mean(a) - mean(b) (Welch–Satterthwaite df) and p."""
     xa, xb = finite(a), finite(b)
     na, nb = len(xa), len(xb)
     if na == 0 or nb == 0:
         return Interval(None, None, None, None, na, nb, NOT_COMPUTABLE, "no values on a side")
     diff = math.fsum(xa) / na - math.fsum(xb) / nb
+    sd = pooled_std(xa, xb)
     if na < 2 or nb < 2:
-        return Interval(diff, None, None, None, na, nb, NOT_COMPUTABLE, "fewer than 2 seeds on a side")
+        reason = "fewer than 2 seeds on a side"
+        return Interval(diff, None, None, None, na, nb, NOT_COMPUTABLE, reason, sd=sd)
     va, vb = sample_variance(xa) / na, sample_variance(xb) / nb  # type: ignore[operator]
     se2 = va + vb
     if se2 == 0.0:
-        return Interval(diff, None, None, None, na, nb, NOT_COMPUTABLE, "no variance on either side")
+        reason = "no variance on either side"
+        return Interval(diff, None, None, None, na, nb, NOT_COMPUTABLE, reason, sd=sd)
     df = se2 * se2 / (va * va / (na - 1) + vb * vb / (nb - 1))
-    half = t_quantile(1.0 - (1.0 - level) / 2.0, df) * math.sqrt(se2)
-    lo, hi = diff - half, diff + half
-    status = SIGNIFICANT if lo > 0.0 or hi < 0.0 else NOT_SIGNIFICANT
-    return Interval(diff, lo, hi, df, na, nb, status)
+    lo, hi, p, status = _verdict(diff, math.sqrt(se2), df, level)
+    return Interval(diff, lo, hi, df, na, nb, status, p=p, sd=sd)
+
+
+def paired_interval(pairs: Iterable[tuple[float, float]], level: float = 0.95) -> Interval:
+    """The paired t interval and p-value of mean(a_i - b_i) over the pairs (a_i, b_i)."""
+    d = [a - b for a, b in pairs if is_number(a) and is_number(b)]
+    n = len(d)
+    if n == 0:
+        return Interval(None, None, None, None, 0, 0, NOT_COMPUTABLE, "no pairs", test="paired")
+    diff = math.fsum(d) / n
+    sd = sample_std(d)
+    if sd is None:
+        return Interval(diff, None, None, None, n, n, NOT_COMPUTABLE, "fewer than 2 pairs", test="paired")
+    if sd == 0.0:
+        reason = "no variance of the differences"
+        return Interval(diff, None, None, None, n, n, NOT_COMPUTABLE, reason, test="paired", sd=sd)
+    lo, hi, p, status = _verdict(diff, sd / math.sqrt(n), float(n - 1), level)
+    return Interval(diff, lo, hi, float(n - 1), n, n, status, p=p, test="paired", sd=sd)
+
+
+# ------------------------------------------------------------------------------ Holm
+def holm(pvalues: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjusted p-values of one family (None entries are not in the family)."""
+    present = sorted((p, i) for i, p in enumerate(pvalues) if p is not None)
+    m = len(present)
+    out: list[float | None] = [None] * len(pvalues)
+    running = 0.0
+    for rank, (p, i) in enumerate(present):
+        running = max(running, min(1.0, (m - rank) * p))
+        out[i] = running
+    return out
+
+
+# ------------------------------------------------------------------------------ seeds needed
+@dataclass(frozen=True)
+class SeedsNeeded:
+    """Seeds a test needs to detect a difference: `n`, or None with `why` (see `text`)."""
+
+    n: int | None
+    why: str = ""  # "" | "more than SEEDS_CAP" | "no difference" | "no spread" | "fewer than 2 seeds"
+
+    def text(self) -> str:
+        """'12', '>1000', or the reason there is no number."""
+        if self.n is not None:
+            return str(self.n)
+        return f">{SEEDS_CAP}" if self.why.startswith("more than") else self.why
+
+
+def t_test_power(effect: float, n: int, paired: bool, alpha: float = 0.05) -> float:
+    """Power of the two-sided `alpha` t test at standardised effect |diff| / sd and n seeds (per
+    arm): one-sample (paired) df = n - 1, nc = d sqrt(n); two-sample df = 2n - 2, nc = d sqrt(n/2).
+
+    The noncentral t cdf is `scipy.special.nctdtr` (what `scipy.stats.nct` evaluates, without its
+    per-call overhead: the board computes thousands). It gives NaN for the far tail P(T' < -c) at a
+    large nc, where it is below P(T' <= c) and negligible: it counts as 0 there.
+    """
+    df = n - 1 if paired else 2 * n - 2
+    nc = abs(effect) * math.sqrt(n if paired else n / 2.0)
+    crit = t_quantile(1.0 - alpha / 2.0, df)
+    upper = 1.0 - float(_special.nctdtr(df, nc, crit))
+    lower = float(_special.nctdtr(df, nc, -crit))
+    return upper + (lower if math.isfinite(lower) else 0.0)
+
+
+def _seeds_needed(
+    diff: float | None, sd: float | None, paired: bool, alpha: float, power: float
+) -> SeedsNeeded:
+    """Smallest n in [2, SEEDS_CAP] with t_test_power >= power. Power grows with n: the walk
+    starts at the normal approximation n ~ k ((z_{1 - alpha/2} + z_power) / d)^2 (k = 1 paired,
+    2 per arm unpaired) and steps to the exact answer."""
+    if diff is None or sd is None or not math.isfinite(sd):
+        return SeedsNeeded(None, "fewer than 2 seeds")
+    if sd == 0.0:
+        return SeedsNeeded(None, "no spread")
+    if diff == 0.0:
+        return SeedsNeeded(None, "no difference")
+    effect = abs(diff) / sd
+
+    def enough(n: int) -> bool:
+        return t_test_power(effect, n, paired, alpha) >= power
+
+    if not enough(SEEDS_CAP):
+        return SeedsNeeded(None, f"more than {SEEDS_CAP}")
+    z = float(_special.ndtri(1.0 - alpha / 2.0) + _special.ndtri(power))
+    n = min(SEEDS_CAP, max(2, math.ceil((1 if paired else 2) * (z / effect) ** 2)))
+    if enough(n):
+        while n > 2 and enough(n - 1):
+            n -= 1
+    else:
+        while not enough(n):
+            n += 1
+    return SeedsNeeded(n)
+
+
+def seeds_needed_paired(
+    diff: float | None, sd: float | None, alpha: float = 0.05, power: float = 0.8
+) -> SeedsNeeded:
+    """Pairs (seeds) for the paired t test to detect `diff` at the differences' sd `sd`."""
+    return _seeds_needed(diff, sd, True, alpha, power)
+
+
+def seeds_needed_unpaired(
+    diff: float | None, sd: float | None, alpha: float = 0.05, power: float = 0.8
+) -> SeedsNeeded:
+    """Seeds per arm for the two-sample t test (equal n) to detect `diff` at pooled sd `sd`."""
+    return _seeds_needed(diff, sd, False, alpha, power)

@@ -16,14 +16,20 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from harness.leaderboard.aggregate import BEST_VALUES, RUN_VALUES, Row, Setting
+from harness.leaderboard.aggregate import EXTRA_VALUES, RUN_VALUES, SELECTION_VALUES, Row, Setting
 from harness.leaderboard.baselines import BASELINES
+from harness.leaderboard.compare import MARGIN, POWER, Comparison
 from harness.leaderboard.reference import ReferenceResult
+from harness.leaderboard.stats import SEEDS_CAP
 from harness.metrics.columns import BOARD_COLUMNS
 
 STRING, INT, FLOAT = pa.string(), pa.int64(), pa.float64()
 
-_MEAN_DOCS = {c.board.value: c.board.summary for c in BOARD_COLUMNS} | BEST_VALUES
+_MEAN_DOCS = (
+    {c.board.value: c.board.summary for c in BOARD_COLUMNS}
+    | SELECTION_VALUES
+    | {name: doc for extra in EXTRA_VALUES.values() for name, doc in extra.items()}
+)
 
 #: Per-run values whose change against the CE baseline is a column (`<value>_delta_ce`), and its note.
 _DELTA_CE = {c.board.value: c.board.delta_ce for c in BOARD_COLUMNS if c.board.delta_ce is not None}
@@ -62,19 +68,7 @@ def _columns() -> list[tuple[str, pa.DataType, str]]:
         doc = f"{name}_mean minus the CE baseline's" + (f" ({note})" if note else "")
         cols.append((f"{name}_delta_ce", FLOAT, doc))
     for baseline in BASELINES:
-        kind, name = baseline.kind, baseline.name
-        cols += [
-            (f"baseline_{kind}", STRING, f"label of the {name} baseline row of the setting (null: none)"),
-            (f"gain_{kind}", FLOAT, f"top1_last_mean minus the {name} baseline's"),
-            (f"gain_{kind}_lo", FLOAT, "lower end of the 95% Welch interval of that gain"),
-            (f"gain_{kind}_hi", FLOAT, "upper end of the 95% Welch interval"),
-            (f"gain_{kind}_df", FLOAT, "Welch–Satterthwaite degrees of freedom"),
-            (
-                f"gain_{kind}_status",
-                STRING,
-                "significant | not significant | not computable | baseline | no baseline",
-            ),
-        ]
+        cols += _gain_columns(baseline.kind, baseline.name)
     cols += [
         ("paper_top1", FLOAT, "published top-1 for this setting and method (first match in results.csv)"),
         ("paper_top1_std", FLOAT, "its published std"),
@@ -83,6 +77,92 @@ def _columns() -> list[tuple[str, pa.DataType, str]]:
         ("paper_matches", INT, "number of published figures matched (all are listed in leaderboard.md)"),
     ]
     return cols
+
+
+def _gain_columns(kind: str, name: str) -> list[tuple[str, pa.DataType, str]]:
+    """The columns of a row's comparison with the `name` baseline (see `compare`)."""
+    seeds_doc = (
+        f"seeds at which a two-sided 5% t test of the kind in gain_{kind}_test detects WHAT with "
+        f"{POWER:.0%} power at the observed spread (null: see the _why column)"
+    )
+    why_doc = (
+        f"why gain_{kind}_seedsWHAT is null: more than {SEEDS_CAP} | no difference | no spread "
+        "| fewer than 2 seeds"
+    )
+    return [
+        (f"baseline_{kind}", STRING, f"label of the {name} baseline row of the setting (null: none)"),
+        (
+            f"gain_{kind}_on",
+            STRING,
+            "top-1 the gain compares: selected (at the validation-selected epoch: both rows have a "
+            "held-out split) | last (last epoch)",
+        ),
+        (f"gain_{kind}", FLOAT, f"the row's mean top-1 (gain_{kind}_on) minus the {name} baseline's"),
+        (f"gain_{kind}_lo", FLOAT, "lower end of the 95% Welch interval of that gain (all seeds, unpaired)"),
+        (f"gain_{kind}_hi", FLOAT, "upper end of the 95% Welch interval"),
+        (f"gain_{kind}_df", FLOAT, "Welch–Satterthwaite degrees of freedom"),
+        (f"gain_{kind}_welch_p", FLOAT, "two-sided p-value of Welch's t test"),
+        (f"gain_{kind}_pairs", INT, "seeds both rows ran (the pairs of the paired test)"),
+        (f"gain_{kind}_paired", FLOAT, "mean of the per-seed differences over those shared seeds"),
+        (f"gain_{kind}_paired_lo", FLOAT, "lower end of the 95% paired t interval"),
+        (f"gain_{kind}_paired_hi", FLOAT, "upper end of the 95% paired t interval"),
+        (f"gain_{kind}_paired_p", FLOAT, "two-sided p-value of the paired t test (df = pairs - 1)"),
+        (f"gain_{kind}_test", STRING, "test behind the mark: paired (>= 2 pairs) | welch"),
+        (f"gain_{kind}_p", FLOAT, "unadjusted two-sided p-value of that test"),
+        (
+            f"gain_{kind}_p_holm",
+            FLOAT,
+            f"that p-value Holm-adjusted within the setting's family of comparisons with the {name} baseline",
+        ),
+        (f"gain_{kind}_family", INT, "members of that family (the m of Holm's correction)"),
+        (
+            f"gain_{kind}_status",
+            STRING,
+            "significant (Holm-adjusted p < 0.05) | not significant | not computable | baseline "
+            "| no baseline",
+        ),
+        (f"gain_{kind}_seeds", INT, seeds_doc.replace("WHAT", "a difference of the observed size")),
+        (f"gain_{kind}_seeds_why", STRING, why_doc.replace("WHAT", "")),
+        (f"gain_{kind}_seeds_margin", INT, seeds_doc.replace("WHAT", f"a difference of {MARGIN} points")),
+        (f"gain_{kind}_seeds_margin_why", STRING, why_doc.replace("WHAT", "_margin")),
+        (
+            f"gain_{kind}_seeds_family",
+            INT,
+            f"as gain_{kind}_seeds at level 0.05 / gain_{kind}_family (Holm's strictest step)",
+        ),
+        (f"gain_{kind}_seeds_family_why", STRING, why_doc.replace("WHAT", "_family")),
+    ]
+
+
+def gain_record(kind: str, c: Comparison | None) -> dict[str, Any]:
+    """The `_gain_columns` of one comparison (all null for the baseline itself or no baseline)."""
+    if c is None:
+        return {name: None for name, _, _ in _gain_columns(kind, "") if not name.startswith("baseline_")}
+    w, pr = c.welch, c.paired
+    return {
+        f"gain_{kind}_on": c.basis,
+        f"gain_{kind}": c.diff,
+        f"gain_{kind}_lo": w.lo,
+        f"gain_{kind}_hi": w.hi,
+        f"gain_{kind}_df": w.df,
+        f"gain_{kind}_welch_p": w.p,
+        f"gain_{kind}_pairs": pr.n_a,
+        f"gain_{kind}_paired": pr.diff,
+        f"gain_{kind}_paired_lo": pr.lo,
+        f"gain_{kind}_paired_hi": pr.hi,
+        f"gain_{kind}_paired_p": pr.p,
+        f"gain_{kind}_test": c.test,
+        f"gain_{kind}_p": c.p,
+        f"gain_{kind}_p_holm": c.p_holm,
+        f"gain_{kind}_family": c.family,
+        f"gain_{kind}_status": c.status,
+        f"gain_{kind}_seeds": c.seeds.n,
+        f"gain_{kind}_seeds_why": c.seeds.why or None,
+        f"gain_{kind}_seeds_margin": c.seeds_margin.n,
+        f"gain_{kind}_seeds_margin_why": c.seeds_margin.why or None,
+        f"gain_{kind}_seeds_family": c.seeds_family.n,
+        f"gain_{kind}_seeds_family_why": c.seeds_family.why or None,
+    }
 
 
 COLUMNS = _columns()
@@ -95,9 +175,9 @@ def gain_status(setting: Setting, row: Row, kind: str) -> str:
         return "no baseline"
     if setting.is_baseline(row, kind):
         return "baseline"
-    interval = row.gains[kind]
-    assert interval is not None
-    return interval.status
+    comparison = row.gains[kind]
+    assert comparison is not None
+    return comparison.status
 
 
 def first_top1(row: Row) -> ReferenceResult | None:
@@ -138,12 +218,8 @@ def records(settings: Sequence[Setting]) -> list[dict[str, Any]]:
                 rec[f"{name}_delta_ce"] = s.delta_vs_ce(row, name)
             for kind in (b.kind for b in BASELINES):
                 base = s.baselines.get(kind)
-                interval = row.gains.get(kind)
                 rec[f"baseline_{kind}"] = base.label if base is not None else None
-                rec[f"gain_{kind}"] = interval.diff if interval else None
-                rec[f"gain_{kind}_lo"] = interval.lo if interval else None
-                rec[f"gain_{kind}_hi"] = interval.hi if interval else None
-                rec[f"gain_{kind}_df"] = interval.df if interval else None
+                rec |= gain_record(kind, row.gains.get(kind))
                 rec[f"gain_{kind}_status"] = gain_status(s, row, kind)
             ref = first_top1(row)
             rec["paper_top1"] = ref.value if ref else None

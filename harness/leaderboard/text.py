@@ -12,8 +12,9 @@ import math
 from typing import TYPE_CHECKING
 
 from harness.leaderboard.baselines import CE
+from harness.leaderboard.compare import Comparison
 from harness.leaderboard.stats import Interval
-from harness.metrics.columns import BOARD_COLUMNS, TEACHER_METRICS, Column
+from harness.metrics.columns import BOARD_COLUMNS, FIDELITY_METRICS, TEACHER_METRICS, Column
 
 if TYPE_CHECKING:
     from harness.leaderboard.aggregate import Row, Setting
@@ -36,6 +37,9 @@ CONFIDENCE = tuple(
 TEACHER_FIGURES = tuple(
     sorted((c for c in BOARD_COLUMNS if c.name in TEACHER_METRICS), key=lambda c: c.board.confidence)
 )
+
+#: The fidelity figures (student against its teacher, evaluation split) in the teacher table.
+FIDELITY = tuple(c for c in BOARD_COLUMNS if c.name in FIDELITY_METRICS)
 
 _MD_ESCAPES = {
     "\\": "\\\\",
@@ -79,20 +83,55 @@ def mean_std(m: float | None, s: float | None, decimals: int) -> str:
     return num(m, decimals) if s is None else f"{num(m, decimals)} ± {num(s, decimals)}"
 
 
-def gain_text(interval: Interval | None, status: str) -> str:
-    """'+1.23 [+0.40, +2.06] *' style text for a gain cell (plain text, no markup)."""
-    if status == "baseline":
-        return "baseline"
-    if status == "no baseline" or interval is None:
-        return DASH
+def interval_text(interval: Interval | None) -> str:
+    """'+1.23 [+0.40, +2.06]', '+1.23 (n/c)' without an interval, a dash without a difference."""
     d = DECIMALS["gain"]
+    if interval is None or interval.diff is None:
+        return DASH
     if interval.lo is None or interval.hi is None:
         return f"{num(interval.diff, d, signed=True)} (n/c)"
-    mark = "*" if status == "significant" else "(ns)"
+    lo, hi = num(interval.lo, d, signed=True), num(interval.hi, d, signed=True)
+    return f"{num(interval.diff, d, signed=True)} [{lo}, {hi}]"
+
+
+def seeds_text(c: Comparison) -> str:
+    """'~12 seeds to resolve', '>1000 seeds to resolve', or why there is no number."""
+    if c.seeds.n is None and not c.seeds.why.startswith("more than"):
+        return c.seeds.why
     return (
-        f"{num(interval.diff, d, signed=True)} "
-        f"[{num(interval.lo, d, signed=True)}, {num(interval.hi, d, signed=True)}] {mark}"
+        f"~{c.seeds.text()} seeds to resolve"
+        if c.seeds.n is not None
+        else f"{c.seeds.text()} seeds to resolve"
     )
+
+
+def gain_parts(c: Comparison | None, status: str) -> tuple[str, str]:
+    """(interval with its mark, note) of a gain cell: ('+0.54 [+0.18, +0.91]*', ''),
+    ('-0.36 [-0.84, +0.12]', 'ns, ~12 seeds to resolve'), ('+1.00 (n/c)', ''), ('baseline', '')."""
+    if status == "baseline":
+        return "baseline", ""
+    if status == "no baseline" or c is None:
+        return DASH, ""
+    used = c.used
+    shown = interval_text(used if used.diff is not None else c.welch)
+    if status == "significant":
+        return f"{shown}*", ""
+    if status == "not significant":
+        return shown, f"ns, {seeds_text(c)}"
+    return shown, ""
+
+
+def gain_text(c: Comparison | None, status: str) -> str:
+    """A gain cell as one line of plain text (see `gain_parts`)."""
+    shown, note = gain_parts(c, status)
+    return f"{shown} {note}" if note else shown
+
+
+def p_text(p: float | None) -> str:
+    """A p-value: 3 significant figures, '<0.0001' below 1e-4, a dash when missing."""
+    if p is None:
+        return DASH
+    return "<0.0001" if p < 1e-4 else f"{p:.3g}"
 
 
 def arrow(delta: float | None, decimals: int) -> str:
@@ -104,8 +143,23 @@ def arrow(delta: float | None, decimals: int) -> str:
     return f"{'↑' if delta > 0 else '↓'} {num(delta, decimals, signed=True)}"
 
 
-#: Columns of the teachers' table, in the Markdown page and the HTML page alike.
-TEACHER_HEADER = ("row", "teacher", "teacher arch", "trained with", *(c.board.label for c in TEACHER_FIGURES))
+def _teacher_labels(column: Column) -> tuple[str, ...]:
+    """The teacher table's headers of a teacher figure: top-1 is followed by its held-out twin."""
+    if column.board.value == "teacher_top1":
+        return column.board.label, f"held-out {column.board.label}"
+    return (column.board.label,)
+
+
+#: Columns of the teachers' table, in the Markdown page and the HTML page alike: the teacher's
+#: figures (its held-out top-1 after its top-1), then the student's fidelity to it.
+TEACHER_HEADER = (
+    "row",
+    "teacher",
+    "teacher arch",
+    "trained with",
+    *(label for c in TEACHER_FIGURES for label in _teacher_labels(c)),
+    *(c.board.label for c in FIDELITY),
+)
 
 
 def _shows_delta(column: Column, on_html: bool) -> bool:
@@ -137,5 +191,11 @@ def confidence_cells(s: Setting, row: Row, on_html: bool) -> list[str]:
 
 
 def teacher_figures(row: Row) -> list[str]:
-    """The teacher's figures of a row (means over seeds), as TEACHER_HEADER after its texts."""
-    return [num(row.mean(c.board.value), c.board.decimals) for c in TEACHER_FIGURES]
+    """The teacher's figures and the fidelity of a row (means over seeds), as TEACHER_HEADER
+    after its texts."""
+    out = []
+    for c in TEACHER_FIGURES:
+        out.append(num(row.mean(c.board.value), c.board.decimals))
+        if c.board.value == "teacher_top1":
+            out.append(num(row.mean("teacher_holdout_top1"), c.board.decimals))
+    return out + [num(row.mean(c.board.value), c.board.decimals) for c in FIDELITY]

@@ -240,11 +240,11 @@ DECLARED: tuple[Column | str, ...] = (
         holdout="student-teacher top-1 agreement on the held-out split, percent",
         board=Board(
             "fidelity_agreement",
-            "student-teacher top-1 agreement (%) at the last epoch (Stanton et al. 2021)",
+            "student-teacher top-1 agreement (%) on the evaluation split at the last epoch "
+            "(Stanton et al. 2021)",
             "agreement",
             2,
             "",
-            confidence=7,
         ),
     ),
     Column(
@@ -255,11 +255,11 @@ DECLARED: tuple[Column | str, ...] = (
         holdout="mean KL(teacher || student) at T = 1 on the held-out split, nats",
         board=Board(
             "fidelity_kl",
-            "mean KL(teacher || student) at T = 1 (nats) at the last epoch (Stanton et al. 2021)",
-            "KL(t||s)",
+            "mean KL(teacher || student) at T = 1 (nats) on the evaluation split at the last epoch "
+            "(Stanton et al. 2021)",
+            "KL(t‖s)",
             3,
             "",
-            confidence=8,
         ),
     ),
     Column(
@@ -333,6 +333,9 @@ TEACHER_METRICS = {f"teacher_{c.name}": c.name for c in COLUMNS if c.teacher}
 
 #: `holdout_<name>` column -> the metric it holds on the held-out split.
 HOLDOUT_METRICS = {f"holdout_{c.name}": c.name for c in COLUMNS if c.holdout}
+
+#: The metrics that compare the student with its teacher on the same images (null without one).
+FIDELITY_METRICS = ("fidelity_agreement", "fidelity_kl")
 
 #: The columns that describe the teacher (null for a run without one): its identity and metrics.
 TEACHER_COLUMNS = tuple(c.name for c in COLUMNS if c.name.startswith("teacher_"))

@@ -26,7 +26,7 @@ from harness.leaderboard.aggregate import METHOD_ORDER, build_settings
 from harness.leaderboard.baselines import BASELINES
 from harness.leaderboard.reference import RESULT_COLUMNS, load_references
 from harness.leaderboard.runs import load_runs
-from harness.leaderboard.stats import mean, sample_std, t_cdf, t_quantile, welch_interval
+from harness.leaderboard.stats import mean, sample_std, t_quantile, welch_interval
 from harness.metrics.columns import SCHEMA
 from harness.store.metrics_file import write_metrics
 from harness.strategies import available
@@ -54,11 +54,13 @@ def write_run(
     params: dict | None = None,
     teacher: str | None = None,
     teacher_arch: str | None = None,
+    holdout: list[float] | None = None,
     folder: str | None = None,
     run_id: str | None = None,
     **last: Any,
 ) -> Path:
-    """A run folder whose metrics.parquet has one row per value in `top1` (epochs 1, 2, ...)."""
+    """A run folder whose metrics.parquet has one row per value in `top1` (epochs 1, 2, ...), with
+    the held-out top-1 of each epoch from `holdout` (no held-out split without it)."""
     run_id = run_id or run_id_for(recipe, seed)
     rows = []
     for i, t in enumerate(top1):
@@ -98,6 +100,12 @@ def write_run(
                 "status": status,
             }
         )
+        if holdout is not None:
+            rows[-1] |= {
+                "holdout_hash": "0123456789abcdef",
+                "holdout_samples": 100,
+                "holdout_top1": holdout[i],
+            }
     rows[-1].update(last)
     path = runs_dir / (folder or run_id) / "metrics.parquet"
     write_metrics(path, rows)
@@ -154,7 +162,7 @@ def test_t_quantile_against_closed_forms_and_tables():
     assert t_quantile(0.995, 4) == pytest.approx(4.604095, abs=1e-6)
 
 
-def test_t_cdf_matches_numerical_integration_at_fractional_df():
+def test_t_quantile_matches_numerical_integration_at_fractional_df():
     df = 50 / 17  # the Welch df of the study below
     q = t_quantile(0.975, df)
 
@@ -166,7 +174,6 @@ def test_t_cdf_matches_numerical_integration_at_fractional_df():
     h = q / n
     area = density(0) + density(q) + sum((4 if i % 2 else 2) * density(i * h) for i in range(1, n))
     assert area * h / 3 == pytest.approx(0.475, abs=1e-9)
-    assert t_cdf(q, df) == pytest.approx(0.975, abs=1e-12)
 
 
 def test_mean_std_and_welch_by_hand():
@@ -219,19 +226,32 @@ def test_aggregation_by_hand(tmp_path):
     assert ce["top1_last_mean"] == pytest.approx(82.0) and ce["top1_last_std"] == pytest.approx(2.0)
     # best epochs 81, 82, 85: mean 82.667, std sqrt(((81-m)^2 + (82-m)^2 + (85-m)^2) / 2)
     m = (81 + 82 + 85) / 3
-    assert ce["top1_best_mean"] == pytest.approx(m)
-    assert ce["top1_best_std"] == pytest.approx(
+    # no held-out split: no selected figure; the best epoch picked on the test split, labelled so
+    assert ce["top1_selected_mean"] is None and ce["selected_epoch_mean"] is None
+    assert ce["top1_best_on_test_mean"] == pytest.approx(m)
+    assert ce["top1_best_on_test_std"] == pytest.approx(
         math.sqrt(((81 - m) ** 2 + (82 - m) ** 2 + (85 - m) ** 2) / 2)
     )
-    assert ce["best_epoch_mean"] == pytest.approx((1 + 2 + 1) / 3)
-    assert kd["top1_last_std"] == pytest.approx(1.0) and kd["top1_best_mean"] == pytest.approx(87.0)
-    # gain over LS: 87 - 85 = 2, Welch df 50/17, not significant; over CE: 87 - 82 = 5, significant
+    assert ce["best_epoch_on_test_mean"] == pytest.approx((1 + 2 + 1) / 3)
+    assert kd["top1_last_std"] == pytest.approx(1.0) and kd["top1_best_on_test_mean"] == pytest.approx(87.0)
+    # ce - LS: differences -3, -3, -3 (no variance): not computable, not in the LS family of 2
+    assert ce["gain_ls_status"] == "not computable" and kd["gain_ls_family"] == 2
+    # gain over LS: 87 - 85 = 2 on the last epoch, Welch df 50/17; the seeds pair: per-seed
+    # differences 3, 2, 1 (mean 2, sd 1), paired interval 2 -/+ t(0.975, 2) / sqrt(3)
     half = t_quantile(0.975, 50 / 17) * math.sqrt(1 / 3 + 4 / 3)
+    paired_half = t_quantile(0.975, 2) / math.sqrt(3)
+    assert kd["gain_ls_on"] == "last" and kd["gain_ls_test"] == "paired" and kd["gain_ls_pairs"] == 3
     assert kd["gain_ls"] == pytest.approx(2.0) and kd["gain_ls_df"] == pytest.approx(50 / 17)
     assert kd["gain_ls_lo"] == pytest.approx(2 - half) and kd["gain_ls_hi"] == pytest.approx(2 + half)
+    assert kd["gain_ls_paired"] == pytest.approx(2.0)
+    assert kd["gain_ls_paired_lo"] == pytest.approx(2 - paired_half)
     assert kd["gain_ls_status"] == "not significant"
-    assert kd["gain_ce"] == pytest.approx(5.0) and kd["gain_ce_status"] == "significant"
-    assert kd["gain_ce_lo"] == pytest.approx(5 - half)
+    # over CE: differences 6, 5, 4: 5 -/+ 2.48, p = 0.013; Holm over the 3 CE comparisons (LS's
+    # differences are 3, 3, 3: no variance, not computable, not in the family)
+    assert kd["gain_ce"] == pytest.approx(5.0) and kd["gain_ce_paired_lo"] == pytest.approx(5 - paired_half)
+    assert kd["gain_ce_family"] == 2 and kd["gain_ce_p_holm"] == pytest.approx(2 * kd["gain_ce_p"])
+    assert kd["gain_ce_status"] == "significant"
+    assert ls["gain_ce_status"] == "not computable" and ls["gain_ce_paired_p"] is None
     assert ls["gain_ls_status"] == "baseline" and ls["gain_ls"] is None
     assert ls["gain_ce"] == pytest.approx(3.0) and ce["gain_ce_status"] == "baseline"
     assert kd["baseline_ls"] == "label_smoothing" and kd["baseline_ce"] == "ce"
@@ -257,9 +277,13 @@ def test_aggregation_by_hand(tmp_path):
     assert first["seeds"] == "0;1;2" and first["gain_ce_status"] == "baseline" and first["gain_ce"] == ""
     md = (out / "leaderboard.md").read_text()
     assert "No label-smoothing baseline in this setting" in md
-    assert "82.00 ± 2.00" in md and "top-1 last" in md and "top-1 best" in md
-    assert f"+2.00 \\[{2 - half:+.2f}, {2 + half:+.2f}\\] (ns)" in md
-    assert f"+5.00 \\[{5 - half:+.2f}, {5 + half:+.2f}\\] \\*" in md
+    assert "82.00 ± 2.00" in md and "top-1 last" in md and "top-1 best on test" in md
+    assert "| top-1 selected |" not in md  # no run has a held-out split
+    assert f"+2.00 \\[{2 - paired_half:+.2f}, {2 + paired_half:+.2f}\\] ns, \\~" in md
+    assert f"+5.00 \\[{5 - paired_half:+.2f}, {5 + paired_half:+.2f}\\]\\*" in md
+    assert (
+        "Gains compare top-1 at the last epoch" in md and "2 comparisons with LS; 2 comparisons with CE" in md
+    )
 
 
 def test_reliability_and_curves_pool_over_seeds(tmp_path):
@@ -310,9 +334,10 @@ def test_rows_split_by_teacher_and_baseline_choice(tmp_path):
     assert labels["kd ← t_ls"].n == 2 and labels["kd ← t_ls"].teacher_method == "label_smoothing"
     assert labels["kd ← t_ce"].teacher_method == "ce"
     assert labels["defective_kd"].teacher_epoch == 1 and labels["defective_kd"].teacher == "t_ce"
-    # LS baseline: most seeds first (not the 1-seed 99%), then the higher mean (90.5 over 71.5)
-    assert setting.baselines["ls"] is labels["label_smoothing epsilon=0.2"]
-    assert labels["kd ← t_ce"].gains["ls"].diff == pytest.approx(72.0 - 90.5)
+    # LS baseline: most seeds first (not the 1-seed 99%); without a held-out split, then the row key
+    # (t_ls before t_ls2), never the higher test top-1 (90.5 over 71.5)
+    assert setting.baselines["ls"] is labels["label_smoothing epsilon=0.1"]
+    assert labels["kd ← t_ce"].gains["ls"].diff == pytest.approx(72.0 - 71.5)
 
 
 def test_unfinished_failed_corrupt_and_copied_runs_are_set_apart(tmp_path):
@@ -462,7 +487,8 @@ def test_paper_vs_ours_side_by_side(tmp_path):
     assert r18["teacher_method"] == "ce" and r18["paper_top1"] == 71.425
     md = (out / "leaderboard.md").read_text()
     assert "### Paper vs ours" in md
-    assert "| 75.77, best epoch | 75.50 | 75.50 | -0.27 |" in md  # ours: last = best = 75.5
+    # ours: last = best = 75.5, the best picked on the test split (no held-out split), labelled so
+    assert "| 75.77, best epoch | 75.50 | 75.50 (test-selected) | -0.27 |" in md
     # stability 1 - S: ours 1 - 0.68 = 0.32 against Shen's 0.3217 -> -0.0017
     assert "| 0.3217 | 0.3200 | – | -0.0017 |" in md
 

@@ -15,6 +15,8 @@ import pytest
 from harness.leaderboard import generate
 from harness.leaderboard.html_page import pipeline_text
 from harness.leaderboard.svg import outliers
+from tests.leaderboard.test_leaderboard import write_run
+from tests.leaderboard.test_verdicts import write_holdout_study
 from tests.support.marks import CHROMIUM
 from tests.support.recipes import REPO
 
@@ -84,3 +86,31 @@ def test_outliers_and_pipeline_text():
     assert text == (
         "<code>augment.crop_padding</code> 2; <code>augment.hflip</code> on; <code>dataset</code> x&lt;y"
     )
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium is not installed (scripts/setup.sh --test installs it)"
+)
+def test_page_with_every_accuracy_column_fits_a_laptop(tmp_path):
+    """Rows with a held-out split beside rows without one: the accuracy table has the selected,
+    the last and the test-selected columns, and the comparisons and teacher tables their widest
+    cells; still no table wider than 1366 px."""
+    runs, out = tmp_path / "runs", tmp_path / "board"
+    write_holdout_study(runs)
+    for seed in (0, 1, 2):
+        name = "resnet10t_kd_t1_ls_teacher_from_an_old_sweep"
+        write_run(runs, name, "kd_t1_ls_teacher", seed, [70.0, 75.0, 81.0 + seed / 7])
+    generate(runs, out)
+    proc = chromium(tmp_path, out / "index.html", (1366, 768), "--dump-dom")
+    found = re.search(r'data-render-check="([^"]*)"', proc.stdout)
+    assert found, "the page's check script did not run"
+    check = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    width = check["viewport"]["width"]
+    tables = {t["id"]: t for t in check["tables"]}
+    assert {"s1-board", "s1-comparisons", "s1-teachers"} <= set(tables)
+    assert tables["s1-comparisons"]["rows"] == 2 * 6 - 2  # every row against both baselines
+    too_wide = {k: round(t["right"]) for k, t in tables.items() if t["right"] > width}
+    assert not too_wide, f"tables wider than the {width} px window: {too_wide}"
+    assert check["viewport"]["scroll_width"] <= width
+    html = (out / "index.html").read_text()
+    assert "top-1 selected" in html and "top-1 best on test" in html and "seeds to resolve" in html
