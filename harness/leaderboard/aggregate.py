@@ -1,7 +1,9 @@
 """Matched settings, one row per strategy variant, statistics over seeds and gains over baselines.
 
 **Setting.** Runs compare only within a matched setting: the same `setting_key` (a hash of the
-data set, architecture, epochs and data pipeline written by the runner).
+data set, architecture, epochs and data pipeline written by the runner, `data.holdout` included).
+The held-out positions themselves must agree too: a run whose `holdout_hash` differs from the
+setting's first run (the same spec drawn from other data) is set apart.
 
 **Row.** Within a setting, runs form one row when they share the row key
 
@@ -254,6 +256,7 @@ class Setting:
     epochs: int
     data_pipeline: str
     eval_split: str | None
+    holdout_hash: str | None = None  # the held-out positions every run of the setting holds out
     rows: list[Row] = field(default_factory=list)
     baselines: dict[str, Row | None] = field(default_factory=dict)
 
@@ -294,7 +297,15 @@ def build_settings(runs: Sequence[Run]) -> tuple[list[Setting], list[SetApart]]:
                 epochs=int(last["epochs"]),
                 data_pipeline=last["data_pipeline"],
                 eval_split=last["eval_split"],
+                holdout_hash=last.get("holdout_hash"),
             )
+        if last.get("holdout_hash") != setting.holdout_hash:
+            reason = (
+                f"held-out split differs: holdout_hash {last.get('holdout_hash')}, the setting's runs "
+                f"hold out {setting.holdout_hash} (the same data.holdout on other data): not comparable"
+            )
+            apart.append(SetApart(run.folder, run.run_id, "holdout", reason))
+            continue
         candidate = _row_for(run, teacher_methods)
         row = rows.get((setting.key, candidate.key))
         if row is None:

@@ -407,6 +407,21 @@ def test_duplicate_seed_is_set_apart(tmp_path):
     assert result.runs_used == 1
 
 
+def test_a_run_holding_out_other_positions_is_set_apart(tmp_path):
+    """The same `data.holdout` on other data holds out other images: not the same setting."""
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        folder = write_run(runs, "held", "ce", seed, [70.0, 71.0])
+        rows = pq.read_table(folder / "metrics.parquet").to_pylist()
+        for r in rows:
+            r.update(holdout_hash="a" * 16 if seed == 0 else "b" * 16, holdout_top1=70.0)
+        write_metrics(folder / "metrics.parquet", rows)
+    result = generate(runs, tmp_path / "board")
+    ((run_id, status, reason),) = [(a.run_id, a.status, a.reason) for a in result.set_apart]
+    assert status == "holdout" and run_id == run_id_for("held", 1) and "held-out split differs" in reason
+    assert result.runs_used == 1
+
+
 def test_inputs_untouched_and_outputs_byte_identical(tmp_path):
     runs = tmp_path / "runs"
     write_study(runs)
