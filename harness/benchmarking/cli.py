@@ -58,6 +58,14 @@ def run(
         yield section(
             "Held-out split: an epoch with and without", "holdout", holdout.run(holdout_cfg), ctx, out
         )
+    if suite in ("board", "all"):
+        from harness.benchmarking import board
+
+        ctx = report.context("cpu")
+        board_cfg = board.BoardConfig(rounds=2 if quick else min(rounds, 3), clock=clock)
+        if quick:
+            board_cfg.settings, board_cfg.rows, board_cfg.seeds = 2, 4, 2
+        yield section("Leaderboard over many runs", "board", board.run(board_cfg), ctx, out)
     if suite in ("ffcv_kd", "all"):
         from harness.benchmarking import ffcv_kd
 

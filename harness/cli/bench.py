@@ -16,7 +16,7 @@ from harness.cli.options import device_option
 @click.command()
 @click.option(
     "--suite",
-    type=click.Choice(["steps", "epoch", "holdout", "ffcv_kd", "loader", "all"]),
+    type=click.Choice(["steps", "epoch", "holdout", "board", "ffcv_kd", "loader", "all"]),
     default="all",
     show_default=True,
     help="Which measurements to take.",

@@ -2,8 +2,8 @@
 
 **Setting.** Runs compare only within a matched setting: the same `setting_key` (a hash of the
 data set, architecture, epochs and data pipeline written by the runner, `data.holdout` included).
-The held-out positions themselves must agree too: a run whose `holdout_hash` differs from the
-setting's first run (the same spec drawn from other data) is set apart.
+The held-out positions themselves must agree too: a run whose `holdout_hash` differs from that of
+the setting's first run with one (the same spec drawn from other data) is set apart.
 
 **Row.** Within a setting, runs form one row when they share the row key
 
@@ -297,11 +297,13 @@ def build_settings(runs: Sequence[Run]) -> tuple[list[Setting], list[SetApart]]:
                 epochs=int(last["epochs"]),
                 data_pipeline=last["data_pipeline"],
                 eval_split=last["eval_split"],
-                holdout_hash=last.get("holdout_hash"),
             )
-        if last.get("holdout_hash") != setting.holdout_hash:
+        held = last.get("holdout_hash")
+        if setting.holdout_hash is None:
+            setting.holdout_hash = held
+        elif held is not None and held != setting.holdout_hash:
             reason = (
-                f"held-out split differs: holdout_hash {last.get('holdout_hash')}, the setting's runs "
+                f"held-out split differs: holdout_hash {held}, the setting's runs "
                 f"hold out {setting.holdout_hash} (the same data.holdout on other data): not comparable"
             )
             apart.append(SetApart(run.folder, run.run_id, "holdout", reason))

@@ -128,3 +128,16 @@ def test_holdout_suite_through_harness_bench(tmp_path):
     extra = by_case["holdout"]["median_s"] - plain
     assert math.isclose(by_case["holdout_overhead"]["ratio"], extra / by_case["holdout_pass"]["median_s"])
     assert "6000 held out" in by_case["holdout"]["detail"]
+
+
+def test_board_suite_through_harness_bench(tmp_path):
+    """`harness bench --suite board --quick`: real run files read alone and through the leaderboard."""
+    proc = run_cli("bench", "--suite", "board", "--quick", "--out", str(tmp_path), check=True)
+    assert "| generate |" in proc.stdout
+    by_case = {r["case"]: r for r in pq.read_table(tmp_path / "board.parquet").to_pylist()}
+    assert set(by_case) == {"read", "generate"}
+    read = by_case["read"]["median_s"]
+    assert by_case["generate"]["median_s"] > 0 and math.isclose(
+        by_case["generate"]["ratio"], by_case["generate"]["median_s"] / read
+    )
+    assert by_case["generate"]["detail"].startswith("16 runs (2 settings x 4 rows x 2 seeds)")

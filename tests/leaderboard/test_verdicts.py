@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import random
-import time
 
 import pyarrow.parquet as pq
 import pytest
@@ -19,10 +18,6 @@ from statsmodels.stats.power import TTestIndPower, TTestPower
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
 from harness.leaderboard import generate
-from harness.leaderboard.aggregate import build_settings
-from harness.leaderboard.html_page import render_html
-from harness.leaderboard.markdown import render_markdown
-from harness.leaderboard.reference import load_references
 from harness.leaderboard.runs import OPTIONAL_COLUMNS, Run, load_runs
 from harness.leaderboard.stats import (
     SEEDS_CAP,
@@ -33,7 +28,6 @@ from harness.leaderboard.stats import (
     t_test_power,
     welch_interval,
 )
-from harness.leaderboard.table import records, to_csv, to_parquet
 from tests.leaderboard.test_leaderboard import run_id_for, write_run
 
 
@@ -328,18 +322,3 @@ def synthetic_runs(n_settings: int, rows: int, seeds: int, epochs: int) -> list[
                 ]
                 runs.append(Run(run_id, tuple(rows_)))
     return runs
-
-
-def test_board_of_3300_runs_is_fast():
-    """Aggregating, testing and rendering 3,300 runs (reading their files aside) takes seconds."""
-    runs = synthetic_runs(n_settings=10, rows=110, seeds=3, epochs=3)
-    assert len(runs) == 3300
-    start = time.perf_counter()
-    settings, _ = build_settings(runs)
-    refs = load_references()
-    recs = records(settings)
-    to_parquet(recs), to_csv(recs)
-    render_markdown(settings, [], refs, len(runs)), render_html(settings, [], refs, len(runs))
-    elapsed = time.perf_counter() - start
-    assert sum(len(s.rows) for s in settings) == 1100
-    assert math.isfinite(elapsed) and elapsed < 10.0, f"{elapsed:.1f} s"
