@@ -40,7 +40,9 @@ LOADER_ONLY = ("num_workers", "eval_batch_size", "loader_timeout_s")
 SETTING_FREE_DATA = ("view_seed", "batch_size", "drop_last", "backend", "train_path", "val_path", "root")
 #: data fields left out of the identity and setting while unset: recipes (and runs) from before
 # they existed keep their run ids and settings
-UNSET_OMITTED = ("holdout",)
+UNSET_OMITTED = ("holdout", "normalize")
+#: `data.augment` fields left out of the identity and setting while unset (the same reason)
+AUGMENT_UNSET_OMITTED = ("rotation_interpolation",)
 
 
 #: longest recipe name in UTF-8 bytes: `<name>-s<seed>-<hash8>.old-<stamp>` (a run set aside)
@@ -102,6 +104,10 @@ class AugmentConfig:
     crop_padding: int = field(0, check=ge(0), doc="random crop after zero padding (pixels)")
     hflip: bool = field(False, doc="random horizontal flip")
     rotation_degrees: float = field(0.0, check=between(0, 180), doc="random rotation range")
+    rotation_interpolation: Literal["bilinear", "nearest"] | None = field(
+        None,
+        doc="rotation resampling (unset: bilinear); nearest is torchvision RandomRotation's default",
+    )
     random_resized_crop: bool = field(False, doc="ImageNet-style crop (torch/ffcv backends)")
     scale_min: float = field(0.08, check=between(0, 1, lo_open=True), doc="RRC minimum scale")
 
@@ -126,6 +132,24 @@ class ProgressiveConfig:
             fail(f"{path}.max_res", f"must be >= min_res ({self.min_res}), got {self.max_res}")
         if self.end_epoch <= self.start_epoch:
             fail(f"{path}.end_epoch", f"must be > start_epoch ({self.start_epoch}), got {self.end_epoch}")
+
+
+@dataclass(kw_only=True)
+class NormalizeConfig:
+    """Per-channel statistics the images are normalised with, (x - mean) / std on [0, 1] pixels,
+    where a recipe follows code whose constants differ from the data set's defaults (e.g.
+    RepDistiller's CIFAR-100 (0.5071, 0.4867, 0.4408) / (0.2675, 0.2565, 0.2761))."""
+
+    mean: list[float] = field(doc="per-channel mean of [0, 1] pixels")
+    std: list[float] = field(doc="per-channel standard deviation of [0, 1] pixels")
+
+    def validate(self, path: str) -> None:
+        if len(self.mean) != len(self.std):
+            fail(f"{path}.std", f"must have as many values as mean ({len(self.mean)}), got {len(self.std)}")
+        if not self.mean:
+            fail(f"{path}.mean", "must have at least one value")
+        if any(s <= 0 for s in self.std):
+            fail(f"{path}.std", f"every value must be > 0, got {self.std}")
 
 
 @dataclass(kw_only=True)
@@ -185,6 +209,9 @@ class DataConfig:
     )
     drop_last: bool = field(False, doc="drop the last partial training batch")
     augment: AugmentConfig = field(AugmentConfig, doc="training augmentation")
+    normalize: NormalizeConfig | None = field(
+        None, doc="normalisation statistics (default: the data set's, harness.data.datasets.INFOS)"
+    )
     val_crop_ratio: float = field(
         224 / 256,
         check=between(0, 1, lo_open=True),
@@ -399,9 +426,7 @@ class Recipe:
             d.pop(key)
         for key in LOADER_ONLY:  # how data is loaded, not what is learnt
             d["data"].pop(key)
-        for key in UNSET_OMITTED:  # a run without them keeps the identity it had before they existed
-            if d["data"].get(key) is None:
-                d["data"].pop(key, None)
+        omit_unset(d["data"])  # a run without them keeps the identity it had before they existed
         from harness.models.pretrained import identity_section
 
         for key in ("model", "teacher"):  # pretrained weights: their tag and file hash
@@ -435,9 +460,7 @@ class Recipe:
         data = to_dict(self.data)
         for key in (*LOADER_ONLY, *SETTING_FREE_DATA):
             data.pop(key, None)
-        for key in UNSET_OMITTED:
-            if data.get(key) is None:
-                data.pop(key, None)
+        omit_unset(data)
         pipeline = json.dumps(data, sort_keys=True)
         blob = json.dumps(
             {
@@ -453,6 +476,17 @@ class Recipe:
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(to_dict(self), sort_keys=False)
+
+
+def omit_unset(data: dict[str, Any]) -> None:
+    """Drop the unset fields of UNSET_OMITTED and AUGMENT_UNSET_OMITTED from a `data` dict (in place)."""
+    for key in UNSET_OMITTED:
+        if data.get(key) is None:
+            data.pop(key, None)
+    augment = data.get("augment") or {}
+    for key in AUGMENT_UNSET_OMITTED:
+        if augment.get(key) is None:
+            augment.pop(key, None)
 
 
 def _sha256_json(value: Any) -> str:

@@ -18,7 +18,7 @@ from harness.data.augment import AugmentSpec
 from harness.data.base import Batch, DataBundle, Loader
 from harness.data.datasets import INFOS, load_configured_split
 from harness.data.memory import MemoryLoader
-from harness.data.pipeline import split_positions
+from harness.data.pipeline import normalization, split_positions
 from harness.errors import DataError
 
 __all__ = ["Batch", "DataBundle", "Loader", "augment_spec", "build_data"]
@@ -27,7 +27,7 @@ __all__ = ["Batch", "DataBundle", "Loader", "augment_spec", "build_data"]
 def augment_spec(cfg: DataConfig) -> AugmentSpec:
     """The device-side augmentation described by `data.augment`."""
     a = cfg.augment
-    return AugmentSpec(a.crop_padding, a.hflip, a.rotation_degrees)
+    return AugmentSpec(a.crop_padding, a.hflip, a.rotation_degrees, a.rotation_interpolation or "bilinear")
 
 
 def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -70,7 +70,8 @@ def build_memory(
             raise DataError(
                 f"data.num_classes: labels go up to {int(targets.max())} but num_classes is {num_classes}"
             )
-    common = {"mean": info.mean, "std": info.std, "device": device, "rank": rank, "world_size": world_size}
+    mean, std = normalization(cfg)
+    common = {"mean": mean, "std": std, "device": device, "rank": rank, "world_size": world_size}
     train = MemoryLoader(
         *splits["train"],
         batch_size=cfg.batch_size,

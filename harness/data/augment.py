@@ -6,7 +6,9 @@ and a rotation in degrees. Views are sampled from a generator seeded by (seed, e
 view can be replayed exactly: a teacher cache keys soft targets by view, not by sample index.
 
 The order follows the CIFAR recipe of the Tf-KD code: RandomCrop(pad) -> HorizontalFlip ->
-RandomRotation, applied to [0, 1] pixels (padding is black), then normalised.
+RandomRotation, applied to [0, 1] pixels (padding is black), then normalised. The rotation
+resamples bilinearly unless the spec asks for `nearest`, torchvision RandomRotation's default
+interpolation (the Tf-KD code's `transforms.RandomRotation(15)`, data_loader.py line 23).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class AugmentSpec:
     crop_padding: int = 0
     hflip: bool = False
     rotation_degrees: float = 0.0
+    rotation_mode: str = "bilinear"  # grid_sample mode of the rotation: bilinear or nearest
 
     @property
     def active(self) -> bool:
@@ -64,14 +67,14 @@ def translate(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, pad: int) -> 
     return xp[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
 
 
-def rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
-    """Per-sample rotation about the centre (bilinear, zero fill)."""
+def rotate(x: torch.Tensor, degrees: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    """Per-sample rotation about the centre with zero fill, resampled by `mode` (bilinear or nearest)."""
     rad = degrees.to(x.dtype) * (math.pi / 180.0)
     cos, sin = torch.cos(rad), torch.sin(rad)
     zero = torch.zeros_like(cos)
     theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
 
 
 def apply_views(x: torch.Tensor, views: torch.Tensor, spec: AugmentSpec) -> torch.Tensor:
@@ -82,7 +85,7 @@ def apply_views(x: torch.Tensor, views: torch.Tensor, spec: AugmentSpec) -> torc
     if spec.hflip:
         x = torch.where(views[:, 2, None, None, None] > 0.5, x.flip(-1), x)
     if spec.rotation_degrees > 0:
-        x = rotate(x, views[:, 3])
+        x = rotate(x, views[:, 3], spec.rotation_mode)
     return x
 
 

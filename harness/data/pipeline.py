@@ -9,6 +9,8 @@
   Progressive resizing (`data.progressive`) changes the training size by epoch.
 * `small` pipelines (CIFAR, Fashion-MNIST, generated data) keep the stored size: training with
   a random crop of the zero-padded image (`augment.crop_padding`) and a random flip.
+* Both normalise with `data.normalize` where a recipe gives it (the cited code's constants),
+  else with the data set's statistics (`INFOS`).
 
 Loaders hand uint8 batches (N, C, H, W) to `DeviceStage`, which moves them to the device
 and only there turns them into normalised floats (flipping, resizing small images to
@@ -51,6 +53,14 @@ def per_channel(stat: tuple[float, ...], channels: int) -> list[float]:
     return [sum(stat) / len(stat)] * channels
 
 
+def normalization(cfg: DataConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) of [0, 1] pixels: the recipe's `data.normalize`, else the data set's."""
+    if cfg.normalize is not None:
+        return tuple(cfg.normalize.mean), tuple(cfg.normalize.std)
+    info = INFOS[cfg.dataset]
+    return info.mean, info.std
+
+
 def progressive_resolution(p: ProgressiveConfig, epoch: int) -> int:
     """ffcv-imagenet's ramp: min_res up to start_epoch, max_res from end_epoch, linear between
     (rounded to a multiple of `step`)."""
@@ -80,6 +90,7 @@ class Plan:
     crop_padding: int
     hflip: bool
     rotation_degrees: float
+    rotation_mode: str  # bilinear or nearest
     progressive: ProgressiveConfig | None
 
     @classmethod
@@ -96,11 +107,12 @@ class Plan:
         if val_size is None and kind == "imagenet":
             val_size = info.image_size
         a = cfg.augment
+        mean, std = normalization(cfg)
         return cls(
             dataset=cfg.dataset,
             kind=kind,
-            mean=tuple(per_channel(info.mean, channels)),
-            std=tuple(per_channel(info.std, channels)),
+            mean=tuple(per_channel(mean, channels)),
+            std=tuple(per_channel(std, channels)),
             channels=channels,
             train_size=train_size,
             val_size=val_size,
@@ -110,6 +122,7 @@ class Plan:
             crop_padding=a.crop_padding,
             hflip=a.hflip,
             rotation_degrees=a.rotation_degrees,
+            rotation_mode=a.rotation_interpolation or "bilinear",
             progressive=cfg.progressive,
         )
 
@@ -139,7 +152,7 @@ class Plan:
         if self.hflip:
             parts.append("flip")
         if self.rotation_degrees:
-            parts.append(f"rotate {self.rotation_degrees:g} deg")
+            parts.append(f"rotate {self.rotation_degrees:g} deg ({self.rotation_mode})")
         if self.progressive is not None:
             p = self.progressive
             parts.append(f"progressive {p.min_res}->{p.max_res} (epochs {p.start_epoch}-{p.end_epoch})")
@@ -164,12 +177,14 @@ class DeviceStage:
         size: int | None = None,
         hflip: bool = False,
         rotation_degrees: float = 0.0,
+        rotation_mode: str = "bilinear",
     ) -> None:
         self.device = torch.device(device)
         self.channels = channels
         self.size = size
         self.hflip = hflip
         self.rotation_degrees = rotation_degrees
+        self.rotation_mode = rotation_mode
         mean_t = torch.tensor(mean, dtype=torch.float32)
         std_t = torch.tensor(std, dtype=torch.float32)
         self.mean = mean_t.to(self.device)
@@ -225,7 +240,7 @@ class DeviceStage:
         if self.rotation_degrees:
             if angles is None:
                 angles = (torch.rand(x.shape[0], generator=g) * 2 - 1) * self.rotation_degrees
-            x = rotate(x, angles.to(x.device, x.dtype))
+            x = rotate(x, angles.to(x.device, x.dtype), self.rotation_mode)
         return x.sub_(self.mean.view(1, -1, 1, 1)).div_(self.std.view(1, -1, 1, 1))
 
     def normalize(self, u8: torch.Tensor) -> torch.Tensor:
@@ -309,6 +324,7 @@ def build_bundle(
         size=plan.train_size if small and not plan.random_resized_crop else None,
         hflip=plan.hflip and device_hflip,
         rotation_degrees=plan.rotation_degrees,
+        rotation_mode=plan.rotation_mode,
     )
     val_stage = DeviceStage(
         device, plan.mean, plan.std, channels=plan.channels, size=plan.val_size if small else None

@@ -14,9 +14,12 @@ sorted, fixed float formats, so regenerating gives byte-identical files. Modules
 intervals, Holm's correction, seeds needed, with scipy's distributions; `harness nightly` uses it
 too), `baselines` (the baseline strategies, declared once), `aggregate` (settings, rows, the
 validation-selected epoch), `compare` (each gain: which top-1, which test, the families and their
-marks), `reference`, `table`, `markdown`, `svg`, `html_page`, `text` (escaping, number formats).
-May import: pyarrow, scipy, `harness.metrics.columns`, `harness.store.files`, `harness.errors`;
-never torch (statsmodels only in the tests).
+marks), `reference` (the published figures and the recipe each belongs to), `official` (the paper
+recipes' training settings beside their sources' values, for docs/paper_suite.md), `table`,
+`markdown`, `svg`, `html_page`, `text` (escaping, number formats).
+May import: pyarrow, scipy, `harness.metrics.columns`, `harness.store.files`, `harness.errors`,
+`harness.config` (the recipes a reference figure or an official value names); never torch
+(statsmodels only in the tests).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from harness.leaderboard.aggregate import Setting, build_settings
 from harness.leaderboard.baselines import CE, LS
 from harness.leaderboard.html_page import render_html
 from harness.leaderboard.markdown import render_markdown
-from harness.leaderboard.reference import References, load_references
+from harness.leaderboard.reference import Ours, References, load_references
 from harness.leaderboard.runs import LeaderboardError, SetApart, load_runs
 from harness.leaderboard.table import records, to_csv, to_parquet
 from harness.store.files import atomic_write_bytes
@@ -115,11 +118,22 @@ def generate(
 
 
 def attach_references(settings: list[Setting], refs: References) -> None:
-    """Give every row the published figures that match its setting, method and teacher."""
+    """Give every row the published figures of its own setting: its recipe, data set, architecture,
+    epochs, method, parameters and teacher (`References.same_setting`)."""
     for s in settings:
         for row in s.rows:
             row.paper = refs.matches(
-                s.dataset, s.arch, row.method, row.teacher_arch, row.teacher_method, row.params
+                Ours(
+                    recipe_name=row.recipe_name,
+                    dataset=s.dataset,
+                    arch=s.arch,
+                    epochs=s.epochs,
+                    method=row.method,
+                    params=row.params,
+                    teacher_arch=row.teacher_arch,
+                    teacher_method=row.teacher_method,
+                    teacher_kind=row.teacher_kind,
+                )
             )
 
 

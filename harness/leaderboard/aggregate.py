@@ -175,6 +175,7 @@ class Row:
     teacher_arch: str | None
     teacher_epoch: int | None
     teacher_method: str | None = None
+    teacher_kind: str | None = None  # run (a run of ours) | pretrained (a weights file or tag) | None
     label: str = ""
     runs: list[Run] = field(default_factory=list)
     values: list[dict[str, float | None]] = field(default_factory=list)
@@ -355,6 +356,7 @@ def _row_for(run: Run, teacher_methods: dict[str, str]) -> Row:
         teacher_arch=last["teacher_arch"],
         teacher_epoch=epoch,
         teacher_method=teacher_methods.get(teacher_run) if teacher_run else None,
+        teacher_kind=None if teacher is None else ("run" if teacher_run else "pretrained"),
     )
 
 

@@ -1,17 +1,23 @@
 """Published reference numbers (data under `leaderboard/reference/`) and their match to our rows.
 
-Two CSV files, described in `leaderboard/reference/README.md`:
+Three CSV files, described in `leaderboard/reference/README.md`:
 
 * `architectures.csv` maps a paper's model name, per data set, to the harness/timm architecture
   our recipes use (`ResNet18` on CIFAR-100 is `resnet18_cifar`, on ImageNet `resnet18`).
 * `results.csv` holds one published figure per line: source and table, data set, model, method,
   optionally the teacher's model and training method and the strategy parameters the figure
   requires, the metric (`top1` in percent, or `one_minus_stability`, Shen et al.'s 1 - S), value,
-  std and number of runs, and how the paper picked its epoch (`best`, `last`, `unspecified`).
+  std and number of runs, how the paper picked its epoch (`best`, `last`, `unspecified`), and the
+  setting it belongs to: the recipe (path under `recipes/`) that reproduces it, the epochs, and
+  the kind of teacher (`run`: a teacher trained by the suite; `pretrained`: published weights).
+* `pending.csv` holds, with the same columns, the figures no recipe reproduces yet (the recipe
+  and epochs left empty where unknown): they are kept, never matched.
 
-A row of ours matches a reference line when data set, architecture (through the mapping), method,
-teacher architecture and teacher method (when the line names them) and every parameter the line
-lists are equal.
+A figure is attached to a row of ours only in its own setting: the row's recipe name is the
+figure's recipe's, and data set, architecture (through the mapping), epochs, method, every
+parameter the figure lists, and the teacher's architecture, method and kind are equal. Two runs
+that share a data set, architecture and method but not the schedule (a 16-epoch ffcv run and
+a 90-epoch one) never share a figure.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.config import load_recipe
+from harness.config.recipe import Recipe, recipe_dir
 from harness.leaderboard.runs import LeaderboardError
 
 #: `leaderboard/reference/` of the checkout this package lives in.
@@ -47,7 +55,11 @@ RESULT_COLUMNS = (
     "runs",
     "selection",
     "note",
+    "recipe",
+    "epochs",
+    "teacher_kind",
 )
+TEACHER_KINDS = ("run", "pretrained")
 
 
 @dataclass(frozen=True)
@@ -68,6 +80,14 @@ class ReferenceResult:
     runs: int | None
     selection: str
     note: str
+    recipe: str | None  # path under recipes/, e.g. imagenet/resnet50_ce.yaml (None: pending)
+    epochs: int | None
+    teacher_kind: str | None  # run | pretrained | None (no teacher)
+
+    @property
+    def recipe_name(self) -> str | None:
+        """The recipe's name (its file name without `.yaml`), as runs record it."""
+        return None if self.recipe is None else Path(self.recipe).stem
 
 
 @dataclass(frozen=True)
@@ -77,42 +97,80 @@ class References:
     archs: dict[tuple[str, str], frozenset[str]]
     results: tuple[ReferenceResult, ...]
     found: bool = True
+    pending: tuple[ReferenceResult, ...] = ()  # figures no recipe reproduces yet (never matched)
 
     def archs_for(self, dataset: str, model: str) -> frozenset[str]:
         return self.archs.get((dataset, model), frozenset())
 
-    def matches(
-        self,
-        dataset: str,
-        arch: str,
-        method: str,
-        teacher_arch: str | None,
-        teacher_method: str | None,
-        params: dict[str, Any],
-    ) -> list[ReferenceResult]:
-        """The published figures for this data set, architecture, method, teacher and parameters."""
-        out = []
-        for ref in self.results:
-            if ref.dataset != dataset or ref.method != method:
-                continue
-            if arch not in self.archs_for(dataset, ref.model):
-                continue
-            if ref.teacher_model is not None and teacher_arch not in self.archs_for(
-                dataset, ref.teacher_model
-            ):
-                continue
-            if ref.teacher_method is not None and teacher_method != ref.teacher_method:
-                continue
-            if not all(_same(params.get(k), v) for k, v in ref.params.items()):
-                continue
-            out.append(ref)
-        return out
+    def matches(self, ours: Ours) -> list[ReferenceResult]:
+        """The published figures of exactly this setting (see the module docstring)."""
+        return [ref for ref in self.results if self.same_setting(ref, ours)]
+
+    def same_setting(self, ref: ReferenceResult, ours: Ours) -> bool:
+        """Whether the figure `ref` was obtained in the setting `ours` describes."""
+        if ref.recipe_name != ours.recipe_name or ref.epochs != ours.epochs:
+            return False
+        if ref.dataset != ours.dataset or ref.method != ours.method:
+            return False
+        if ours.arch not in self.archs_for(ours.dataset, ref.model):
+            return False
+        return self._same_teacher(ref, ours) and all(
+            _same(ours.params.get(k), v) for k, v in ref.params.items()
+        )
+
+    def _same_teacher(self, ref: ReferenceResult, ours: Ours) -> bool:
+        if ref.teacher_kind != ours.teacher_kind:
+            return False
+        if ref.teacher_model is not None and ours.teacher_arch not in self.archs_for(
+            ours.dataset, ref.teacher_model
+        ):
+            return False
+        return ref.teacher_method is None or ours.teacher_method == ref.teacher_method
+
+
+@dataclass(frozen=True)
+class Ours:
+    """The setting of one of our rows, as a figure must match it."""
+
+    recipe_name: str
+    dataset: str
+    arch: str
+    epochs: int
+    method: str
+    params: dict[str, Any]
+    teacher_arch: str | None = None
+    teacher_method: str | None = None
+    teacher_kind: str | None = None  # run | pretrained | None
+
+
+def ours_from_recipe(recipe: Recipe) -> Ours:
+    """The setting a run of `recipe` records, as a figure is matched against it: the teacher's
+    architecture and method from its teacher recipe (`run`), or its weights' architecture
+    (`pretrained`: a timm tag or a weights file)."""
+    teacher_arch = teacher_method = teacher_kind = None
+    if recipe.teacher is not None and recipe.teacher.run is not None:
+        teacher = load_recipe(recipe_dir(recipe) / recipe.teacher.run)  # relative to the student's file
+        teacher_arch, teacher_method, teacher_kind = teacher.model.arch, teacher.label, "run"
+    elif recipe.teacher is not None:
+        teacher_arch, teacher_kind = recipe.teacher.arch, "pretrained"
+    return Ours(
+        recipe_name=str(recipe.name),
+        dataset=recipe.data.dataset,
+        arch=recipe.model.arch,
+        epochs=recipe.schedule.epochs,
+        method=recipe.label,
+        params=dict(recipe.strategy.params),
+        teacher_arch=teacher_arch,
+        teacher_method=teacher_method,
+        teacher_kind=teacher_kind,
+    )
 
 
 def load_references(folder: Path | None = None) -> References:
     """Read the reference CSVs; a missing folder gives empty references with `found` False."""
     folder = DEFAULT_REFERENCE_DIR if folder is None else Path(folder)
     arch_file, result_file = folder / "architectures.csv", folder / "results.csv"
+    pending_file = folder / "pending.csv"
     if not arch_file.exists() or not result_file.exists():
         return References({}, (), found=False)
     archs: dict[tuple[str, str], set[str]] = {}
@@ -122,13 +180,18 @@ def load_references(folder: Path | None = None) -> References:
         if row["arch"].strip():
             archs[key].add(row["arch"].strip())
     results = tuple(_result(row, result_file, line) for line, row in _rows(result_file, RESULT_COLUMNS))
-    for ref in results:
-        for model in filter(None, (ref.model, ref.teacher_model)):
-            if (ref.dataset, model) not in archs:
-                raise LeaderboardError(
-                    f"{result_file}: model {model!r} on {ref.dataset} is not in {arch_file.name}"
-                )
-    return References({k: frozenset(v) for k, v in archs.items()}, results)
+    pending: tuple[ReferenceResult, ...] = ()
+    if pending_file.exists():
+        rows = _rows(pending_file, RESULT_COLUMNS)
+        pending = tuple(_result(row, pending_file, line, attached=False) for line, row in rows)
+    for path, refs in ((result_file, results), (pending_file, pending)):
+        for ref in refs:
+            for model in filter(None, (ref.model, ref.teacher_model)):
+                if (ref.dataset, model) not in archs:
+                    raise LeaderboardError(
+                        f"{path}: model {model!r} on {ref.dataset} is not in {arch_file.name}"
+                    )
+    return References({k: frozenset(v) for k, v in archs.items()}, results, pending=pending)
 
 
 # ------------------------------------------------------------------------------ parsing
@@ -163,7 +226,8 @@ def _number(row: dict[str, str], name: str, path: Path, line: int, kind: type = 
     return value
 
 
-def _result(row: dict[str, str], path: Path, line: int) -> ReferenceResult:
+def _result(row: dict[str, str], path: Path, line: int, attached: bool = True) -> ReferenceResult:
+    """One figure; an attached one (results.csv) must name its recipe and epochs."""
     metric = _required(row, "metric", path, line)
     if metric not in METRICS:
         raise LeaderboardError(f"{path}:{line}: metric {metric!r} is not one of {', '.join(METRICS)}")
@@ -182,6 +246,17 @@ def _result(row: dict[str, str], path: Path, line: int) -> ReferenceResult:
         raise LeaderboardError(f"{path}:{line}: params is not JSON") from None
     if not isinstance(params, dict):
         raise LeaderboardError(f"{path}:{line}: params must be a JSON object")
+    recipe = _required(row, "recipe", path, line) if attached else (row["recipe"].strip() or None)
+    epochs = _number(row, "epochs", path, line, int)
+    if attached and epochs is None:
+        raise LeaderboardError(f"{path}:{line}: epochs is empty")
+    teacher_kind = row["teacher_kind"].strip() or None
+    if teacher_kind not in (None, *TEACHER_KINDS):
+        raise LeaderboardError(
+            f"{path}:{line}: teacher_kind {teacher_kind!r} is not one of {', '.join(TEACHER_KINDS)}"
+        )
+    if row["teacher_model"].strip() and teacher_kind is None:
+        raise LeaderboardError(f"{path}:{line}: a figure with a teacher_model needs a teacher_kind")
     return ReferenceResult(
         source=_required(row, "source", path, line),
         table=_required(row, "table", path, line),
@@ -197,6 +272,9 @@ def _result(row: dict[str, str], path: Path, line: int) -> ReferenceResult:
         runs=_number(row, "runs", path, line, int),
         selection=selection,
         note=row["note"].strip(),
+        recipe=recipe,
+        epochs=epochs,
+        teacher_kind=teacher_kind,
     )
 
 

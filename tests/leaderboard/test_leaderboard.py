@@ -475,37 +475,65 @@ def test_reference_data_loads_and_maps_every_model():
         assert ref.table and ref.source  # every figure names where it comes from
 
 
+def _epochs(n: int, last: float) -> list[float]:
+    """Top-1 of an n-epoch run: 60 until its last epoch, which reaches `last`."""
+    return [60.0] * (n - 1) + [last]
+
+
 def test_paper_vs_ours_side_by_side(tmp_path):
     runs, out = tmp_path / "runs", tmp_path / "board"
     net = {"dataset": "imagenet", "arch": "resnet50", "setting": "in-r50"}
-    write_run(runs, "in_r50_ce", "ce", 0, [70.0, 75.5], stability=0.68, **net)
-    write_run(runs, "in_r50_reg", "tfkd_reg", 0, [70.0, 76.0], **net)
-    teacher = run_id_for("in_r50_ce", 0)
+    write_run(runs, "resnet50_ce", "ce", 0, _epochs(90, 75.5), **net)  # Yuan et al.'s baseline
+    write_run(runs, "resnet50_tfkd_reg", "tfkd_reg", 0, _epochs(90, 76.0), **net)
+    shen = {"dataset": "imagenet", "arch": "resnet50", "setting": "in-r50-shen"}  # lr / 10 every 30
+    write_run(runs, "resnet50_ce_shen", "ce", 0, _epochs(90, 76.0), stability=0.68, **shen)
+    teacher = run_id_for("resnet50_ce_shen", 0)
     kd = {"params": {"alpha": 1.0, "temperature": 1.0}, "teacher": teacher, "teacher_arch": "resnet50"}
-    write_run(
-        runs,
-        "in_r18_kd",
-        "kd_t1",
-        0,
-        [60.0, 71.0],
-        dataset="imagenet",
-        arch="resnet18",
-        setting="in-r18",
-        **kd,
-    )
+    r18 = {"dataset": "imagenet", "arch": "resnet18", "setting": "in-r18"}
+    write_run(runs, "resnet18_kd_t1_resnet50", "kd_t1", 0, _epochs(90, 71.0), **r18, **kd)
     generate(runs, out)
     table = read_table(out)
     ce, reg = table["in-r50", "ce"], table["in-r50", "tfkd_reg"]
     assert ce["paper_top1"] == 75.77 and reg["paper_top1"] == 76.42 and reg["paper_selection"] == "best"
-    # Shen et al.: KD at T 1 without hard label from a ResNet50 teacher trained without LS
-    r18 = table["in-r18", "kd_t1"]  # the label of recipes/imagenet/resnet18_kd_t1_resnet50.yaml
-    assert r18["teacher_method"] == "ce" and r18["paper_top1"] == 71.425
+    assert table["in-r50-shen", "ce"]["paper_top1"] == 76.056  # Shen et al.'s teacher, its own recipe
+    # Shen et al.: KD at T 1 without hard label from their ResNet50 teacher trained without LS
+    student = table["in-r18", "kd_t1"]  # the label of recipes/imagenet/resnet18_kd_t1_resnet50.yaml
+    assert student["teacher_method"] == "ce" and student["paper_top1"] == 71.425
     md = (out / "leaderboard.md").read_text()
     assert "### Paper vs ours" in md
     # ours: last = best = 75.5, the best picked on the test split (no held-out split), labelled so
     assert "| 75.77, best epoch | 75.50 | 75.50 (test-selected) | -0.27 |" in md
     # stability 1 - S: ours 1 - 0.68 = 0.32 against Shen's 0.3217 -> -0.0017
     assert "| 0.3217 | 0.3200 | – | -0.0017 |" in md
+
+
+def test_a_figure_stays_with_its_own_setting(tmp_path):
+    """The issue-26 cases: a short ffcv run, Yuan et al.'s 90-epoch recipe and a run under another
+    recipe name each get only their own figure (or none)."""
+    runs, out = tmp_path / "runs", tmp_path / "board"
+    ffcv = {"dataset": "imagenet", "arch": "resnet18", "setting": "in-r18-e16"}
+    write_run(runs, "resnet18_ffcv_e16", "label_smoothing", 0, _epochs(16, 66.0), **ffcv)
+    yuan = {"dataset": "imagenet", "arch": "resnet18", "setting": "in-r18-e90"}
+    write_run(runs, "resnet18_label_smoothing", "label_smoothing", 0, _epochs(90, 70.0), **yuan)
+    write_run(runs, "resnet18_ls_e90_other", "label_smoothing", 0, _epochs(90, 70.0), **yuan)
+    other = {"dataset": "imagenet", "arch": "resnet18", "setting": "in-r18-e10"}  # --set schedule.epochs=10
+    write_run(runs, "resnet18_label_smoothing", "label_smoothing", 1, _epochs(10, 50.0), **other)
+    self_kd = {"dataset": "imagenet", "arch": "resnet18", "setting": "in-r18-e90", "teacher_arch": "resnet18"}
+    teacher = run_id_for("resnet18_ce", 0)
+    write_run(runs, "resnet18_tfkd_self", "tfkd_self", 0, _epochs(90, 70.3), teacher=teacher, **self_kd)
+    generate(runs, out)
+    paper = {
+        (r["recipe_name"], r["epochs"]): r["paper_top1"]
+        for r in pq.read_table(out / "leaderboard.parquet").to_pylist()
+    }
+    assert paper[("resnet18_ffcv_e16", 16)] == 66.9  # the ffcv README's figure, not Yuan et al.'s 70.02
+    assert paper[("resnet18_label_smoothing", 90)] == 70.02
+    assert paper[("resnet18_label_smoothing", 10)] is None  # the same recipe at another length
+    assert paper[("resnet18_ls_e90_other", 90)] is None  # another recipe of the same setting
+    # Tf-KD self: Yuan et al.'s 70.42 and torchdistill's 70.52 came from torchvision's pretrained
+    # teacher; this run distils from its own CE run, so neither is attached
+    assert paper[("resnet18_tfkd_self", 90)] is None
+    assert {70.42, 70.52} <= {ref.value for ref in load_references().pending}
 
 
 def test_malformed_reference_data_is_a_one_line_error(tmp_path):
@@ -515,10 +543,10 @@ def test_malformed_reference_data_is_a_one_line_error(tmp_path):
         "dataset,paper_model,arch,note\ncifar100,ResNet18,resnet18_cifar,\n"
     )
     header = ",".join(RESULT_COLUMNS)
-    (ref / "results.csv").write_text(f"{header}\nS,T,cifar100,ResNet18,ce,,,,top1,high,,,best,\n")
+    (ref / "results.csv").write_text(f"{header}\nS,T,cifar100,ResNet18,ce,,,,top1,high,,,best,,c/x.yaml,1,\n")
     with pytest.raises(LeaderboardError, match=r"results\.csv:2: value 'high' is not a number"):
         load_references(ref)
-    (ref / "results.csv").write_text(f"{header}\nS,T,cifar100,VGG,ce,,,,top1,70,,,best,\n")
+    (ref / "results.csv").write_text(f"{header}\nS,T,cifar100,VGG,ce,,,,top1,70,,,best,,c/x.yaml,1,\n")
     with pytest.raises(LeaderboardError, match=r"model 'VGG' on cifar100 is not in architectures\.csv"):
         load_references(ref)
 
