@@ -51,7 +51,7 @@ install_packages() {
 write_conf() {
   local node cpus mem user
   node=$(hostname -s)
-  cpus=$(nproc)
+  cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # the cores, whatever threads the caller asks torch for
   mem=$(awk '/MemTotal/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)
   user=$(id -un)
   mkdir -p "$DIR/state" "$DIR/spool" "$DIR/log" "$DIR/munge"
