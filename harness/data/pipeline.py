@@ -28,6 +28,7 @@ shapes and the log line): a backend passes only what differs, its loader and its
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -346,19 +347,11 @@ def build_bundle(
         drop_last=cfg.drop_last,
         **common,
     )
-    val = make(
-        "val", indices=positions.val, train=False, batch_size=cfg.eval_batch_size, stage=val_stage, **common
+    evaluation = functools.partial(
+        make, train=False, batch_size=cfg.eval_batch_size, stage=val_stage, **common
     )
-    held_out = None
-    if positions.holdout_digest is not None:
-        held_out = make(
-            "holdout",
-            indices=positions.held_out,
-            train=False,
-            batch_size=cfg.eval_batch_size,
-            stage=val_stage,
-            **common,
-        )
+    val = evaluation("val", indices=positions.val)
+    held_out = None if positions.holdout_digest is None else evaluation("holdout", indices=positions.held_out)
     n_train, n_val, n_held = len(positions.train), len(positions.val), len(positions.held_out)
     return DataBundle(
         train=train,
