@@ -15,6 +15,7 @@ from harness.cli.options import runs_dir_option_with
 
 @click.command(
     epilog="\b\nExamples:\n  harness leaderboard\n  harness leaderboard --runs-dir runs --out /tmp/board"
+    "\n  harness leaderboard --runs-dir runs --out paper --format latex"
 )
 @runs_dir_option_with(
     "Folder holding one sub-folder per run (env HARNESS_RUNS_DIR); read only.", folder_only=False
@@ -23,15 +24,23 @@ from harness.cli.options import runs_dir_option_with
     "--out",
     type=click.Path(path_type=Path),
     default=None,
-    help="Folder for leaderboard.md, leaderboard.parquet, leaderboard.csv and index.html "
-    "(default: RUNS_DIR/leaderboard, as `harness sweep`).",
+    help="Folder for the files of --format: leaderboard.md, leaderboard.parquet, leaderboard.csv, "
+    "index.html, leaderboard.tex (default: RUNS_DIR/leaderboard, as `harness sweep`).",
+)
+@click.option(
+    "--format",
+    "formats",
+    multiple=True,
+    metavar="FORMAT",
+    help="Output to write; repeat for several: md (leaderboard.md), parquet, csv, html (index.html), "
+    "latex (leaderboard.tex: booktabs tables a paper can \\input). Default: md, parquet, csv, html.",
 )
 @click.option(
     "--force",
     is_flag=True,
     help="Replace output files in --out that `harness leaderboard` did not write (no marker file).",
 )
-def leaderboard(runs_dir: Path, out: Path | None, force: bool) -> None:
+def leaderboard(runs_dir: Path, out: Path | None, formats: tuple[str, ...], force: bool) -> None:
     """Compare each strategy with its LS baseline.
 
     Every strategy against its matched label-smoothing and CE baselines over seeds, read from
@@ -39,7 +48,7 @@ def leaderboard(runs_dir: Path, out: Path | None, force: bool) -> None:
     Files in --out are replaced only where this command wrote them before (its marker file
     .harness-leaderboard, or a leaderboard.md of its own from before markers) or with --force.
     """
-    from harness.leaderboard import generate
+    from harness.leaderboard import DEFAULT_FORMATS, generate
 
     out = out if out is not None else runs_dir / "leaderboard"
-    click.echo(generate(runs_dir, out, force=force).summary())
+    click.echo(generate(runs_dir, out, force=force, formats=formats or DEFAULT_FORMATS).summary())

@@ -6,7 +6,8 @@ numbers (`reference`) and writes, into `out_dir`:
 
 * `leaderboard.md`: Markdown tables per setting, the legend, the runs set apart;
 * `leaderboard.parquet` and `leaderboard.csv`: the aggregated table, numeric (`table.COLUMNS`);
-* `index.html`: a self-contained page with the tables and inline SVG plots.
+* `index.html`: a self-contained page with the tables and inline SVG plots;
+* `leaderboard.tex`, on request only (`formats`): booktabs tables a paper can `\\input`.
 
 The outputs depend on the runs (and the reference data) alone: no time stamps, everything
 sorted, fixed float formats, so regenerating gives byte-identical files. Modules: `runs`
@@ -16,7 +17,7 @@ too), `baselines` (the baseline strategies, declared once), `aggregate` (setting
 validation-selected epoch), `compare` (each gain: which top-1, which test, the families and their
 marks), `reference` (the published figures and the recipe each belongs to), `official` (the paper
 recipes' training settings beside their sources' values, for docs/paper_suite.md), `table`,
-`markdown`, `svg`, `html_page`, `text` (escaping, number formats).
+`markdown`, `svg`, `html_page`, `latex`, `text` (escaping, number formats).
 May import: pyarrow, scipy, `harness.metrics.columns`, `harness.store.files`, `harness.errors`,
 `harness.config` (the recipes a reference figure or an official value names); never torch
 (statsmodels only in the tests).
@@ -24,21 +25,42 @@ May import: pyarrow, scipy, `harness.metrics.columns`, `harness.store.files`, `h
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.leaderboard.aggregate import Setting, build_settings
 from harness.leaderboard.baselines import CE, LS
 from harness.leaderboard.html_page import render_html
+from harness.leaderboard.latex import render_latex
 from harness.leaderboard.markdown import render_markdown
 from harness.leaderboard.reference import Ours, References, load_references
 from harness.leaderboard.runs import LeaderboardError, SetApart, load_runs
 from harness.leaderboard.table import records, to_csv, to_parquet
 from harness.store.files import atomic_write_bytes
 
-__all__ = ["OUTPUT_FILES", "LeaderboardError", "LeaderboardResult", "SetApart", "SettingSummary", "generate"]
+__all__ = [
+    "DEFAULT_FORMATS",
+    "FORMATS",
+    "OUTPUT_FILES",
+    "LeaderboardError",
+    "LeaderboardResult",
+    "SetApart",
+    "SettingSummary",
+    "generate",
+]
 
-OUTPUT_FILES = ("leaderboard.md", "leaderboard.parquet", "leaderboard.csv", "index.html")
+#: The file each output format is written to (`harness leaderboard --format`), in writing order.
+FORMATS = {
+    "md": "leaderboard.md",
+    "parquet": "leaderboard.parquet",
+    "csv": "leaderboard.csv",
+    "html": "index.html",
+    "latex": "leaderboard.tex",
+}
+#: The formats written unless others are asked for, and their files.
+DEFAULT_FORMATS = ("md", "parquet", "csv", "html")
+OUTPUT_FILES = tuple(FORMATS[f] for f in DEFAULT_FORMATS)
 #: written beside the outputs: files in a folder holding it were written by `generate`
 MARKER = ".harness-leaderboard"
 MARKER_TEXT = b"This folder's leaderboard files are written by `harness leaderboard`, which replaces them.\n"
@@ -77,15 +99,23 @@ class LeaderboardResult:
 
 
 def generate(
-    runs_dir: Path, out_dir: Path, *, reference_dir: Path | None = None, force: bool = False
+    runs_dir: Path,
+    out_dir: Path,
+    *,
+    reference_dir: Path | None = None,
+    force: bool = False,
+    formats: Sequence[str] = DEFAULT_FORMATS,
 ) -> LeaderboardResult:
-    """Read the runs under `runs_dir` and write the leaderboard files into `out_dir`.
+    """Read the runs under `runs_dir` and write the leaderboard files of `formats` (keys of
+    FORMATS) into `out_dir`.
 
-    Raises `LeaderboardError` (a one-line `HarnessError`) when `runs_dir` is not a folder, the
-    reference data is malformed or `out_dir` cannot be written, or holds output files that no
-    earlier `generate` wrote (no MARKER file) and `force` is not set. Run files are never modified.
+    Raises `LeaderboardError` (a one-line `HarnessError`) when `runs_dir` is not a folder, a format
+    is unknown, the reference data is malformed or `out_dir` cannot be written, or holds output
+    files that no earlier `generate` wrote (no MARKER file) and `force` is not set. Run files are
+    never modified.
     """
-    check_out_dir(Path(out_dir), force)
+    names = output_files(formats)
+    check_out_dir(Path(out_dir), force, names)
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
     runs, apart = load_runs(runs_dir)
     settings, duplicates = build_settings(runs)
@@ -94,13 +124,14 @@ def generate(
     attach_references(settings, refs)
     used = sum(s.n_runs for s in settings)
     recs = records(settings)
-    contents = {
-        "leaderboard.md": render_markdown(settings, apart, refs, used).encode("utf-8"),
-        "leaderboard.parquet": to_parquet(recs),
-        "leaderboard.csv": to_csv(recs),
-        "index.html": render_html(settings, apart, refs, used).encode("utf-8"),
+    render = {
+        "leaderboard.md": lambda: render_markdown(settings, apart, refs, used).encode("utf-8"),
+        "leaderboard.parquet": lambda: to_parquet(recs),
+        "leaderboard.csv": lambda: to_csv(recs),
+        "index.html": lambda: render_html(settings, apart, refs, used).encode("utf-8"),
+        "leaderboard.tex": lambda: render_latex(settings, apart, used).encode("utf-8"),
     }
-    files = write_outputs(out_dir, contents)
+    files = write_outputs(out_dir, {name: render[name]() for name in names})
     summaries = tuple(
         SettingSummary(
             key=s.key,
@@ -137,13 +168,23 @@ def attach_references(settings: list[Setting], refs: References) -> None:
             )
 
 
-def check_out_dir(out_dir: Path, force: bool) -> None:
-    """Refuse to replace output files that `generate` did not write (no MARKER beside them)."""
+def output_files(formats: Sequence[str]) -> tuple[str, ...]:
+    """The files of `formats`, in FORMATS order; an unknown or missing format is a LeaderboardError."""
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise LeaderboardError(
+            f"--format {', '.join(map(repr, unknown)) or '(none)'}: choose from {', '.join(FORMATS)}"
+        )
+    return tuple(name for fmt, name in FORMATS.items() if fmt in formats)
+
+
+def check_out_dir(out_dir: Path, force: bool, names: Sequence[str] = OUTPUT_FILES) -> None:
+    """Refuse to replace output files (`names`) that `generate` did not write (no MARKER beside them)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise LeaderboardError(f"--out {out_dir}: exists and is not a folder")
     if force or (out_dir / MARKER).is_file() or _written_before_markers(out_dir):
         return
-    foreign = [name for name in OUTPUT_FILES if (out_dir / name).exists()]
+    foreign = [name for name in names if (out_dir / name).exists()]
     if foreign:
         raise LeaderboardError(
             f"--out {out_dir}: holds {', '.join(foreign)} that harness leaderboard did not write "
@@ -172,8 +213,7 @@ def write_outputs(out_dir: Path, contents: dict[str, bytes]) -> tuple[Path, ...]
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out_dir / MARKER, lambda fh: fh.write(MARKER_TEXT))
-        for name in OUTPUT_FILES:
-            data = contents[name]
+        for name, data in contents.items():
             atomic_write_bytes(out_dir / name, lambda fh, data=data: fh.write(data))
             written.append(out_dir / name)
     except OSError as exc:
