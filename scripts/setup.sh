@@ -3,13 +3,15 @@
 # .venv, the package with its test and ffcv extras. Idempotent: a second run installs nothing.
 #   scripts/setup.sh            set up only
 #   scripts/setup.sh --default  set up, then run the default job on the embedded Fashion-MNIST
-#   scripts/setup.sh --test     set up, plus what the tests use (a headless browser, Slurm)
+#   scripts/setup.sh --test     set up, plus what the tests use (a headless browser, Slurm, pdflatex)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(dataset-fashion-mnist pkg-config libturbojpeg0-dev libopencv-dev)
-# the tests also use a headless browser and a private one-node Slurm (scripts/slurm-local.sh)
-[ "${1:-}" = "--test" ] && APT_PACKAGES+=(chromium slurmctld slurmd slurm-client munge)
+# the tests also use a headless browser, a private one-node Slurm (scripts/slurm-local.sh) and
+# pdflatex with booktabs (leaderboard.tex compiles: 48 MB to download, 147 MB installed)
+[ "${1:-}" = "--test" ] && APT_PACKAGES+=(chromium slurmctld slurmd slurm-client munge
+  texlive-latex-base texlive-latex-recommended)
 PYTHON=${PYTHON:-python3}
 
 missing=()

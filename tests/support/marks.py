@@ -12,6 +12,7 @@ import pytest
 F = TypeVar("F", bound=Callable)
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+PDFLATEX = shutil.which("pdflatex")
 
 
 def ffcv_test(timeout: int) -> Callable[[F], F]:
