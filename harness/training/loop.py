@@ -348,6 +348,11 @@ class Trainer:
         tracker.add(parts, len(batch), self.step)
         return parts
 
+    def track_step(self, parts: dict[str, torch.Tensor]) -> None:
+        """Send the step's loss and its named parts to the experiment trackers, if any (rank 0)."""
+        if self.trackers:
+            self.trackers.log_step(self.step, {k: float(v.detach()) for k, v in parts.items()})
+
     def check_finite(self, tracker: LossTracker) -> None:
         bad = distributed.all_reduce_max(tracker.first_bad_step() or -1)
         if bad >= 0:
@@ -411,8 +416,7 @@ class Trainer:
             bar.update(1)
             if (i + 1) % self.recipe.runtime.log_every == 0:
                 self.check_finite(tracker)
-                if self.trackers:
-                    self.trackers.log_step(self.step, {k: float(v.detach()) for k, v in parts.items()})
+                self.track_step(parts)
                 bar.set_postfix(loss=f"{float(tracker.sums['loss']) / max(tracker.count, 1):.4f}")
             stopping = stop.requested(self.step)
             if i + 1 < steps and (stopping or (every and self.step % every == 0)):

@@ -390,10 +390,17 @@ class Trackers:
         for tracker in list(self.trackers):
             self._call(tracker.name, lambda t=tracker: getattr(t, method)(*args))
 
-    def _save(self) -> None:
+    def _save(self, durable: bool = True) -> None:
+        """Write the state file: atomically and synced (`write_json`) at epochs, or only replaced
+        (no fsync: a step's log costs no disk flush; a crash may lose it and re-log a few steps)."""
         if self.state_file is not None and self.state_file.parent.exists():
             try:
-                write_json(self.state_file, self.state)
+                if durable:
+                    write_json(self.state_file, self.state)
+                else:
+                    tmp = self.state_file.with_name(f".{STATE_FILE}.tmp")
+                    tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True) + "\n")
+                    os.replace(tmp, self.state_file)
             except OSError as exc:
                 log.warning("tracking: cannot write %s (%s)", self.state_file, exc)
                 self.state_file = None
@@ -404,7 +411,7 @@ class Trackers:
             return
         self._each("log", {f"step/{k}": v for k, v in parts.items()}, step)
         self.state["last_step"] = step
-        self._save()
+        self._save(durable=False)
 
     def log_epoch(self, epoch: int, row: dict[str, Any], run_columns: dict[str, Any]) -> None:
         """An epoch's metrics row, once per epoch (an epoch logged before a resume is skipped)."""

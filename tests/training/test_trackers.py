@@ -116,6 +116,7 @@ def test_a_sweep_groups_its_runs_and_keeps_their_run_ids(recipe_file, tmp_path):
     assert all(r.recipe.tracking is None for r in plain if r.recipe is not None)
 
 
+@pytest.mark.slow  # a resume after an interrupt (docs/architecture.md: Markers)
 def test_three_trackers_log_each_epoch_once_through_an_interrupt_and_resume(tmp_path, offline, caplog):
     path = tracked_recipe(tmp_path, ["tensorboard", "mlflow", "wandb"])
     runs_dir = tmp_path / "runs"
