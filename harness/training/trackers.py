@@ -47,6 +47,8 @@ PACKAGES = {
     "mlflow": ("mlflow", "harness[mlflow]"),
     "wandb": ("wandb", "harness[wandb]"),
 }
+#: the longest param value MLflow stores (a longer description is cut, never refused)
+PARAM_MAX = 6000
 #: the file in the run folder that lets a resumed run continue its tracker runs
 STATE_FILE = "trackers.json"
 
@@ -214,7 +216,7 @@ class MlflowTracker:
             run_id = run.info.run_id
             items = list(params.items())
             for i in range(0, len(items), 100):  # MLflow takes at most 100 params a call
-                batch = [Param(k, str(v)) for k, v in items[i : i + 100]]
+                batch = [Param(k, str(v)[:PARAM_MAX]) for k, v in items[i : i + 100]]
                 self.client.log_batch(run_id, params=batch)
             self.client.log_batch(run_id, tags=[RunTag("mlflow.runName", run_name)])
         else:

@@ -28,6 +28,7 @@ from harness.store.metrics_file import read_metrics
 from harness.sweeps.plan import plan_sweep
 from harness.training.lifecycle import train
 from harness.training.loop import RunOptions
+from harness.training.trackers import wandb_mode
 from tests.support import wandb_log
 from tests.support.recipes import SMALL, tiny_recipe, write_recipe
 from tests.support.runs import STEPS_PER_EPOCH
@@ -223,3 +224,16 @@ def test_a_tracker_not_installed_exits_2_with_its_install_line_before_training(
     sweep = CliRunner().invoke(main, ["sweep", str(path), "--runs-dir", str(runs_dir), "--track", "wandb"])
     assert sweep.exit_code == 2 and "pip install 'harness[wandb]'" in sweep.output
     assert not runs_dir.exists()
+
+
+def test_wandb_goes_offline_without_a_key_or_a_server_and_follows_wandb_mode(offline, monkeypatch, caplog):
+    with caplog.at_level(logging.INFO, "harness"):
+        assert wandb_mode("auto") == "offline"
+        assert caplog.messages[-1].startswith("wandb: no API key")
+        monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+        monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens: refused at once
+        assert wandb_mode("auto") == "offline"
+        assert caplog.messages[-1].startswith("wandb: 127.0.0.1:9 does not answer")
+    assert wandb_mode("offline") == "offline"
+    monkeypatch.setenv("WANDB_MODE", "dryrun")
+    assert wandb_mode("online") == "offline"  # the environment wins, as in wandb itself
