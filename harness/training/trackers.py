@@ -339,7 +339,10 @@ class Trackers:
         self.state_file = state_file
         self.state: dict[str, Any] = {}
         if state_file is not None and state_file.exists():
-            self.state = json.loads(state_file.read_text())
+            try:
+                self.state = json.loads(state_file.read_text())
+            except (OSError, ValueError) as exc:  # unreadable: new tracker runs, the run goes on
+                log.warning("tracking: cannot read %s (%s); starting new tracker runs", state_file, exc)
 
     def __bool__(self) -> bool:
         return bool(self.trackers)
