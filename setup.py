@@ -33,6 +33,11 @@ setup(
     ],
     extras_require={
         "ffcv": ["ffcv==1.0.2"],
+        # experiment trackers beside the Parquet record (docs/tracking.md)
+        "tensorboard": ["tensorboard>=2.14"],
+        "mlflow": ["mlflow-skinny>=2.10"],
+        "wandb": ["wandb>=0.17"],
+        "tracking": ["tensorboard>=2.14", "mlflow-skinny>=2.10", "wandb>=0.17"],
         "dev": [
             "pytest>=8",
             "pytest-timeout>=2.3",
@@ -41,6 +46,9 @@ setup(
             "statsmodels>=0.14",
             "duckdb>=1.0",
             "polars>=1.0",
+            "tensorboard>=2.14",  # the trackers' tests read back what each one wrote
+            "mlflow-skinny>=2.10",
+            "wandb>=0.17",
         ],
     },
     entry_points={"console_scripts": ["harness=harness.cli:main"]},

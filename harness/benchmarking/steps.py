@@ -5,6 +5,9 @@ is identical and the ratios isolate what the case adds:
 
 * `bare`: a hand-written loop, model(x) -> F.cross_entropy -> backward -> SGD step;
 * `ce`, `label_smoothing`, `tfkd_reg`: the harness's own `Trainer.train_step`;
+* `ce_tracked`: `ce` with TensorBoard, MLflow (a folder store) and W&B (offline) on, every
+  step logged (`runtime.log_every` 1, the worst case; the default logs every 50th): against `ce`,
+  what the experiment trackers cost (left out where one of them is not installed);
 * `kd_live`: KD with a live teacher forward per step (the teacher is a larger timm model);
 * `kd_cached`: the same KD reading the teacher's soft targets from the per-view cache;
 * one case per other registered strategy (its `example` parameters): those with a teacher run the
@@ -29,8 +32,11 @@ from timm.optim import create_optimizer_v2
 from harness import strategies
 from harness.benchmarking.timing import CLOCKS, Timing, interleaved
 from harness.config import from_mapping
+from harness.errors import HarnessError
 from harness.models.build import build_model
+from harness.store.rundir import RunDir
 from harness.training.loop import RunOptions, Trainer
+from harness.training.trackers import Trackers, check_installed
 from harness.training.tracking import LossTracker
 
 STRATEGIES: dict[str, dict[str, Any]] = {
@@ -111,6 +117,39 @@ def step_caller(trainer: Trainer) -> Callable[[], None]:
     return step
 
 
+def tracked_case(recipe: dict, runs_dir: Path) -> tuple[Callable[[], None], Trackers] | None:
+    """A harness training step per call with all three trackers logging every step (None when
+    one of them is not installed); the trackers, for the caller to close."""
+    recipe = {
+        **recipe,
+        "runtime": {**recipe["runtime"], "log_every": 1},
+        "tracking": {
+            "trackers": ["tensorboard", "mlflow", "wandb"],
+            "mlflow": {"tracking_uri": str(runs_dir / "mlruns")},
+            "wandb": {"mode": "offline"},
+        },
+    }
+    resolved = from_mapping(recipe, "bench_tracked")
+    try:
+        check_installed(resolved.tracking)
+    except HarnessError:
+        return None
+    trainer = Trainer(resolved, runs_dir, RunOptions(progress=False))
+    trainer.build()
+    run = RunDir(runs_dir, resolved.run_id)
+    run.root.mkdir(parents=True, exist_ok=True)
+    trainer.trackers = Trackers.open(resolved, run, runs_dir, is_main=True)
+    trainer.train_model.train()
+    tracker = LossTracker(trainer.device)
+    batches = trainer.endless_batches()
+
+    def step() -> None:
+        epoch, batch = next(batches)
+        trainer.track_step(trainer.train_step(batch, tracker, epoch=epoch))
+
+    return step, trainer.trackers
+
+
 def bare_model(
     arch: str, num_classes: int, channels: int, device: torch.device
 ) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
@@ -166,6 +205,9 @@ def run(cfg: StepConfig) -> list[dict[str, Any]]:
                 recipe["data"]["view_seed"] = 0
                 recipe["schedule"]["epochs"] = 2 + (cfg.rounds * cfg.steps) // 8  # views cached for all
             cases[name] = harness_case(recipe, tmp_path)
+        tracked = tracked_case(base_recipe(cfg, STRATEGIES["ce"], None), tmp_path)
+        if tracked is not None:
+            cases["ce_tracked"] = tracked[0]
         for name, (strategy, needs_teacher) in (method_cases() if cfg.methods else {}).items():
             cases[name] = harness_case(
                 base_recipe(cfg, strategy, teacher if needs_teacher else None), tmp_path
@@ -178,6 +220,8 @@ def run(cfg: StepConfig) -> list[dict[str, Any]]:
             device=torch.device(cfg.device),
             clock=CLOCKS[cfg.clock],
         )
+        if tracked is not None:
+            tracked[1].close(ok=True)
     return rows(cfg, timings)
 
 
@@ -200,7 +244,8 @@ def rows(cfg: StepConfig, timings: dict[str, Timing]) -> list[dict[str, Any]]:
                 "spread": t.spread,
                 "rounds": len(t.rounds),
                 "detail": f"{cfg.arch} b{cfg.batch_size} {cfg.channels}x{cfg.image_size}px"
-                + (f", teacher {cfg.teacher_arch}" if live else ""),
+                + (f", teacher {cfg.teacher_arch}" if live else "")
+                + (", TensorBoard + MLflow + W&B offline, every step logged" if name == "ce_tracked" else ""),
             }
         )
     out.append(

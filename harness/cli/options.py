@@ -1,4 +1,5 @@
-"""Options that several commands share, declared once: `--runs-dir`, `--set`, `--device`, `--seeds`.
+"""Options that several commands share, declared once: `--runs-dir`, `--set`, `--device`, `--seeds`,
+`--track`.
 
 Each is a decorator factory, so a command states only what differs (the help of `--set` on a
 sweep, the default of `--device` on `harness eval`, a read-only `--runs-dir` on `harness
@@ -56,4 +57,11 @@ def device_option(
 
 seeds_option = click.option(
     "--seeds", default=None, metavar="0,1,2", help="Seeds of every recipe (replace the file's)."
+)
+
+track_option = click.option(
+    "--track",
+    default=None,
+    metavar="tensorboard,mlflow,wandb",
+    help="Also log to these experiment trackers (docs/tracking.md); not part of the run id.",
 )

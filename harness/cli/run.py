@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from harness.cli.options import device_option, runs_dir_option, set_option
+from harness.cli.options import device_option, runs_dir_option, set_option, track_option
 
 #: the metric columns that `harness eval` leaves out of its JSON (the reliability diagram's bins)
 EVAL_HIDDEN = ("reliability_count", "reliability_confidence", "reliability_accuracy")
@@ -47,6 +47,7 @@ EVAL_HIDDEN = ("reliability_count", "reliability_confidence", "reliability_accur
     default=1,
     help="Train on N local processes: hands the same command to torchrun (DDP; 1: one DDP rank).",
 )
+@track_option
 def run(
     recipe: Path,
     runs_dir: Path,
@@ -57,6 +58,7 @@ def run(
     progress: bool | None,
     smoke: bool,
     nproc: int,
+    track: str | None,
 ) -> None:
     """Train and evaluate one RECIPE.
 
@@ -68,10 +70,16 @@ def run(
     from harness.runtime import distributed
     from harness.training.lifecycle import train
     from harness.training.loop import RunOptions
+    from harness.training.trackers import check_installed, parse_track, with_trackers
 
     if resume and restart:
         raise click.UsageError("--resume and --restart exclude each other")
     loaded = load_recipe(recipe, overrides)  # a bad recipe fails here, before any process starts
+    tracking = with_trackers(loaded.tracking, parse_track(track), None)
+    if tracking:
+        overrides = (*overrides, *tracking)
+        loaded = load_recipe(recipe, overrides)
+    check_installed(loaded.tracking)  # preflight: before any process or folder
     if (nproc > 1 or _given("nproc")) and not distributed.world_from_env().distributed:  # 1: one DDP rank
         distributed.hand_to_torchrun(nproc, sys.argv[1:])
     if smoke:

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from harness.cli.options import device_option, runs_dir_option, seeds_option, set_option
+from harness.cli.options import device_option, runs_dir_option, seeds_option, set_option, track_option
 from harness.errors import RecipeError
 
 
@@ -144,6 +144,7 @@ def _integer_or_text(ctx: click.Context, param: click.Parameter, value: str | No
     show_default=True,
     help="Go on past a failed or diverged run, or stop at the first (and refuse invalid recipes).",
 )
+@track_option
 @executor_options
 @click.pass_context
 def sweep(
@@ -157,6 +158,7 @@ def sweep(
     leaderboard_out: Path | None,
     no_leaderboard: bool,
     keep_going: bool,
+    track: str | None,
     **executor: object,
 ) -> None:
     """Run many recipes x seeds.
@@ -175,7 +177,7 @@ def sweep(
     options = SweepOptions(
         device=device, keep_going=keep_going, leaderboard=not no_leaderboard, leaderboard_out=leaderboard_out
     )
-    _run_sweep(ctx, recipes, sweep_file, seeds, overrides, runs_dir, options, **executor)
+    _run_sweep(ctx, recipes, sweep_file, seeds, overrides, runs_dir, options, track=track, **executor)
 
 
 @click.command(
@@ -287,6 +289,7 @@ def _run_sweep(
     from harness.sweeps.plan import plan_sweep
     from harness.sweeps.spec import parse_seeds
     from harness.sweeps.sweep import run_sweep
+    from harness.training.trackers import check_installed, parse_track
 
     if extra["show_status"] or (
         recipes[:1] == ("status",) and len(recipes) <= 2 and not Path("status").exists()
@@ -301,7 +304,10 @@ def _run_sweep(
         if extra["executor"] == "slurm" and not extra["show_plan"]
         else None
     )
-    planned = plan_sweep(recipes, sweep_file, parse_seeds(seeds) if seeds else None, overrides)
+    track = parse_track(extra.get("track"))
+    planned = plan_sweep(recipes, sweep_file, parse_seeds(seeds) if seeds else None, overrides, track)
+    for run in planned:  # preflight: a tracker asked for and not installed stops the sweep here
+        check_installed(run.recipe.tracking if run.recipe is not None else None)
     if extra["show_plan"]:
         from harness.sweeps.estimate import estimate, parse_window, render_plan
 

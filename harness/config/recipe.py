@@ -370,6 +370,57 @@ class RuntimeConfig:
     log_every: int = field(50, check=ge(1), doc="steps between progress updates")
 
 
+Tracker = Literal["tensorboard", "mlflow", "wandb"]
+
+
+@dataclass(kw_only=True)
+class TensorBoardConfig:
+    """TensorBoard event files (read with `tensorboard --logdir`)."""
+
+    root: str | None = field(
+        None, doc="folder of every run's event files, <root>/<run_id> (default: <run folder>/tensorboard)"
+    )
+
+
+@dataclass(kw_only=True)
+class MlflowConfig:
+    """An MLflow tracking store: a local folder, a database or a server."""
+
+    tracking_uri: str | None = field(
+        None, doc="folder, sqlite:///file.db, http(s)://server (default: the folder <runs-dir>/mlruns)"
+    )
+    experiment: str | None = field(None, doc="experiment name (default: the run's setting key)")
+
+
+@dataclass(kw_only=True)
+class WandbConfig:
+    """A Weights & Biases run: online, or offline in the run folder for `wandb sync` later."""
+
+    project: str = field("harness", doc="W&B project")
+    entity: str | None = field(None, doc="W&B entity, a user or team (default: the API key's)")
+    tags: list[str] = field([], doc="tags of every run, beside the run's own")
+    mode: Literal["auto", "online", "offline"] = field(
+        "auto", doc="auto: WANDB_MODE, else online with an API key and a network, else offline"
+    )
+
+
+@dataclass(kw_only=True)
+class TrackingConfig:
+    """Experiment trackers a run also logs to (never part of the run's identity: Parquet stays
+    the record). See docs/tracking.md."""
+
+    trackers: list[Tracker] = field([], doc="tensorboard, mlflow and/or wandb (also --track)")
+    group: str | None = field(None, doc="group of runs, W&B group and MLflow tag (a sweep: its name)")
+    tensorboard: TensorBoardConfig = field(TensorBoardConfig, doc="TensorBoard event files")
+    mlflow: MlflowConfig = field(MlflowConfig, doc="MLflow tracking store and experiment")
+    wandb: WandbConfig = field(WandbConfig, doc="Weights & Biases project and mode")
+
+    def validate(self, path: str) -> None:
+        twice = sorted({t for t in self.trackers if self.trackers.count(t) > 1})
+        if twice:
+            fail(f"{path}.trackers", f"lists {twice[0]!r} twice")
+
+
 @dataclass(kw_only=True)
 class Recipe:
     """One training run: model, data, strategy, optional teacher, optimisation, evaluation."""
@@ -387,6 +438,9 @@ class Recipe:
     eval: EvalConfig = field(EvalConfig, doc="evaluation")
     checkpoint: CheckpointConfig = field(CheckpointConfig, doc="checkpoints kept")
     runtime: RuntimeConfig = field(RuntimeConfig, doc="execution")
+    tracking: TrackingConfig | None = field(
+        None, doc="experiment trackers: TensorBoard, MLflow, W&B (not part of the run's identity)"
+    )
     source: str | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     def validate(self, path: str) -> None:
@@ -420,9 +474,10 @@ class Recipe:
         return self.method or self.strategy.name
 
     def identity(self) -> dict[str, Any]:
-        """The fields that determine the run's results (runtime, checkpoint and loader settings excluded)."""
+        """The fields that determine the run's results (runtime, checkpoint, tracking and loader
+        settings excluded)."""
         d = to_dict(self)
-        for key in ("description", "runtime", "checkpoint"):
+        for key in ("description", "runtime", "checkpoint", "tracking"):
             d.pop(key)
         for key in LOADER_ONLY:  # how data is loaded, not what is learnt
             d["data"].pop(key)
@@ -475,7 +530,10 @@ class Recipe:
         return hashlib.sha256(blob.encode()).hexdigest()[:12], pipeline
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(to_dict(self), sort_keys=False)
+        d = to_dict(self)
+        if d["tracking"] is None:  # a run without trackers writes the recipe.yaml it wrote before
+            d.pop("tracking")
+        return yaml.safe_dump(d, sort_keys=False)
 
 
 def omit_unset(data: dict[str, Any]) -> None:

@@ -1,12 +1,14 @@
 """The plan of a sweep: the sweep file and recipe paths expanded into `PlannedRun`s (entries x
 seeds, duplicates once), and which of them is a teacher run of another (`teacher_run_id`).
 
-May import `harness.config` (recipes), `harness.teachers` (a student's teacher run) and the sweep
-file format (`harness.sweeps.spec`); nothing that trains or schedules.
+May import `harness.config` (recipes), `harness.teachers` (a student's teacher run), the sweep
+file format (`harness.sweeps.spec`) and the trackers' overrides (`harness.training.trackers`);
+nothing that trains or schedules.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,7 +17,9 @@ from pathlib import Path
 from harness.config import Recipe, load_recipe
 from harness.config.globs import expand
 from harness.errors import HarnessError, RecipeError
+from harness.schema import to_dict
 from harness.sweeps.spec import load_sweep_file
+from harness.training.trackers import with_trackers
 
 log = logging.getLogger("harness")
 
@@ -46,16 +50,22 @@ def plan_sweep(
     sweep_file: Path | None = None,
     seeds: list[int] | None = None,
     overrides: Sequence[str] = (),
+    track: Sequence[str] = (),
 ) -> list[PlannedRun]:
     """Expand a sweep file and/or recipe paths and globs into runs (entries x seeds, duplicates once).
 
     Seeds: `seeds` (the --seeds option) replaces every seed list; otherwise an entry's own
     `seeds`, else the file's `seeds`, else the recipe's own `seed`. Overrides apply in the order
-    file `overrides`, entry `overrides`, `overrides` (--set), then `seed=N`.
+    file `tracking` (the whole section), file `overrides`, entry `overrides`, `overrides` (--set),
+    then `seed=N`; last the trackers `track` (--track) adds and the sweep's group (`tracking_group`).
     """
     entries: list[tuple[Path, list[int] | None, list[str]]] = []
+    group = tracking_group(sources, sweep_file)
     if sweep_file is not None:
         spec = load_sweep_file(sweep_file)
+        file_tracking = []
+        if spec.tracking is not None:
+            file_tracking = [f"tracking={json.dumps(to_dict(spec.tracking))}"]
         base = sweep_file.parent
         for i, entry in enumerate(spec.recipes):
             entry_seeds = entry.seeds if entry.seeds is not None else spec.seeds
@@ -64,7 +74,7 @@ def plan_sweep(
             except RecipeError as exc:
                 raise RecipeError(f"{sweep_file}: recipes[{i}]: {exc}") from None
             for path in paths:
-                entries.append((path, entry_seeds, [*spec.overrides, *entry.overrides]))
+                entries.append((path, entry_seeds, [*file_tracking, *spec.overrides, *entry.overrides]))
     for source in sources:
         for path in expand(source, Path.cwd()):
             entries.append((path, None, []))
@@ -78,6 +88,10 @@ def plan_sweep(
             run = PlannedRun(path, tuple(ovr), seed)
             try:
                 run.recipe = load_recipe(path, ovr)
+                tracking = with_trackers(run.recipe.tracking, track, group)
+                if tracking:  # not part of the identity: the run id stays the same
+                    run.overrides = (*ovr, *tracking)
+                    run.recipe = load_recipe(path, run.overrides)
             except HarnessError as exc:
                 run.error = str(exc)
             if run.run_id in seen:
@@ -86,6 +100,16 @@ def plan_sweep(
             seen.add(run.run_id)
             runs.append(run)
     return runs
+
+
+def tracking_group(sources: Sequence[str], sweep_file: Path | None) -> str | None:
+    """The group of a sweep's runs in the trackers (W&B group, MLflow tag): the sweep file's
+    name, else the first recipe path's (a `tracking.group` of the file or a recipe wins)."""
+    if sweep_file is not None:
+        return sweep_file.stem
+    if not sources:
+        return None
+    return Path(sources[0]).stem.replace("*", "") or None
 
 
 def teacher_run_id(run: PlannedRun) -> str | None:

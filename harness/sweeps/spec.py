@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.config import read_yaml_file
+from harness.config.recipe import TrackingConfig
 from harness.errors import RecipeError
 from harness.schema import SEED_MAX, each, field, from_dict, ge
 from harness.sweeps.resources import SlurmResources
@@ -47,6 +48,9 @@ class SweepFile:
     overrides: list[str] = field([], doc="--set overrides applied to every entry")
     recipes: list[SweepEntry] = field(check=_at_least_one("recipe"), doc="recipe paths/globs or entries")
     slurm: SlurmResources | None = field(None, doc="resources of each run's job under `--executor slurm`")
+    tracking: TrackingConfig | None = field(
+        None, doc="experiment trackers of every run (over the recipes' own; group: the file's name)"
+    )
 
 
 def load_sweep_file(path: Path) -> SweepFile:

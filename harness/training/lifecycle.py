@@ -33,6 +33,7 @@ from harness.store.metrics_file import read_metrics
 from harness.store.rundir import RunDir
 from harness.teachers.teacher import TrainRun
 from harness.training.loop import RunOptions, Trainer
+from harness.training.trackers import Trackers, check_installed
 
 log = logging.getLogger("harness")
 
@@ -129,6 +130,7 @@ def train(recipe: Recipe, runs_dir: Path | str, options: RunOptions | None = Non
     runs_dir = Path(runs_dir)
     world = distributed.world_from_env()
     run = RunDir(runs_dir, recipe.run_id)
+    check_installed(recipe.tracking)  # a tracker asked for and not installed: before any folder
     if prepare(run, recipe, options.resume, options.restart, world):
         return _completed(recipe, run)
     lock = run if world.is_main else contextlib.nullcontext()
@@ -149,7 +151,9 @@ def train(recipe: Recipe, runs_dir: Path | str, options: RunOptions | None = Non
             )
             if world.is_main and not (options.resume and run.last_checkpoint.exists()):
                 run.write_status("running", epoch=0, step=0)
+            trainer.trackers = Trackers.open(recipe, run, runs_dir, world.is_main)
             trainer.fit(stop)
+            trainer.trackers.finish(trainer.rows, trainer.columns, run.metrics)
         except (DivergedError, InterruptedRun):
             raise
         except BaseException as exc:
@@ -158,5 +162,6 @@ def train(recipe: Recipe, runs_dir: Path | str, options: RunOptions | None = Non
                 raise InterruptedRun(f"run {recipe.run_id} interrupted; resume with --resume") from exc
             raise
         finally:
+            trainer.trackers.close()
             trainer.close()
     return RunResult(recipe.run_id, run.root, "completed", trainer.rows)

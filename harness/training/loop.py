@@ -60,6 +60,7 @@ from harness.teachers.teacher import (
 )
 from harness.training.assembly import setup_strategy, student_model, training_forward
 from harness.training.optim import build_optimizer, build_scheduler
+from harness.training.trackers import Trackers
 from harness.training.tracking import LossTracker, progress_bar
 
 log = logging.getLogger("harness")
@@ -99,6 +100,7 @@ class Trainer:
         self.rows: list[dict[str, Any]] = []
         self.step = 0
         self.epoch = 0  # epochs completed
+        self.trackers = Trackers()  # experiment trackers (none until `lifecycle.train` opens them)
         self._data: DataBundle | None = None  # set by `build`
 
     @property
@@ -331,8 +333,9 @@ class Trainer:
 
     def train_step(
         self, batch: Any, tracker: LossTracker, i: int = 0, steps: int = 1, epoch: int | None = None
-    ) -> None:
-        """One update on `batch`, batch `i` of `steps` in `epoch` (default: the current one)."""
+    ) -> dict[str, torch.Tensor]:
+        """One update on `batch`, batch `i` of `steps` in `epoch` (default: the current one);
+        returns its loss parts."""
         x = self.runtime.prepare(batch.images)
         with self.runtime.autocast():
             parts = self.train_strategy(self.step_inputs(batch, x, i, steps, epoch))
@@ -343,6 +346,12 @@ class Trainer:
         if self.scheduler is not None:
             self.scheduler.step_update(num_updates=self.step)
         tracker.add(parts, len(batch), self.step)
+        return parts
+
+    def track_step(self, parts: dict[str, torch.Tensor]) -> None:
+        """Send the step's loss and its named parts to the experiment trackers, if any (rank 0)."""
+        if self.trackers:
+            self.trackers.log_step(self.step, {k: float(v.detach()) for k, v in parts.items()})
 
     def check_finite(self, tracker: LossTracker) -> None:
         bad = distributed.all_reduce_max(tracker.first_bad_step() or -1)
@@ -403,10 +412,11 @@ class Trainer:
         desc = f"epoch {self.epoch + 1}/{self.recipe.schedule.epochs}"
         bar = progress_bar(start, steps, desc, self.world.is_main, self.options.progress)
         for i, batch in self.batches(start, loader):
-            self.train_step(batch, tracker, i, steps)
+            parts = self.train_step(batch, tracker, i, steps)
             bar.update(1)
             if (i + 1) % self.recipe.runtime.log_every == 0:
                 self.check_finite(tracker)
+                self.track_step(parts)
                 bar.set_postfix(loss=f"{float(tracker.sums['loss']) / max(tracker.count, 1):.4f}")
             stopping = stop.requested(self.step)
             if i + 1 < steps and (stopping or (every and self.step % every == 0)):
@@ -468,6 +478,7 @@ class Trainer:
                 samples=samples,
             )
         )
+        self.trackers.log_epoch(self.epoch, self.rows[-1], self.columns)
         self.say(
             f"epoch {self.epoch}/{r.schedule.epochs} loss {losses.get('loss', math.nan):.4f} "
             f"top1 {m['top1']:.2f} nll {m['nll']:.4f} ece {m['ece']:.4f} "

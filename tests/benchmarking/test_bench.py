@@ -28,11 +28,12 @@ def test_step_benchmark_cases_and_ratios(tmp_path):
         "tfkd_reg",
         "kd_live",
         "kd_cached",
+        "ce_tracked",  # the trackers' packages are in the dev extra
         "harness_overhead",
         *steps.method_cases(),  # a row per other registered strategy
     }
     assert by_case["ce"]["ratio"] == 1.0
-    for name in ("bare", "label_smoothing", "tfkd_reg", "kd_live", "kd_cached"):
+    for name in ("bare", "label_smoothing", "tfkd_reg", "kd_live", "kd_cached", "ce_tracked"):
         row = by_case[name]
         assert row["median_s"] > 0 and math.isclose(row["ratio"], row["median_s"] / by_case["ce"]["median_s"])
         assert math.isclose(row["img_per_s"], 16 / row["median_s"])

@@ -46,11 +46,19 @@ def test_two_ranks_write_one_parquet_and_evaluate_exactly(recipe_file, runs_dir)
     # comparison isolates the reduction of the metrics across ranks.
     path = recipe_file(data={"val_subset": 129, "eval_batch_size": 1})
     env = {"OMP_NUM_THREADS": "1"}
-    run_cli("run", str(path), "--runs-dir", str(runs_dir), "--nproc", "2", env=env, check=True)
+    track = ("--track", "tensorboard")  # only rank 0 logs: one event file, each epoch once
+    run_cli("run", str(path), "--runs-dir", str(runs_dir), "--nproc", "2", *track, env=env, check=True)
     recipe = load_recipe(path)
     runs = [p for p in runs_dir.iterdir() if p.is_dir()]
     assert [p.name for p in runs] == [recipe.run_id]
     assert len(list(runs_dir.rglob("metrics.parquet"))) == 1
+    events = list(runs_dir.rglob("events.out.tfevents.*"))
+    assert len(events) == 1 and events[0].parent == runs[0] / "tensorboard"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    board = EventAccumulator(str(events[0].parent))
+    board.Reload()
+    assert [e.step for e in board.Scalars("epoch/top1")] == [1, 2]
     rows = read_metrics(runs[0] / "metrics.parquet")
     last = rows[-1]
     assert last["world_size"] == 2 and last["global_batch_size"] == 128 and last["batch_size"] == 64
