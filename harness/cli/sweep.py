@@ -232,10 +232,12 @@ def nightly(
     throughput_tolerance: float,
     **executor: object,
 ) -> None:
-    """Run SWEEP_FILE as tonight's benchmark and report regressions against the previous night.
+    """Run SWEEP_FILE as tonight's benchmark and report regressions against each group's history.
 
-    Exit status 1 when top-1 or throughput regressed or a run failed (see the report), 130 when
-    interrupted (run it again the same night to resume). Rules: docs/sweeps.md.
+    Each group is judged against its last healthy level (steps fitted over its nights), so a
+    regression stays flagged until fixed or accepted (`harness nightly accept`). Exit status 1
+    when top-1 or throughput regressed or a run failed (see the report), 130 when interrupted
+    (run it again the same night to resume). Rules: docs/sweeps.md.
     """
     from harness.sweeps.executor import SweepOptions
     from harness.sweeps.nightly import Policy, run_nightly
