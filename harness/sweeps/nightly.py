@@ -2,31 +2,30 @@
 
 `harness nightly SWEEP.yaml` (what `scripts/nightly.sh` and the scheduled workflow call) runs the
 sweep into a folder of its own night, so every night trains afresh, then aggregates the completed
-runs into a snapshot and compares it with the previous night's:
+runs into a snapshot and judges each group against its history:
 
     <root>/<night>/                  the night's runs dir: run folders, sweeps/, leaderboard/
     <root>/history/<night>.parquet   snapshot: one row per run group (a recipe over its seeds)
     <root>/reports/<night>.md        the Markdown report (also printed)
+    <root>/reports/index.html        the trend page (`harness.sweeps.trend_page`)
 
 A night is named by its UTC date (`--night` to name it otherwise; names sort as dates do). A job
 killed at 3 a.m. and started again the same night resumes its runs; the snapshot and the report
-are rewritten atomically once the sweep has finished. The previous night is the snapshot whose
-name sorts last before tonight's.
+are rewritten atomically once the sweep has finished.
 
-Regression rules, per run group present both nights (its runs differ in seed only; the group is
-the recipe's name and the hash of its identity without the seed, so a changed recipe is a new
-group, not a regression):
+Regression rules (`harness.sweeps.trend`): each run group (its runs differ in seed only; the group
+is the recipe's name and the hash of its identity without the seed, so a changed recipe is a new
+group, not a regression) is judged against its last healthy level over all its nights, found by a
+piecewise-constant step fit (`harness.sweeps.steps`), not against the previous night alone: a
+regression stays flagged until the group is back or the change is accepted (`accept`), a slow
+drift adds up, and each step names its first night and the commit range before it.
 
-* top-1: with m_prev, m_now the mean final top-1 (percent) over the seeds and s_p the pooled
-  standard deviation of the two nights' seeds (`leaderboard.stats.pooled_std`,
-  s_p = sqrt(((n_prev - 1) s_prev^2 + (n_now - 1) s_now^2) / (n_prev + n_now - 2)), taken as 0
-  when both nights have a single seed), a regression is m_prev - m_now > max(k s_p, floor);
-  defaults k = 2, floor = 0.5 points. Within-noise wobbles stay quiet; a drop beyond the seeds'
-  spread is flagged.
-* throughput: with t the group's mean training images per second (per run,
+* top-1: the allowed drop is max(k s, floor) points, s the seeds' pooled standard deviation
+  (`leaderboard.stats.pooled_std` for two nights), defaults k = 2, floor = 0.5.
+* throughput: t the group's mean training images per second (per run,
   `leaderboard.stats.throughput`, the leaderboard's definition: images trained / training seconds
-  over all its epochs), a regression is t_now < (1 - tolerance) t_prev, default tolerance 10%,
-  compared only on the same device (GPU name).
+  over all its epochs); the allowed drop is tolerance x the baseline's, default 10%, on the same
+  device (GPU name) only.
 
 Every statistic comes from `harness.leaderboard.stats`, so a night and the leaderboard agree on
 what a run's images/s and a group's standard deviation are.

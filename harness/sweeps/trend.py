@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harness.errors import HarnessError
-from harness.leaderboard.stats import is_number
+from harness.leaderboard.stats import finite, is_number, sample_std, sample_variance
 from harness.store.files import atomic_write_bytes
 from harness.sweeps.steps import Segment, fit_steps
 
@@ -159,22 +159,15 @@ class Judgement:
 
 
 def _pooled_seed_std(rows: Sequence[dict[str, Any]], key: str) -> float:
-    """The seeds' standard deviation pooled over nights, each night about its own mean."""
-    ss, dof = 0.0, 0
+    """The seeds' standard deviation pooled over nights, each night about its own mean:
+    sqrt(sum (n_i - 1) s_i^2 / sum (n_i - 1)) (`stats.pooled_std` for two nights); 0 without
+    a degree of freedom."""
+    spread, dof = 0.0, 0
     for row in rows:
-        xs = [x for x in row[key] or () if is_number(x)]
-        if len(xs) > 1:
-            m = sum(xs) / len(xs)
-            ss += sum((x - m) ** 2 for x in xs)
-            dof += len(xs) - 1
-    return math.sqrt(ss / dof) if dof else 0.0
-
-
-def _seed_std(xs: Sequence[float]) -> float:
-    if len(xs) < 2:
-        return 0.0
-    m = sum(xs) / len(xs)
-    return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+        xs = finite(row[key] or ())
+        spread += (len(xs) - 1) * (sample_variance(xs) or 0.0) if xs else 0.0
+        dof += max(len(xs) - 1, 0)
+    return math.sqrt(spread / dof) if dof else 0.0
 
 
 def judge_series(
@@ -190,7 +183,7 @@ def judge_series(
     values = [sum(xs) / len(xs) for _, xs in kept]
     weights = []
     for (_, xs), m in zip(kept, values, strict=True):
-        sigma = max(_seed_std(xs), min_sigma_of(m), 1e-9)
+        sigma = max(sample_std(xs) or 0.0, min_sigma_of(m), 1e-9)
         weights.append(len(xs) / sigma**2)
     segments = fit_steps(values, weights, k * k / 2)
     nights = [r["night"] for r, _ in kept]

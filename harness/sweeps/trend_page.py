@@ -88,9 +88,10 @@ def _plot(
     ]
     for v in (lo + pad, hi - pad):
         out.append(f'<text x="{LEFT - 4}" y="{y(v) + 4}" font-size="10" text-anchor="end">{v:.4g}</text>')
-    for i in sorted({0, len(nights) - 1}):
+    for i, anchor in sorted({0: "start", len(nights) - 1: "end"}.items()):
         out.append(
-            f'<text x="{x(i)}" y="{HEIGHT - 10}" font-size="10" text-anchor="middle">{_esc(nights[i])}</text>'
+            f'<text x="{x(i)}" y="{HEIGHT - 10}" font-size="10" text-anchor="{anchor}">'
+            f"{_esc(nights[i])}</text>"
         )
     previous_device = None
     for i, r, _ in points:
