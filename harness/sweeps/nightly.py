@@ -357,7 +357,7 @@ def render_report(
             lines += [f"{title}: " + ", ".join(f"`{g}`" for g in items), ""]
     if history is not None:
         lines += [f"Set apart: {line}" for line in history.set_apart]
-        recent = history.nights[-LISTED_NIGHTS:]
+        recent = [n for n in history.nights if n <= night][-LISTED_NIGHTS:]
         for a in history.accepted:
             if a.night in recent:
                 lines.append(f"Accepted: `{a.group}` from {a.start} by {a.by} at {a.at}: {a.reason}")

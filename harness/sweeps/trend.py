@@ -108,6 +108,10 @@ def _set_apart(history: Path, path: Path, reason: str) -> str:
     """Move an unreadable snapshot out of the way (never delete it); the line says where."""
     target = history / SET_APART_DIR / path.name
     target.parent.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while target.exists():  # an earlier copy set apart under the same name stays
+        n += 1
+        target = target.with_name(f"{path.stem}.{n}{path.suffix}")
     path.replace(target)
     return f"{path.name}: set apart to {SET_APART_DIR}/ ({reason})"
 

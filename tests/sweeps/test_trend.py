@@ -174,6 +174,13 @@ def test_accept_makes_the_new_level_the_baseline(tmp_path, real_night):
     text = render_report("2026-01-05", "2026-01-04", judge(history, "2026-01-05"), None, Policy(), history)
     assert f"Accepted: `{group}` from 2026-01-03 by {record['by']}" in text and "smaller student" in text
     assert "No regressions." in text
+    # listed for 30 nights after it was made, then no more
+    for day in range(6, 36):
+        add_night(root, row, f"2026-01-{day:02d}" if day < 32 else f"2026-02-{day - 31:02d}", "c", BROKEN)
+    for last, listed in (("2026-02-02", True), ("2026-02-03", False)):  # accepted on 2026-01-04
+        history = load_history(root / "history")
+        text = render_report(last, None, judge(history, last), None, Policy(), history)
+        assert ("Accepted:" in text) is listed, last
 
 
 def test_a_slow_drift_is_flagged_once_it_adds_up(tmp_path, real_night):
