@@ -27,6 +27,7 @@ from harness.sweeps.trend import Policy, load_history
 from harness.sweeps.trend_page import render_trend_page
 from tests.leaderboard.test_leaderboard_page import chromium
 from tests.support.marks import CHROMIUM
+from tests.support.recipes import SMALL, tiny_recipe, write_recipe
 
 
 # ------------------------------------------------------------------------------ the fit
@@ -116,6 +117,7 @@ HEALTHY = [66.99, 67.21, 66.80]  # three seeds: s = 0.205, the allowance is the 
 BROKEN = [17.58, 17.90, 17.31]
 
 
+@pytest.mark.fashion
 def test_a_regression_stays_flagged_until_the_code_is_restored(tmp_path, real_night):
     root, row = real_night
     commits = git_commits(tmp_path / "repo", 8)
@@ -144,6 +146,33 @@ def test_a_regression_stays_flagged_until_the_code_is_restored(tmp_path, real_ni
     assert f"since 2026-01-06 (after 2026-01-05), commits `{commits[3][:12]}..{commits[4][:12]}`" in text
 
 
+@pytest.mark.fashion
+def test_the_nightly_command_flags_both_nights_of_a_bad_commit(tmp_path, real_night, teacher_weights):
+    """`harness nightly SWEEP` on real runs (the session's run folder, which the sweep finds
+    complete): three nights of good code 40 points higher, then two of the bad code."""
+    root, row = real_night
+    commits = git_commits(tmp_path / "repo", 4)
+    good = [x + 40.0 for x in row["top1"]]
+    for night, commit in zip(["2026-01-01", "2026-01-02", "2026-01-03"], commits, strict=False):
+        add_night(root, row, night, commit, good)
+    recipe = write_recipe(
+        tmp_path / "recipes" / "teacher.yaml", tiny_recipe(data=SMALL, schedule={"epochs": 1})
+    )
+    sweep = tmp_path / "nightly.yaml"
+    sweep.write_text(f"seeds: [0]\nrecipes: [{recipe}]\n")
+    run = teacher_weights.parent.parent
+    for night in ("2026-01-04", "2026-01-05"):
+        shutil.copytree(run, root / night / run.name)
+        result = CliRunner().invoke(main, ["nightly", str(sweep), "--root", str(root), "--night", night])
+        assert result.exit_code == 1, result.output
+        step = f"since 2026-01-04 (after 2026-01-03), commits `{commits[2][:12]}..{row['git_commit'][:12]}`"
+        assert "**1 regression**" in result.output and step in result.output
+        assert "1 skipped" in result.output  # the run was found complete: nothing trained
+    assert "REGRESSION" in (root / "reports" / "2026-01-05.md").read_text()
+    assert 'class="regression step"' in (root / "reports" / "index.html").read_text()
+
+
+@pytest.mark.fashion
 def test_accept_makes_the_new_level_the_baseline(tmp_path, real_night):
     root, row = real_night
     commits = git_commits(tmp_path / "repo", 4)
@@ -183,6 +212,7 @@ def test_accept_makes_the_new_level_the_baseline(tmp_path, real_night):
         assert ("Accepted:" in text) is listed, last
 
 
+@pytest.mark.fashion
 def test_a_slow_drift_is_flagged_once_it_adds_up(tmp_path, real_night):
     root, row = real_night
     commits = git_commits(tmp_path / "repo", 7)
@@ -201,6 +231,7 @@ def test_a_slow_drift_is_flagged_once_it_adds_up(tmp_path, real_night):
     assert last.commits == (commits[nights.index(last.good)], commits[nights.index(last.since)])
 
 
+@pytest.mark.fashion
 def test_an_improvement_is_reported_and_never_fails(tmp_path, real_night):
     root, row = real_night
     commits = git_commits(tmp_path / "repo", 3)
@@ -223,6 +254,7 @@ def test_an_improvement_is_reported_and_never_fails(tmp_path, real_night):
     assert verdict(root, "2026-01-05")["top1"].regression
 
 
+@pytest.mark.fashion
 def test_throughput_is_judged_on_one_device(tmp_path, real_night):
     root, row = real_night
     speed = row["img_per_s_mean"]
@@ -240,6 +272,7 @@ def test_throughput_is_judged_on_one_device(tmp_path, real_night):
     assert not moved.regression and "device changed" in moved.note
 
 
+@pytest.mark.fashion
 def test_a_corrupt_snapshot_is_set_apart_and_rebuild_restores_it(tmp_path, real_night):
     root, row = real_night
     add_night(root, row, "2026-01-02", "c2", HEALTHY)
@@ -268,6 +301,7 @@ def page_history(tmp_path: Path, root: Path, row: dict) -> list[str]:
     return commits
 
 
+@pytest.mark.fashion
 def test_trend_page_is_a_function_of_the_history(tmp_path, real_night):
     root, row = real_night
     commits = page_history(tmp_path, root, row)
@@ -280,6 +314,7 @@ def test_trend_page_is_a_function_of_the_history(tmp_path, real_night):
     assert (root / "reports" / "index.html").read_text() == render_trend_page(load_history(root / "history"))
 
 
+@pytest.mark.fashion
 @pytest.mark.skipif(
     CHROMIUM is None, reason="chromium is not installed (scripts/setup.sh --test installs it)"
 )
