@@ -120,9 +120,8 @@ def _step_finding(group: str, metric: str, rows: Sequence[dict[str, Any]], j: Ju
     finding = Finding(group, metric, base, now, change, threshold, j.regressed)
     at = j.first_bad if j.regressed else None
     recent = {r["night"] for r in rows[-LISTED_NIGHTS:]}
-    if at is None and j.improved_at is not None and j.baseline == len(j.segments) - 1:
-        if j.nights[j.improved_at] in recent:
-            at, finding.improvement = j.improved_at, True
+    if at is None and j.improving and j.improved_at is not None and j.nights[j.improved_at] in recent:
+        at, finding.improvement = j.improved_at, True
     if at is not None and at > 0:
         by_night = {r["night"]: r for r in rows}
         finding.since, finding.good = j.nights[at], j.nights[at - 1]

@@ -12,8 +12,9 @@ state, found by step detection over all its nights (`harness.sweeps.steps`):
 2. The fit: the optimal piecewise-constant segmentation with penalty k^2 / 2 per step (two
    single-seed nights are split exactly when they differ by more than the allowance).
 3. The baseline walks the segments oldest first: it starts at the first; a segment above it by
-   more than the allowance is an improvement (a step up) and becomes the baseline; a segment below
-   it by more is regressed; one within the allowance leaves it where it is (so small drops add up).
+   more than the allowance is an improvement (a step up) and, once it has held two nights,
+   becomes the baseline; a segment below it by more is regressed; one within the allowance
+   leaves it where it is (so small drops add up).
 4. Tonight regresses when the last segment (the one holding tonight) is below the baseline by
    more than the allowance. The step's first night is the first of the trailing run of regressed
    segments; the last good night the one before it; their `git_commit`s are the range to bisect.
@@ -52,6 +53,9 @@ SNAPSHOT_COLUMNS = ("group", "top1", "img_per_s", "device_name", "git_commit")
 SET_APART_DIR = "set-apart"
 #: acceptances and improvements stay listed in the report for this many nights
 LISTED_NIGHTS = 30
+#: a step up becomes the baseline once its level has held this many nights (one lucky night does
+#: not raise the bar for the nights after it)
+HELD_NIGHTS = 2
 
 
 # ------------------------------------------------------------------------------ the history
@@ -151,7 +155,10 @@ class Judgement:
     regressed: bool
     allowance: float
     first_bad: int | None = None  # index into nights: the regression's first night
-    improved_at: int | None = None  # index into nights: the step up to the current baseline
+    improved_at: int | None = None  # index into nights: the last step up (to the baseline or tonight's)
+    improving: bool = False  # the group is at that improved level tonight
+    steps: list[tuple[int, str]] = field(default_factory=list)  # (night index, up|down): every step
+    # beyond the allowance between neighbouring segments (what the trend page marks)
 
     @property
     def base_level(self) -> float:
@@ -198,11 +205,20 @@ def judge_series(
 
     base, improved_at = 0, None
     for j in range(1, len(segments)):
-        if segments[j].level - segments[base].level > allowance(base, j):
+        held = segments[j].end - segments[j].start >= HELD_NIGHTS
+        if held and segments[j].level - segments[base].level > allowance(base, j):
             base, improved_at = j, segments[j].start
     last = len(segments) - 1
     allowed = allowance(base, last)
     judgement = Judgement(nights, values, segments, base, False, allowed, improved_at=improved_at)
+    judgement.steps = [
+        (segments[j].start, "up" if segments[j].level > segments[j - 1].level else "down")
+        for j in range(1, len(segments))
+        if abs(segments[j].level - segments[j - 1].level) > allowance(j - 1, j)
+    ]
+    if segments[last].level - segments[base].level > allowed:  # up tonight, not yet held
+        judgement.improved_at = segments[last].start
+    judgement.improving = judgement.improved_at is not None and judgement.improved_at >= segments[last].start
     if last == base or segments[base].level - segments[last].level <= allowed:
         return judgement
     first = last

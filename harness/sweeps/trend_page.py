@@ -2,12 +2,12 @@
 
 Per group (sorted by name), two plots over its nights: top-1 (each night's mean, a bar over its
 seeds' mean +- one standard deviation, the fitted levels of `harness.sweeps.steps` as a step line)
-and images/s. A regression's first night is a red vertical line, an improvement's a green one, a
-change of device a dashed grey one; each point's title (the browser's tooltip) names the night,
-its commit and its values. The page is a function of the history alone (no clock, no paths):
-written again from the same snapshots it is byte-identical. It ends with the leaderboard page's
-check script (`harness.leaderboard.html_page.CHECK_SCRIPT`) so the browser test can read back what
-was drawn.
+and images/s. Every step down beyond the allowance (and tonight's regression's first night) is a
+red vertical line, every step up a green one, a change of device a dashed grey one; each point's
+title (the browser's tooltip) names the night, its commit and its values. The page is a function
+of the history alone (no clock, no paths): written again from the same snapshots it is
+byte-identical. It ends with the leaderboard page's check script
+(`harness.leaderboard.html_page.CHECK_SCRIPT`) so the browser test can read back what was drawn.
 """
 
 from __future__ import annotations
@@ -110,7 +110,10 @@ def _plot(
             x1 = x(at[judgement.nights[seg.end - 1]] + (0.4 if seg.end < len(judgement.nights) else 0))
             path.append(f"M{x0},{y(seg.level)}H{x1}")
         out.append(f'<path class="fit" d="{"".join(path)}"><title>fitted levels</title></path>')
-        for kind, index in (("regression", judgement.first_bad), ("improvement", _improvement(judgement))):
+        marks = {index: "regression" if way == "down" else "improvement" for index, way in judgement.steps}
+        if judgement.first_bad is not None:
+            marks[judgement.first_bad] = "regression"
+        for index, kind in sorted(marks.items()):
             if index is not None:
                 night = judgement.nights[index]
                 xi = x(at[night] - 0.5)
@@ -136,11 +139,6 @@ def _plot(
     return "\n".join(out)
 
 
-def _improvement(j: Judgement) -> int | None:
-    """The step up to the current baseline, when the group is still at it."""
-    return j.improved_at if j.baseline == len(j.segments) - 1 and not j.regressed else None
-
-
 def render_trend_page(history: History, policy: Policy | None = None) -> str:
     """The whole page (module docstring)."""
     policy = policy or Policy()
@@ -157,8 +155,8 @@ def render_trend_page(history: History, policy: Policy | None = None) -> str:
         "</head>",
         "<body>",
         f'<h1>Nightly benchmark trend</h1><p class="note">{len(history.nights)} nights, last '
-        f"{_esc(last)}. Rule: {_esc(policy.describe())}. Red: a regression's first night; green: an "
-        "improvement's; dashed grey: a change of device; orange: the fitted levels. Hover a point for "
+        f"{_esc(last)}. Rule: {_esc(policy.describe())}. Red: a step down beyond the allowance; green: "
+        "a step up; dashed grey: a change of device; orange: the fitted levels. Hover a point for "
         "its night, commit and values.</p>",
     ]
     for n, group in enumerate(groups, 1):
