@@ -161,6 +161,7 @@ def test_the_nightly_command_flags_both_nights_of_a_bad_commit(tmp_path, real_ni
     sweep = tmp_path / "nightly.yaml"
     sweep.write_text(f"seeds: [0]\nrecipes: [{recipe}]\n")
     run = teacher_weights.parent.parent
+    (root / "history" / "2025-12-31.parquet").write_bytes(b"PAR1 cut off by a full disk")
     for night in ("2026-01-04", "2026-01-05"):
         shutil.copytree(run, root / night / run.name)
         result = CliRunner().invoke(main, ["nightly", str(sweep), "--root", str(root), "--night", night])
@@ -168,6 +169,9 @@ def test_the_nightly_command_flags_both_nights_of_a_bad_commit(tmp_path, real_ni
         step = f"since 2026-01-04 (after 2026-01-03), commits `{commits[2][:12]}..{row['git_commit'][:12]}`"
         assert "**1 regression**" in result.output and step in result.output
         assert "1 skipped" in result.output  # the run was found complete: nothing trained
+        # the unreadable snapshot: one line the night it is set apart, and the night goes on
+        set_apart = "Set apart: 2025-12-31.parquet: set apart to set-apart/ (unreadable:"
+        assert (set_apart in result.output) is (night == "2026-01-04")
     assert "REGRESSION" in (root / "reports" / "2026-01-05.md").read_text()
     assert 'class="regression step"' in (root / "reports" / "index.html").read_text()
 
@@ -308,6 +312,8 @@ def test_a_corrupt_snapshot_is_set_apart_and_rebuild_restores_it(tmp_path, real_
     result = CliRunner().invoke(main, ["nightly", "rebuild", "--root", str(root)])
     assert result.exit_code == 0, result.output
     assert read_snapshot(root / "history" / "2026-01-01.parquet") == [row]
+    empty = CliRunner().invoke(main, ["nightly", "rebuild", "--root", str(tmp_path / "none")])
+    assert empty.exit_code == 2 and "no night folder with a completed run" in empty.output
 
 
 # ------------------------------------------------------------------------------ the page
