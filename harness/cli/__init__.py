@@ -10,7 +10,7 @@ defined with `@click.command` in the module of its group:
     harness/cli/data.py         data (convert)
     harness/cli/bench.py        bench
     harness/cli/sweep.py        sweep, nightly (many runs)
-    harness/cli/nightly.py      the nightly group: run (default), accept, rebuild
+    harness/cli/nightly.py      nightly accept, nightly rebuild (beside the night itself)
 
 Options that several commands share: `harness/cli/options.py`.
 Entry points: `harness.cli:main` (the `harness` script) and `python -m harness`.

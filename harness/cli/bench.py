@@ -13,7 +13,11 @@ import click
 from harness.cli.options import device_option
 
 
-@click.command()
+@click.command(
+    epilog="\b\nExamples:\n"
+    "  harness bench --suite board --quick --out /tmp/bench\n"
+    "  OMP_NUM_THREADS=1 harness bench --suite steps --clock cpu --out /tmp/bench"
+)
 @click.option(
     "--suite",
     type=click.Choice(["steps", "epoch", "holdout", "board", "ffcv_kd", "loader", "all"]),
@@ -29,7 +33,7 @@ from harness.cli.options import device_option
     show_default=True,
     help="Interleaved rounds of the step and epoch suites (more: steadier medians on a busy machine).",
 )
-@device_option(default="cpu", choices=("cpu", "cuda"))
+@device_option("Device to measure on.", default="cpu", choices=("cpu", "cuda"))
 @click.option(
     "--clock",
     type=click.Choice(["wall", "cpu"]),
@@ -46,7 +50,10 @@ from harness.cli.options import device_option
     help="Folder for the Parquet results.",
 )
 def bench(suite: str, quick: bool, rounds: int, device: str, clock: str, out: Path) -> None:
-    """Measure speed as side-by-side ratios (Parquet in --out, a table on stdout)."""
+    """Measure speed as side-by-side ratios.
+
+    Each suite against its baselines, side by side: Parquet in --out, a table on stdout.
+    """
     from harness.benchmarking import cli as bench_cli
 
     runs = bench_cli.run(suite, quick=quick, rounds=rounds, device=device, out=out, clock=clock)

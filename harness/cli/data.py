@@ -11,12 +11,25 @@ from pathlib import Path
 import click
 
 
-@click.group()
+@click.group(
+    epilog="\b\nExamples:\n"
+    "  harness data convert --help\n"
+    "  harness data convert /usr/share/datasets/fashion-mnist /tmp/fashion_val.beton --split test"
+)
 def data() -> None:
-    """Data sets: convert them once to FFCV .beton files."""
+    """Data sets: convert them to FFCV .beton files.
+
+    One sub-command: `harness data convert SOURCE OUT` (docs/data.md, docs/paper_suite.md).
+    """
 
 
-@data.command("convert")
+@data.command(
+    "convert",
+    epilog="\b\nExamples:\n"
+    "  harness data convert /usr/share/datasets/fashion-mnist /tmp/fashion_val.beton --split test\n"
+    "  harness data convert /data/imagenet/val /tmp/in1k_val.beton --max-resolution 500 "
+    "--write-mode proportion",
+)
 @click.argument("source", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
@@ -60,7 +73,10 @@ def convert(
     force: bool,
     progress: bool | None,
 ) -> None:
-    """Write SOURCE (an ImageFolder tree, CIFAR python batches or Fashion-MNIST IDX files) to OUT.beton."""
+    """Write a data set to an FFCV .beton file.
+
+    SOURCE (an ImageFolder tree, CIFAR python batches or Fashion-MNIST IDX files) to OUT.beton.
+    """
     from harness.data import convert as conversion
 
     options = conversion.ConvertOptions(

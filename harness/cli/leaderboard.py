@@ -13,7 +13,9 @@ import click
 from harness.cli.options import runs_dir_option_with
 
 
-@click.command()
+@click.command(
+    epilog="\b\nExamples:\n  harness leaderboard\n  harness leaderboard --runs-dir runs --out /tmp/board"
+)
 @runs_dir_option_with(
     "Folder holding one sub-folder per run (env HARNESS_RUNS_DIR); read only.", folder_only=False
 )
@@ -30,8 +32,10 @@ from harness.cli.options import runs_dir_option_with
     help="Replace output files in --out that `harness leaderboard` did not write (no marker file).",
 )
 def leaderboard(runs_dir: Path, out: Path | None, force: bool) -> None:
-    """Compare every strategy with its matched label-smoothing and CE baselines over seeds.
+    """Compare each strategy with its LS baseline.
 
+    Every strategy against its matched label-smoothing and CE baselines over seeds, read from
+    the metrics.parquet files of RUNS_DIR.
     Files in --out are replaced only where this command wrote them before (its marker file
     .harness-leaderboard, or a leaderboard.md of its own from before markers) or with --force.
     """

@@ -43,13 +43,14 @@ def set_option(help: str = "Override fields.") -> Callable[[Any], Any]:
 def device_option(
     help: str | None = None, default: str | None = None, choices: tuple[str, ...] = DEVICES
 ) -> Callable[[Any], Any]:
-    """`--device` among `choices`; None (the default) leaves the recipe's `runtime.device`."""
+    """`--device` among `choices`; None (the default) leaves the recipe's `runtime.device`, and the
+    help says so unless the command says better."""
     return click.option(
         "--device",
         type=click.Choice(list(choices)),
         default=default,
         show_default=default is not None,
-        help=help,
+        help=help or ("Device (default: the recipe's runtime.device)." if default is None else "Device."),
     )
 
 

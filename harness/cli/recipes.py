@@ -12,12 +12,17 @@ import click
 from harness.cli.options import set_option
 
 
-@click.command()
+@click.command(
+    epilog="\b\nExamples:\n"
+    "  harness validate 'recipes/**/*.yaml'\n"
+    "  harness validate recipes/fashion_mnist/resnet10t_kd.yaml --set teacher.cache=true"
+)
 @click.argument("recipes", nargs=-1, required=True, metavar="RECIPES_OR_GLOBS...")
-@set_option("Override fields.")
+@set_option("Override a field of every recipe, e.g. --set seed=1 (repeatable, type-checked).")
 def validate(recipes: tuple[str, ...], overrides: tuple[str, ...]) -> None:
-    """Check RECIPES strictly without running them (one line per problem).
+    """Check recipes strictly without running them.
 
+    RECIPES: recipe files or globs; one line per problem.
     Globs are expanded as `harness sweep` does (quote them: 'recipes/**/*.yaml' also matches
     the files directly in recipes/).
     """

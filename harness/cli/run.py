@@ -19,7 +19,11 @@ from harness.cli.options import device_option, runs_dir_option, set_option
 EVAL_HIDDEN = ("reliability_count", "reliability_confidence", "reliability_accuracy")
 
 
-@click.command()
+@click.command(
+    epilog="\b\nExamples:\n"
+    "  harness run recipes/fashion_mnist/resnet10t_ce.yaml --smoke\n"
+    "  harness run recipes/fashion_mnist/resnet10t_ce.yaml --set optim.lr=0.05 --set seed=1"
+)
 @click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
 @runs_dir_option
 @set_option("Override a recipe field, e.g. --set optim.lr=0.05 (repeatable, type-checked).")
@@ -54,8 +58,9 @@ def run(
     smoke: bool,
     nproc: int,
 ) -> None:
-    """Train and evaluate one RECIPE; metrics go to RUNS_DIR/<run_id>/metrics.parquet.
+    """Train and evaluate one RECIPE.
 
+    Metrics go to RUNS_DIR/<run_id>/metrics.parquet.
     Several GPUs or machines: `torchrun --nproc_per_node=N -m harness run RECIPE` (see
     docs/distributed.md); `--nproc N` is the one-machine shorthand.
     """
@@ -100,16 +105,30 @@ def _summary(rows: list[dict]) -> str:
     return f"top1 {rows[-1]['top1']:.2f}%" if rows else "no metrics"
 
 
-@click.command(name="cache-teacher")
+@click.command(
+    name="cache-teacher",
+    epilog="\b\nExamples:\n"
+    "  harness cache-teacher recipes/imagenet_kd/resnet18_kd_resnet34_tv.yaml\n"
+    "  harness cache-teacher recipes/fashion_mnist/resnet10t_kd.yaml "
+    "--set teacher.cache=true --set data.view_seed=0",
+)
 @click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
 @runs_dir_option
-@set_option("Override fields.")
-@device_option()
+@set_option("Override a recipe field (repeatable); the runs that read the cache need the same values.")
+@device_option("Device of the teacher's forward passes (default: the recipe's runtime.device).")
 @click.option("--rebuild", is_flag=True, help="Delete the recipe's existing cache and build it again.")
 def cache_teacher(
     recipe: Path, runs_dir: Path, overrides: tuple[str, ...], device: str | None, rebuild: bool
 ) -> None:
-    """Build the per-view teacher cache of a KD RECIPE (shared by its students and seeds)."""
+    """Build a KD recipe's teacher cache ahead.
+
+    The per-view soft targets of RECIPE's teacher, which its students and seeds read instead of
+    running the teacher; only the data, the teacher (its run trained first if missing) and the
+    cache are built. A run reads the cache only where its recipe says `teacher.cache: true`
+    (RECIPE must say so: this command refuses otherwise), with the same --runs-dir (or
+    `teacher.cache_path`), teacher, data and `teacher.cache_topk`, and the same views: those of
+    `data.view_seed`, which defaults to the run's seed; fix it to share one cache across seeds.
+    """
     from harness.config import load_recipe
     from harness.teachers.build import cache_teacher as build_cache
     from harness.training.lifecycle import teacher_run_trainer
@@ -120,7 +139,12 @@ def cache_teacher(
     click.echo(f"teacher cache: {folder}")
 
 
-@click.command(name="eval")
+@click.command(
+    name="eval",
+    epilog="\b\nExamples (RUN_ID: the run's folder, as `harness run` printed it):\n"
+    "  harness eval runs/RUN_ID\n"
+    "  harness eval runs/RUN_ID --checkpoint epoch_1 --device cpu",
+)
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
     "--checkpoint",
@@ -129,9 +153,12 @@ def cache_teacher(
     show_default=True,
     help="Which weights: final, last or epoch_<N>.",
 )
-@device_option(default="auto")
+@device_option("Device to evaluate on.", default="auto")
 def evaluate(run_dir: Path, which: str, device: str) -> None:
-    """Evaluate a run's saved weights on its evaluation split; prints the metrics as JSON."""
+    """Evaluate a run's saved weights.
+
+    RUN_DIR's weights on its evaluation split; prints the metrics as JSON.
+    """
     import json
 
     from harness.runtime import distributed

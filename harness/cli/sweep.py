@@ -114,7 +114,12 @@ def _integer_or_text(ctx: click.Context, param: click.Parameter, value: str | No
         return value
 
 
-@click.command()
+@click.command(
+    epilog="\b\nExamples:\n"
+    "  harness sweep 'recipes/fashion_mnist/*_ce.yaml' --seeds 0,1 --jobs 2\n"
+    "  harness sweep --file sweeps/nightly_gpu.yaml --plan --devices 8 --window 10h\n"
+    "  harness sweep status runs"
+)
 @click.argument("recipes", nargs=-1, metavar="[RECIPES_OR_GLOBS]...")
 @click.option(
     "--file",
@@ -154,8 +159,9 @@ def sweep(
     keep_going: bool,
     **executor: object,
 ) -> None:
-    """Run many recipes x seeds: skip completed runs, resume unfinished ones, go on past failures.
+    """Run many recipes x seeds.
 
+    Skip completed runs, resume unfinished ones, go on past failures.
     RECIPES_OR_GLOBS are recipe files or globs (quote them: 'recipes/**/*.yaml'). Each run trains
     in its own process; SIGTERM/SIGINT checkpoints the current run and stops the sweep (exit 130).
     Exit status 1 if any run failed or diverged. A JSON summary goes to RUNS_DIR/sweeps/.
@@ -172,7 +178,11 @@ def sweep(
     _run_sweep(ctx, recipes, sweep_file, seeds, overrides, runs_dir, options, **executor)
 
 
-@click.command()
+@click.command(
+    epilog="\b\nExamples:\n"
+    "  harness nightly sweeps/nightly_gpu.yaml --jobs 8\n"
+    "  harness nightly sweeps/example.yaml --root /tmp/nightly --device cpu"
+)
 @click.argument("sweep_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--root",
@@ -232,12 +242,14 @@ def nightly(
     throughput_tolerance: float,
     **executor: object,
 ) -> None:
-    """Run SWEEP_FILE as tonight's benchmark and report regressions against each group's history.
+    """Run tonight's benchmark; report regressions.
 
-    Each group is judged against its last healthy level (steps fitted over its nights), so a
-    regression stays flagged until fixed or accepted (`harness nightly accept`). Exit status 1
-    when top-1 or throughput regressed or a run failed (see the report), 130 when interrupted
-    (run it again the same night to resume). Rules: docs/sweeps.md.
+    Run SWEEP_FILE as tonight's benchmark and judge each group against its history: its last
+    healthy level (steps fitted over its nights), so a regression stays flagged until fixed or
+    accepted (`harness nightly accept GROUP... --reason TEXT`). Exit status 1 when top-1 or
+    throughput regressed or a run failed (see the report), 130 when interrupted (run it again the
+    same night to resume). `harness nightly rebuild` writes the history again from the nights'
+    run folders. Rules: docs/sweeps.md.
     """
     from harness.sweeps.executor import SweepOptions
     from harness.sweeps.nightly import Policy, run_nightly

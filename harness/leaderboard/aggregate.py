@@ -22,6 +22,11 @@ the same seed in a row is set apart.
 adds what tells them apart: `← teacher`, the parameters that differ (`temperature=4`), and
 last the recipe name in brackets.
 
+**Order.** A setting's rows are listed baselines first (CE, then label smoothing), then by mean
+top-1 at the selected epoch (at the last epoch for rows without a held-out split), best first;
+the Markdown, the page (its default order: a click on a header re-sorts it), the CSV and the
+Parquet table share it.
+
 **Statistics.** Per run: top-1 at the last epoch and at its *selected* epoch, the epoch of its
 best held-out top-1 (the validation split carved from the training split; the earliest such epoch
 on ties), with that held-out top-1; for a run without a held-out split the selected figure is
@@ -62,7 +67,8 @@ from harness.leaderboard.runs import Run, SetApart
 from harness.leaderboard.stats import is_number, mean, sample_std, throughput
 from harness.metrics.columns import BOARD_COLUMNS
 
-#: Rows are listed in this method order, then any other method alphabetically.
+#: Ties of the row order (baselines first, then by result) break in this method order, then any other
+#: method alphabetically.
 METHOD_ORDER = (CE.method, LS.method, "kd", "tfkd_self", "tfkd_reg", "reversed_kd", "defective_kd")
 
 #: Per-run values of the selected epoch, next to the last epoch's top-1, and their meaning.
@@ -326,6 +332,7 @@ def build_settings(runs: Sequence[Run]) -> tuple[list[Setting], list[SetApart]]:
         setting.rows.sort(key=_row_order)
         _label_rows(setting.rows)
         _compare_with_baselines(setting)
+        setting.rows.sort(key=lambda row: _result_order(setting, row))
     return ordered, apart
 
 
@@ -363,6 +370,22 @@ def _row_for(run: Run, teacher_methods: dict[str, str]) -> Row:
 def _row_order(row: Row) -> tuple[int, str, str]:
     rank = METHOD_ORDER.index(row.method) if row.method in METHOD_ORDER else len(METHOD_ORDER)
     return rank, row.method, row.key
+
+
+def ranking_top1(row: Row) -> float | None:
+    """The figure rows are ranked by: mean top-1 at the selected epoch, else (rows without a
+    held-out split) at the last epoch."""
+    selected = row.mean("top1_selected")
+    return selected if selected is not None else row.mean("top1_last")
+
+
+def _result_order(setting: Setting, row: Row) -> tuple[int, float, tuple[int, str, str]]:
+    """The board's row order: the baselines first (in METHOD_ORDER), then by `ranking_top1`, best
+    first (rows without one last), ties in method order."""
+    if any(setting.is_baseline(row, b.kind) for b in BASELINES):
+        return 0, 0.0, _row_order(row)
+    score = ranking_top1(row)
+    return 1, -score if score is not None else math.inf, _row_order(row)
 
 
 def _label_rows(rows: list[Row]) -> None:

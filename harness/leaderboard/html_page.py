@@ -1,6 +1,8 @@
 """`index.html`: one self-contained static page (inline CSS and SVG, no external assets).
 
-Per setting: the leaderboard table, accuracy against entropy per row (Sultan 2023: LS moves
+Per setting: the accuracy table first (baselines, then rows by result; a click on a column's
+header sorts by it, the short SORT_SCRIPT: without script the order stays the board's), accuracy
+against entropy per row (Sultan 2023: LS moves
 points right, KD left), mean top-1 per epoch, and a reliability diagram per row (last epoch,
 pooled over seeds); then the teacher and paper tables, and the runs set apart. All text from
 runs is HTML-escaped.
@@ -15,6 +17,7 @@ each reads whole on a 1366 px laptop screen.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 
@@ -34,7 +37,14 @@ from harness.leaderboard.markdown import (
 )
 from harness.leaderboard.reference import References
 from harness.leaderboard.runs import SetApart
-from harness.leaderboard.svg import ScatterGroup, colour, line_plot, reliability_plot, scatter_plot
+from harness.leaderboard.svg import (
+    PALETTE,
+    ScatterGroup,
+    colour,
+    line_plot,
+    reliability_plot,
+    scatter_plot,
+)
 from harness.leaderboard.table import gain_status
 from harness.leaderboard.text import (
     DASH,
@@ -42,6 +52,7 @@ from harness.leaderboard.text import (
     TEACHER_HEADER,
     confidence_cells,
     confidence_header,
+    epochs_text,
     gain_parts,
     html,
     mean_std,
@@ -72,7 +83,37 @@ td.gain span { white-space: nowrap; }
 .note { display: block; font-size: 0.85em; color: #777; }
 .plots { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
 svg.plot { background: #fff; border: 1px solid #eee; }
+table.board th { cursor: pointer; }
 .warn { background: #fff4e0; border-left: 4px solid #e69f00; padding: 0.4em 0.8em; }
+"""
+
+SORT_SCRIPT = """
+(function () {
+  function key(cell) {
+    var v = parseFloat(cell.textContent.replace("\u2212", "-"));
+    return isNaN(v) ? null : v;
+  }
+  Array.prototype.forEach.call(document.querySelectorAll("table.board"), function (table) {
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, col) {
+      th.title = "sort by this column";
+      th.addEventListener("click", function () {
+        var down = th.getAttribute("aria-sort") !== "descending", body = table.tBodies[0];
+        var rows = Array.prototype.slice.call(body.rows).map(function (r, i) { return [r, i]; });
+        rows.sort(function (a, b) {
+          var p = a[0].cells[col], q = b[0].cells[col], x = key(p), y = key(q);
+          if (x === null && y === null) { return p.textContent.localeCompare(q.textContent) || a[1] - b[1]; }
+          if (x === null || y === null) { return x === null ? 1 : -1; }  // no figure: last
+          return (down ? y - x : x - y) || a[1] - b[1];
+        });
+        Array.prototype.forEach.call(table.tHead.rows[0].cells, function (h) {
+          h.removeAttribute("aria-sort");
+        });
+        th.setAttribute("aria-sort", down ? "descending" : "ascending");
+        rows.forEach(function (r) { body.appendChild(r[0]); });
+      });
+    });
+  });
+})();
 """
 
 CHECK_SCRIPT = """
@@ -130,7 +171,7 @@ def render_html(settings: Sequence[Setting], apart: Sequence[SetApart], refs: Re
     for i, s in enumerate(settings, 1):
         out += _setting_section(f"s{i}", s)
     out += _set_apart_section(apart)
-    out += [f"<script>{CHECK_SCRIPT}</script>", "</body>", "</html>"]
+    out += [f"<script>{SORT_SCRIPT}</script>", f"<script>{CHECK_SCRIPT}</script>", "</body>", "</html>"]
     return "\n".join(out) + "\n"
 
 
@@ -147,7 +188,7 @@ def _legend() -> str:
     if current:
         items.append(" ".join(current))
     lis = "".join(f"<li>{_md_inline(item)}</li>" for item in items)
-    return f"<details open><summary>How to read it</summary><ul>{lis}</ul></details>"
+    return f"<details><summary>How to read it</summary><ul>{lis}</ul></details>"
 
 
 def _md_inline(text: str) -> str:
@@ -166,7 +207,40 @@ def _md_inline(text: str) -> str:
 
 
 def _setting_title(s: Setting) -> str:
-    return f"{html(s.dataset)} · {html(s.arch)} · {s.epochs} epochs"
+    return f"{html(s.dataset)} · {html(s.arch)} · {epochs_text(s.epochs)}"
+
+
+def plot_panels(s: Setting) -> list[tuple[str, list[int]]]:
+    """The panels a setting's plots are split into: (name, indices of its rows), in row order.
+
+    All rows share one plot while each can have its own colour (at most len(PALETTE) rows); else
+    the rows without a teacher (the baselines among them) and the rows with one are apart, each
+    part split into near-equal panels of at most len(PALETTE) rows, so that no two rows of a plot
+    share a colour and every legend fits beside its plot.
+    """
+    rows = range(len(s.rows))
+    if len(s.rows) <= len(PALETTE):
+        return [("", list(rows))]
+    panels = []
+    for name, members in (
+        ("without a teacher", [i for i in rows if s.rows[i].teacher is None]),
+        ("with a teacher", [i for i in rows if s.rows[i].teacher is not None]),
+    ):
+        parts = math.ceil(len(members) / len(PALETTE))
+        size = math.ceil(len(members) / parts) if parts else 0
+        for j in range(parts):
+            title = name if parts == 1 else f"{name} ({j + 1} of {parts})"
+            panels.append((title, members[j * size : (j + 1) * size]))
+    return panels
+
+
+def row_colours(s: Setting) -> list[str]:
+    """Each row's colour: its place in its plot panel (`plot_panels`), in tables and plots alike."""
+    colours = [""] * len(s.rows)
+    for _, members in plot_panels(s):
+        for place, i in enumerate(members):
+            colours[i] = colour(place)
+    return colours
 
 
 def _th(names: Sequence[str], text_columns: int = 1) -> str:
@@ -176,8 +250,8 @@ def _th(names: Sequence[str], text_columns: int = 1) -> str:
     return f"<thead><tr>{cells}</tr></thead>"
 
 
-def _label_cell(i: int, row: Row) -> str:
-    swatch = f'<span class="swatch" style="background:{colour(i)}"></span>'
+def _label_cell(col: str, row: Row) -> str:
+    swatch = f'<span class="swatch" style="background:{col}"></span>'
     return f'<td class="text">{swatch}{html(row.label)}</td>'
 
 
@@ -197,17 +271,17 @@ def _gain_cell(s: Setting, row: Row, kind: str) -> str:
     return f'<td class="gain {css}" title="{html(status)}"><span>{html(shown)}</span>{below}</td>'
 
 
-def _board(sid: str, s: Setting) -> list[str]:
-    """Two tables of the same rows, each narrow enough for a laptop screen: accuracy, then
-    confidence and speed."""
+def _accuracy_table(sid: str, s: Setting) -> list[str]:
+    """The accuracy table, first in its section (with the confidence table after the notes: two
+    tables of the same rows, each narrow enough for a laptop screen)."""
     d = DECIMALS["top1"]
     accuracy, _ = accuracy_header(s)
-    out = [f"<p>{html(basis_sentence(s))} {html(family_sentence(s))}</p>"]
-    out += ["<h3>Accuracy</h3>", '<div class="scroll">', f'<table id="{sid}-board" class="board">']
+    colours = row_colours(s)
+    out = ['<div class="scroll">', f'<table id="{sid}-board" class="board">']
     out += [_th(accuracy, 3), "<tbody>"]
     for i, row in enumerate(s.rows):
         cells = [
-            _label_cell(i, row),
+            _label_cell(colours[i], row),
             f'<td class="text">{html(row.recipe_name)}</td>',
             f'<td class="text">{_teacher_text(row)}</td>',
             f"<td>{row.n}</td>",
@@ -222,13 +296,17 @@ def _board(sid: str, s: Setting) -> list[str]:
             )
         cells += [_gain_cell(s, row, b.kind) for b in BASELINES]
         out.append("<tr>" + "".join(cells) + "</tr>")
-    out += ["</tbody>", "</table>", "</div>"]
+    return [*out, "</tbody>", "</table>", "</div>"]
+
+
+def _confidence_table(sid: str, s: Setting) -> list[str]:
     confidence = ["row", *confidence_header(on_html=True)]
-    out += ["<h3>Confidence and speed</h3>", '<div class="scroll">']
+    colours = row_colours(s)
+    out = ["<h3>Confidence and speed</h3>", '<div class="scroll">']
     out += [f'<table id="{sid}-confidence" class="board">', _th(confidence, 1), "<tbody>"]
     for i, row in enumerate(s.rows):
         cells = [f"<td>{html(c)}</td>" for c in confidence_cells(s, row, on_html=True)]
-        out.append("<tr>" + _label_cell(i, row) + "".join(cells) + "</tr>")
+        out.append("<tr>" + _label_cell(colours[i], row) + "".join(cells) + "</tr>")
     return [*out, "</tbody>", "</table>", "</div>"]
 
 
@@ -263,7 +341,8 @@ def _flatten(data: dict, prefix: str = "") -> list[tuple[str, object]]:
 
 
 def _teacher_table(sid: str, s: Setting) -> list[str]:
-    taught = [(i, r) for i, r in enumerate(s.rows) if r.teacher is not None]
+    colours = row_colours(s)
+    taught = [(colours[i], r) for i, r in enumerate(s.rows) if r.teacher is not None]
     if not taught:
         return []
     header = list(TEACHER_HEADER)
@@ -272,10 +351,10 @@ def _teacher_table(sid: str, s: Setting) -> list[str]:
         '<div class="scroll">',
     ]
     out += [f'<table id="{sid}-teachers">', _th(header, 4), "<tbody>"]
-    for i, row in taught:
+    for col, row in taught:
         vals = teacher_figures(row)
         out.append(
-            "<tr>" + _label_cell(i, row) + f'<td class="text">{_teacher_text(row)}</td>'
+            "<tr>" + _label_cell(col, row) + f'<td class="text">{_teacher_text(row)}</td>'
             f'<td class="text">{html(row.teacher_arch or DASH)}</td>'
             f'<td class="text">{html(row.teacher_method or DASH)}</td>'
             + "".join(f"<td>{v}</td>" for v in vals)
@@ -326,7 +405,10 @@ def _paper_table(sid: str, s: Setting) -> list[str]:
 
 
 def _plots(sid: str, s: Setting) -> list[str]:
-    groups = []
+    """Accuracy against entropy and top-1 per epoch, one pair per panel (`plot_panels`, sharing
+    axes), then the reliability diagrams."""
+    colours = row_colours(s)
+    groups: dict[int, ScatterGroup] = {}
     for i, row in enumerate(s.rows):
         pts = tuple(
             (f"seed {seed}", v["entropy"], v["top1_last"])
@@ -335,33 +417,44 @@ def _plots(sid: str, s: Setting) -> list[str]:
         )
         m_x, m_y = row.mean("entropy"), row.mean("top1_last")
         if pts and m_x is not None and m_y is not None:
-            groups.append(ScatterGroup(row.label, colour(i), (m_x, m_y), pts))
+            groups[i] = ScatterGroup(row.label, colours[i], (m_x, m_y), pts)
     series = [
-        (row.label, colour(i), [(float(e), m) for e, m, _ in row.curve()]) for i, row in enumerate(s.rows)
+        (row.label, colours[i], [(float(e), m) for e, m, _ in row.curve()]) for i, row in enumerate(s.rows)
     ]
+    panels = plot_panels(s)
     out = ['<div class="plots">']
-    if groups:
+    for j, (name, members) in enumerate(panels):
+        suffix, part = (f"-{j + 1}", f": {name}") if len(panels) > 1 else ("", "")
+        shown = [groups[i] for i in members if i in groups]
+        if shown:
+            out.append(
+                scatter_plot(
+                    f"{sid}-scatter{suffix}",
+                    f"Top-1 (last epoch) vs mean entropy{part}",
+                    shown,
+                    "mean predictive entropy (nats)",
+                    "top-1 (%)",
+                    scale=list(groups.values()),
+                )
+            )
         out.append(
-            scatter_plot(
-                f"{sid}-scatter",
-                "Top-1 (last epoch) vs mean entropy",
-                groups,
-                "mean predictive entropy (nats)",
+            line_plot(
+                f"{sid}-curves{suffix}",
+                f"Top-1 per epoch (mean over seeds){part}",
+                [series[i] for i in members],
+                "epoch",
                 "top-1 (%)",
+                integer_x=True,
+                scale=series,
             )
         )
-    out.append(
-        line_plot(
-            f"{sid}-curves", "Top-1 per epoch (mean over seeds)", series, "epoch", "top-1 (%)", integer_x=True
-        )
-    )
     out.append("</div>")
     diagrams = []
     for i, row in enumerate(s.rows):
         rel = row.reliability()
         if rel is not None:
             counts, conf, acc = rel
-            diagrams.append(reliability_plot(f"{sid}-rel{i + 1}", row.label, counts, conf, acc, colour(i)))
+            diagrams.append(reliability_plot(f"{sid}-rel{i + 1}", row.label, counts, conf, acc, colours[i]))
     if diagrams:
         out += [
             "<h3>Reliability diagrams (last epoch, pooled over seeds)</h3>",
@@ -374,9 +467,9 @@ def _plots(sid: str, s: Setting) -> list[str]:
 
 def _setting_section(sid: str, s: Setting) -> list[str]:
     ls, ce = s.baselines.get(LS.kind), s.baselines.get(CE.kind)
-    out = [
-        f'<section class="setting" id="{sid}">',
-        f"<h2>{_setting_title(s)}</h2>",
+    out = [f'<section class="setting" id="{sid}">', f"<h2>{_setting_title(s)}</h2>", *_accuracy_table(sid, s)]
+    out += [
+        f"<p>{html(basis_sentence(s))} {html(family_sentence(s))}</p>",
         f'<p class="meta">Setting {html(s.key)}; metrics on the {html(s.eval_split or "evaluation")} split; '
         f"{s.n_runs} runs.</p>",
         f'<p class="pipeline">Data pipeline: {pipeline_text(s.data_pipeline)}</p>',
@@ -391,7 +484,7 @@ def _setting_section(sid: str, s: Setting) -> list[str]:
         out.append(
             f'<p class="warn">No {CE.name} baseline in this setting: the Δ vs {CE.short} column is empty.</p>'
         )
-    out += _board(sid, s)
+    out += _confidence_table(sid, s)
     out += _comparison_table(sid, s)
     out += _plots(sid, s)
     out += _teacher_table(sid, s)

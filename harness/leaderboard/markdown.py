@@ -24,6 +24,7 @@ from harness.leaderboard.text import (
     TEACHER_HEADER,
     confidence_cells,
     confidence_header,
+    epochs_text,
     gain_text,
     interval_text,
     md,
@@ -111,7 +112,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = ""
 
 def _setting_section(s: Setting) -> list[str]:
     lines = [
-        f"## {md(s.dataset)} · {md(s.arch)} · {s.epochs} epochs",
+        f"## {md(s.dataset)} · {md(s.arch)} · {epochs_text(s.epochs)}",
         "",
         f"Setting {md(s.key)}; metrics on the {md(s.eval_split or 'evaluation')} split; "
         f"{s.n_runs} runs. Data pipeline: {md(s.data_pipeline)}",

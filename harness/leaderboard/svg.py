@@ -118,7 +118,8 @@ def _axes(
     for t in xticks:
         px = _f(frame.x(t))
         out.append(f'<line x1="{px}" y1="{_f(y0)}" x2="{px}" y2="{_f(y1)}" stroke="#e4e4e4"/>')
-        out.append(f'<text x="{px}" y="{_f(y0 + 16)}" text-anchor="middle">{_tick_text(t, xstep)}</text>')
+        # 21 px down: the first label's box clears the lowest y tick label's at the corner
+        out.append(f'<text x="{px}" y="{_f(y0 + 21)}" text-anchor="middle">{_tick_text(t, xstep)}</text>')
     for t in yticks:
         py = _f(frame.y(t))
         out.append(f'<line x1="{_f(x0)}" y1="{py}" x2="{_f(x1)}" y2="{py}" stroke="#e4e4e4"/>')
@@ -150,14 +151,23 @@ def _open(plot_id: str, kind: str, title: str, width: int = WIDTH, height: int =
     ]
 
 
-def _legend(frame: Frame, entries: Sequence[tuple[str, str]]) -> list[str]:
+def _legend(
+    frame: Frame, entries: Sequence[tuple[str, str]], notes: dict[str, str] | None = None, footer: str = ""
+) -> list[str]:
+    """One swatch and label per entry in the right margin (the full label in its tooltip), a
+    label's note (an off-scale value) after it, and a footer line under them."""
     out = ['<g class="legend" font-size="11">']
     x = frame.width - frame.right + 14
     for i, (label, col) in enumerate(entries):
         y = frame.top + 6 + 16 * i
-        short = label if len(label) <= 28 else label[:27] + "…"
+        note = (notes or {}).get(label, "")
+        room = 28 - len(note)
+        short = (label if len(label) <= room else label[: room - 1] + "…") + note
         out.append(f'<rect x="{x}" y="{y - 8}" width="10" height="10" fill="{col}"/>')
         out.append(f'<text x="{x + 16}" y="{y + 1}">{html(short)}<title>{html(label)}</title></text>')
+    if footer:
+        y = frame.top + 7 + 16 * len(entries)
+        out.append(f'<text x="{x}" y="{y}" font-size="10" fill="#555">{html(footer)}</text>')
     out.append("</g>")
     return out
 
@@ -189,24 +199,54 @@ def outliers(values: Sequence[float], k: float = 5.0, floor: float = 3.0) -> set
     return {i for i, v in enumerate(values) if abs(v - median) > limit}
 
 
-def scatter_plot(plot_id: str, title: str, groups: Sequence[ScatterGroup], xlabel: str, ylabel: str) -> str:
-    """Per-seed dots and a ring for each group's mean, the y-axis scaled to the bulk of the groups.
+def _scatter_axes(groups: Sequence[ScatterGroup]) -> tuple[Frame, list[float], list[float], set[int]]:
+    """The frame and ticks of a scatter plot of `groups`, and the groups drawn off its scale.
 
-    A group whose mean y is an outlier (`outliers`) would squeeze the others into one band: it is
-    drawn as a triangle on the edge it lies beyond, with its value, instead of on the scale.
+    A group whose mean y is an outlier (`outliers`) would squeeze the others into one band: the
+    y-axis is scaled to the other groups, and an outlier whose mean and seeds still fall on that
+    scale goes back on it (repeated until none does), so every group left off lies beyond an edge.
     """
     far = outliers([g.mean[1] for g in groups])
-    bulk = [g for i, g in enumerate(groups) if i not in far]
     xs = [x for g in groups for _, x, _ in g.points] + [g.mean[0] for g in groups]
-    ys = [y for g in bulk for _, _, y in g.points] + [g.mean[1] for g in bulk]
     x_lo, x_hi, xticks = nice_range(min(xs, default=0.0), max(xs, default=1.0), pad=0.05)
-    y_lo, y_hi, yticks = nice_range(min(ys, default=0.0), max(ys, default=1.0), pad=0.05)
-    frame = Frame(x_lo, x_hi, y_lo, y_hi)
+    while True:
+        bulk = [g for i, g in enumerate(groups) if i not in far]
+        ys = [y for g in bulk for _, _, y in g.points] + [g.mean[1] for g in bulk]
+        y_lo, y_hi, yticks = nice_range(min(ys, default=0.0), max(ys, default=1.0), pad=0.05)
+        inside = {i for i in far if all(y_lo <= y <= y_hi for y in _ys(groups[i]))}
+        if not inside:
+            return Frame(x_lo, x_hi, y_lo, y_hi), xticks, yticks, far
+        far -= inside
+
+
+def _ys(g: ScatterGroup) -> list[float]:
+    return [g.mean[1], *(y for _, _, y in g.points)]
+
+
+def scatter_plot(
+    plot_id: str,
+    title: str,
+    groups: Sequence[ScatterGroup],
+    xlabel: str,
+    ylabel: str,
+    scale: Sequence[ScatterGroup] | None = None,
+) -> str:
+    """Per-seed dots and a ring for each group's mean, the y-axis scaled to the bulk of the groups.
+
+    The axes are those of `scale` (default: `groups`), so that panels splitting one plot share
+    them. A group off the scale (`_scatter_axes`) is a triangle on the edge it lies beyond, its
+    value in the legend.
+    """
+    scale = list(scale if scale is not None else groups)
+    frame, xticks, yticks, far_indices = _scatter_axes(scale)
+    far = [scale[i] for i in far_indices]
     out = _open(plot_id, "scatter", title) + _axes(frame, xticks, yticks, xlabel, ylabel)
-    for i, g in enumerate(groups):
+    notes = {}
+    for g in groups:
         mx, my = g.mean
-        if i in far:
+        if g in far:
             out += _off_scale_marker(frame, g)
+            notes[g.label] = f" {'▼' if my < frame.y_lo else '▲'}{my:.2f}"
             continue
         for name, x, y in g.points:
             out.append(
@@ -219,31 +259,23 @@ def scatter_plot(plot_id: str, title: str, groups: Sequence[ScatterGroup], xlabe
             f'fill="{g.colour}" fill-opacity="0.25" stroke="{g.colour}" stroke-width="2">'
             f"<title>{html(g.label)} mean: {my:.2f}, {mx:.3f}</title></circle>"
         )
-    out += _legend(frame, [(g.label, g.colour) for g in groups])
-    if far:
-        out.append(
-            f'<text x="{_f(frame.x(frame.x_lo))}" y="{frame.top - 4}" font-size="10" fill="#555">'
-            "▲▼ off scale: mean beyond the axis (seeds in the tooltip)</text>"
-        )
+    footer = "▲▼ mean beyond that edge" if notes else ""
+    out += _legend(frame, [(g.label, g.colour) for g in groups], notes, footer)
     return "\n".join([*out, "</svg>"])
 
 
 def _off_scale_marker(frame: Frame, g: ScatterGroup) -> list[str]:
-    """A triangle on the top or bottom edge at the group's x, labelled with its mean y."""
+    """A triangle on the top or bottom edge at the group's x, pointing past the edge; its value
+    is in the legend (labels beside the triangles would overlap where means are close in x)."""
     mx, my = g.mean
     below = my < frame.y_lo
     edge = frame.y(frame.y_lo) if below else frame.y(frame.y_hi)
     px = frame.x(mx)
     tip, base = (edge, edge - 10) if below else (edge, edge + 10)
     seeds = ", ".join(f"{html(name)} {y:.2f}" for name, _, y in g.points)
-    label_y = base - 4 if below else base + 12
     path = f"M{_f(px - 6)},{_f(base)} L{_f(px + 6)},{_f(base)} L{_f(px)},{_f(tip)} Z"
     note = f"{html(g.label)} mean: {my:.2f}, {mx:.3f} (off scale; {seeds})"
-    return [
-        f'<path class="mark outlier" d="{path}" fill="{g.colour}"><title>{note}</title></path>',
-        f'<text x="{_f(px)}" y="{_f(label_y)}" text-anchor="middle" font-size="10" fill="{g.colour}">'
-        f"{html(g.label if len(g.label) <= 20 else g.label[:19] + '…')} {my:.2f}</text>",
-    ]
+    return [f'<path class="mark outlier" d="{path}" fill="{g.colour}"><title>{note}</title></path>']
 
 
 def line_plot(
@@ -253,10 +285,13 @@ def line_plot(
     xlabel: str,
     ylabel: str,
     integer_x: bool = False,
+    scale: Sequence[tuple[str, str, Sequence[tuple[float, float]]]] | None = None,
 ) -> str:
-    """One polyline with point markers per (label, colour, points) series."""
-    xs = [x for _, _, pts in series for x, _ in pts]
-    ys = [y for _, _, pts in series for _, y in pts]
+    """One polyline with point markers per (label, colour, points) series, on the axes of
+    `scale` (default: `series`; panels splitting one plot share them)."""
+    scale = list(scale if scale is not None else series)
+    xs = [x for _, _, pts in scale for x, _ in pts]
+    ys = [y for _, _, pts in scale for _, y in pts]
     x_lo, x_hi, xticks = nice_range(min(xs, default=0.0), max(xs, default=1.0), integer=integer_x)
     y_lo, y_hi, yticks = nice_range(min(ys, default=0.0), max(ys, default=1.0), pad=0.05)
     frame = Frame(x_lo, x_hi, y_lo, y_hi)
@@ -292,10 +327,11 @@ def reliability_plot(
     bin, and the caption gives the ECE recomputed from the pooled bins:
     sum_b (n_b / N) |acc_b - conf_b|.
     """
-    size, margin, strip = 300, 44, 34
+    size, margin, strip = 300, 44, 42
     height = size + strip
+    left = margin + 8  # room for the tick labels ("0.75") right of the rotated axis title
     frame = Frame(
-        0.0, 1.0, 0.0, 1.0, width=size, height=height, left=margin, right=12, top=30, bottom=margin + strip
+        0.0, 1.0, 0.0, 1.0, width=size, height=height, left=left, right=12, top=30, bottom=margin + strip
     )
     ticks = [0.0, 0.25, 0.5, 0.75, 1.0]
     out = _open(plot_id, "reliability", title, size, height)
@@ -334,7 +370,7 @@ def _count_strip(frame: Frame, counts: Sequence[float], col: str, strip: int) ->
     """Samples per bin as a histogram under the tick labels (height relative to the fullest bin),
     so a nearly empty bin does not look as weighty as a full one."""
     n_bins, most = len(counts), max(counts, default=0.0)
-    base = frame.y(0) + 22 + strip - 8  # bottom of the strip, above the axis title
+    base = frame.y(0) + strip + 14  # bottom of the strip, above the axis title
     out = [
         f'<text x="{_f(frame.x(0) - 4)}" y="{_f(base)}" text-anchor="end" font-size="9" fill="#555">n</text>',
         f'<line x1="{_f(frame.x(0))}" y1="{_f(base)}" x2="{_f(frame.x(1))}" y2="{_f(base)}" stroke="#bbb"/>',
@@ -343,14 +379,14 @@ def _count_strip(frame: Frame, counts: Sequence[float], col: str, strip: int) ->
         if not n or not most:
             continue
         x0, x1 = frame.x(b / n_bins), frame.x((b + 1) / n_bins)
-        h = max(1.0, (strip - 16) * n / most)  # the tallest bar stays under the caption
+        h = max(1.0, (strip - 24) * n / most)  # the tallest bar stays under the caption
         out.append(
             f'<rect class="mark count" x="{_f(x0 + 0.5)}" y="{_f(base - h)}" width="{_f(x1 - x0 - 1)}" '
             f'height="{_f(h)}" fill="{col}" fill-opacity="0.45"><title>bin {b + 1}: {n:.0f} samples '
             f"({100 * n / math.fsum(counts):.1f}%)</title></rect>"
         )
     out.append(
-        f'<text x="{_f(frame.x(1))}" y="{_f(base - strip + 12)}" text-anchor="end" font-size="9" '
+        f'<text x="{_f(frame.x(1))}" y="{_f(base - strip + 20)}" text-anchor="end" font-size="9" '
         f'fill="#555">samples per bin (max {most:.0f})</text>'
     )
     return out

@@ -199,3 +199,8 @@ def teacher_figures(row: Row) -> list[str]:
         if c.board.value == "teacher_top1":
             out.append(num(row.mean("teacher_holdout_top1"), c.board.decimals))
     return out + [num(row.mean(c.board.value), c.board.decimals) for c in FIDELITY]
+
+
+def epochs_text(epochs: int) -> str:
+    """'1 epoch', '3 epochs'."""
+    return f"{epochs} epoch" if epochs == 1 else f"{epochs} epochs"

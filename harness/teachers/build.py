@@ -11,13 +11,11 @@ the run's own, so the cache holds the bytes a run of the recipe would build.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
 from harness.config.recipe import Recipe
 from harness.data import build_data
-from harness.errors import RecipeError
 from harness.runtime.runtime import Runtime
 from harness.teachers import cache as teacher_cache
 from harness.teachers.teacher import TrainRun, build_teacher, measure_teacher, view_forward
@@ -33,12 +31,9 @@ def cache_teacher(
     rebuild: bool = False,
 ) -> Path:
     """Make sure the recipe's teacher cache exists (a missing teacher run trained first with
-    `train_run`; None: it must have completed); `device_name` overrides the recipe's device."""
-    if recipe.teacher is None:
-        raise RecipeError("teacher: the recipe names no teacher, so there is nothing to cache")
-    source = recipe.source
-    recipe = replace(recipe, teacher=replace(recipe.teacher, cache=True))
-    recipe.source = source
+    `train_run`; None: it must have completed); `device_name` overrides the recipe's device.
+    Refused (before anything is built) where the recipe's runs would not read the cache."""
+    note = teacher_cache.require_readers(recipe)
     runs_dir = Path(runs_dir)
     runtime = Runtime.start(recipe.runtime, recipe.seed, device_name)
     world = runtime.world
@@ -46,6 +41,9 @@ def cache_teacher(
     def say(line: str) -> None:
         if world.is_main:
             log.info(line)
+
+    if note is not None:
+        say(note)
 
     data = build_data(
         recipe.data, device=runtime.device, seed=recipe.seed, rank=world.rank, world_size=world.world_size

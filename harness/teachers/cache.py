@@ -44,7 +44,7 @@ import torch
 from harness.config.recipe import Recipe
 from harness.data import DataBundle
 from harness.data.base import Batch, BatchMaker, Identified, OrderedPass, Replayable
-from harness.errors import TeacherError
+from harness.errors import RecipeError, TeacherError
 from harness.runtime import distributed
 from harness.runtime.runtime import Runtime
 from harness.store.files import atomic_write_bytes, write_json
@@ -88,6 +88,31 @@ def expected_meta(
         "storage": {"kind": "logits"} if topk is None or topk >= num_classes else {"kind": "topk", "k": topk},
         "batch_size": batch_size,
     }
+
+
+def require_readers(recipe: Recipe) -> str | None:
+    """Refuse to build ahead a cache that the recipe's runs would never read, and say which seeds
+    do read it (the note, or None when every seed does).
+
+    A run reads the cache only with `teacher.cache: true` (`harness.training.loop`), from the
+    folder `open_or_build` finds: `teacher.cache_path`, else under its runs folder by the hash
+    of its data, views and storage (`default_folder`). Its views replay from `data.view_seed`,
+    which defaults to the run's seed: unset, the cache serves the runs of the recipe's seed alone.
+    """
+    where = f" in {recipe.source}" if recipe.source else ""
+    if recipe.teacher is None:
+        raise RecipeError(f"teacher: the recipe{where} names no teacher, so there is nothing to cache")
+    if not recipe.teacher.cache:
+        raise RecipeError(
+            f"teacher.cache: false{where}, so its runs would never read this cache; set teacher.cache: "
+            "true (or --set teacher.cache=true) with a fixed data.view_seed to share it across seeds"
+        )
+    if recipe.data.view_seed is None:
+        return (
+            f"data.view_seed is unset{where}: the cache holds the views of seed {recipe.seed} and serves "
+            "the runs of that seed alone; fix data.view_seed to share it across seeds"
+        )
+    return None
 
 
 def default_folder(root: Path, meta: dict[str, Any]) -> Path:

@@ -1,5 +1,8 @@
 """The committed study's index.html as a researcher reads it, in headless Chromium at laptop and
-desktop sizes: no table wider than the window, every plot drawn; a screenshot of each size."""
+desktop sizes: no table wider than the window, every plot drawn, a number above the fold, every
+row in its plots' legends, no two labels of a plot overlapping, headers that sort; a screenshot of
+each size. Each size is rendered once a module (`render_study`); the test's own script (PROBE)
+measures what the browser drew and clicks the headers."""
 
 from __future__ import annotations
 
@@ -8,19 +11,75 @@ import json
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from harness.leaderboard import generate
 from harness.leaderboard.html_page import pipeline_text
-from harness.leaderboard.svg import outliers
+from harness.leaderboard.svg import ScatterGroup, outliers, scatter_plot
 from tests.leaderboard.test_leaderboard import write_run
 from tests.leaderboard.test_verdicts import write_holdout_study
 from tests.support.marks import CHROMIUM
 from tests.support.recipes import REPO
 
 STUDY_RUNS = REPO / "leaderboard" / "runs"
+LAPTOP = (1366, 768)
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium is not installed (scripts/setup.sh --test installs it)"
+)
+
+#: Appended to a copy of the page: per plot, its visible text boxes that overlap and the labels of
+#: its legend drawn inside it; per accuracy table, its rows' labels, then its rows' labels and
+#: "top-1 last" figures after one and after two clicks on that header; the first figure of a
+#: board drawn inside the window. Written into <body data-probe>.
+PROBE = """
+(function () {
+  function list(nodes) { return Array.prototype.slice.call(nodes); }
+  function own(t) { return list(t.childNodes).filter(function (n) { return n.nodeType === 3; })
+                      .map(function (n) { return n.textContent; }).join(""); }
+  function apart(a, b) { return a.right <= b.left + 0.5 || b.right <= a.left + 0.5 ||
+                                a.bottom <= b.top + 0.5 || b.bottom <= a.top + 0.5; }
+  function within(a, b) { return a.left >= b.left - 0.5 && a.right <= b.right + 0.5 &&
+                                 a.top >= b.top - 0.5 && a.bottom <= b.bottom + 0.5; }
+  var plots = list(document.querySelectorAll("svg.plot")).map(function (svg) {
+    var box = svg.getBoundingClientRect();
+    var texts = list(svg.querySelectorAll("text")).map(function (t) {
+      return {text: own(t), box: t.getBoundingClientRect(), el: t,
+              legend: t.matches(".legend text") && t.querySelector("title") !== null};
+    }).filter(function (t) { return t.box.width > 0 && t.box.height > 0; });
+    var clashes = [];
+    texts.forEach(function (a, i) { texts.slice(i + 1).forEach(function (b) {
+      if (!apart(a.box, b.box)) { clashes.push([a.text, b.text]); } }); });
+    var shown = texts.filter(function (t) { return t.legend && within(t.box, box); });
+    var outside = texts.filter(function (t) { return !within(t.box, box); });
+    return {id: svg.id, clashes: clashes, outside: outside.map(function (t) { return t.text; }),
+            legend: shown.map(function (t) { return t.el.querySelector("title").textContent; }),
+            colours: list(svg.querySelectorAll(".legend rect")).map(function (r) {
+              return r.getAttribute("fill"); })};
+  });
+  var fold = null;
+  list(document.querySelectorAll("table.board td")).some(function (td) {
+    var b = td.getBoundingClientRect();
+    if (/[0-9]/.test(td.textContent) && b.top >= 0 && b.bottom <= window.innerHeight && b.width > 0) {
+      fold = {text: td.textContent, bottom: b.bottom}; return true; }
+    return false;
+  });
+  var boards = list(document.querySelectorAll("table.board[id$='-board']")).map(function (table) {
+    var heads = list(table.tHead.rows[0].cells).map(function (th) { return th.textContent; });
+    var col = heads.indexOf("top-1 last");
+    function read() { return list(table.tBodies[0].rows).map(function (r) {
+      return [r.cells[0].textContent, r.cells[col].textContent]; }); }
+    var before = read();
+    table.tHead.rows[0].cells[col].click();
+    var once = read();
+    table.tHead.rows[0].cells[col].click();
+    return {id: table.id, rows: before, once: once, twice: read()};
+  });
+  document.body.setAttribute("data-probe", JSON.stringify({plots: plots, fold: fold, boards: boards}));
+})();
+"""
 
 
 def chromium(tmp_path: Path, page: Path, size: tuple[int, int], *mode: str) -> subprocess.CompletedProcess:
@@ -45,17 +104,36 @@ def chromium(tmp_path: Path, page: Path, size: tuple[int, int], *mode: str) -> s
     return proc
 
 
-@pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium is not installed (scripts/setup.sh --test installs it)"
-)
-@pytest.mark.parametrize("size", [(1366, 768), (1920, 1080)])
-def test_study_page_fits_the_window(tmp_path, size):
-    out = tmp_path / "board"
+def dumped(dom: str, attribute: str) -> dict:
+    found = re.search(rf'{attribute}="([^"]*)"', dom)
+    assert found, f"no {attribute}: the script did not run"
+    return json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+
+
+@pytest.fixture(scope="module")
+def render_study(tmp_path_factory) -> Callable[[tuple[int, int]], tuple[Path, dict, dict]]:
+    """The study's board generated once; render(size) gives its folder, the page's own check and
+    the PROBE's findings at that window size, each size rendered once (one Chromium launch)."""
+    tmp = tmp_path_factory.mktemp("study")
+    out = tmp / "board"
     generate(STUDY_RUNS, out)
-    proc = chromium(tmp_path, out / "index.html", size, "--dump-dom")
-    found = re.search(r'data-render-check="([^"]*)"', proc.stdout)
-    assert found, "the page's check script did not run"
-    check = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    page = out / "probed.html"
+    page.write_text((out / "index.html").read_text().replace("</body>", f"<script>{PROBE}</script></body>"))
+    done: dict[tuple[int, int], tuple[Path, dict, dict]] = {}
+
+    def render(size: tuple[int, int]) -> tuple[Path, dict, dict]:
+        if size not in done:
+            dom = chromium(tmp, page, size, "--dump-dom").stdout
+            done[size] = out, dumped(dom, "data-render-check"), dumped(dom, "data-probe")
+        return done[size]
+
+    return render
+
+
+@needs_chromium
+@pytest.mark.parametrize("size", [LAPTOP, (1920, 1080)])
+def test_study_page_fits_the_window(tmp_path, size, render_study):
+    out, check, _ = render_study(size)
     width = check["viewport"]["width"]
     assert width == size[0]
     tables = {t["id"]: t for t in check["tables"]}
@@ -65,16 +143,104 @@ def test_study_page_fits_the_window(tmp_path, size):
     assert check["viewport"]["scroll_width"] <= width  # nothing scrolls sideways
     plots = {p["id"]: p for p in check["plots"]}
     assert all(p["drawn"] == p["marks"] > 0 for p in plots.values())
+    scatter = [p for k, p in plots.items() if k.startswith("s1-scatter")]
     # rows far below the rest (the defective teacher, TTM at chance) are one mark each on the edge;
     # the other rows draw their seeds and their mean on a shared y-axis
     rows = [r for r in csv.DictReader((out / "leaderboard.csv").open()) if r["arch"] == "resnet10t"]
-    off = outliers([float(r["top1_last_mean"]) for r in rows])
-    assert off, "the study has rows off the scale"
-    on = [r for i, r in enumerate(rows) if i not in off]
-    assert plots["s1-scatter"]["marks"] == sum(int(r["n_seeds"]) + 1 for r in on) + len(off)
+    far = {rows[i]["label"] for i in outliers([float(r["top1_last_mean"]) for r in rows])}
+    off = set(re.findall(r'class="mark outlier"[^>]*><title>(\S+) mean', (out / "index.html").read_text()))
+    assert off and off <= far, "the study has rows off the scale, each an outlier"
+    on = [r for r in rows if r["label"] not in off]
+    assert sum(p["marks"] for p in scatter) == sum(int(r["n_seeds"]) + 1 for r in on) + len(off)
     shot = tmp_path / f"page-{size[0]}x{size[1]}.png"
     chromium(tmp_path, out / "index.html", size, f"--screenshot={shot}")
     assert shot.stat().st_size > 10_000
+
+
+@needs_chromium
+def test_study_page_shows_figures_first(render_study):
+    """At 1366 x 768 a figure of the board is in the window as the page opens: the legend is
+    folded away and each setting's accuracy table comes right under its heading."""
+    out, _, probe = render_study(LAPTOP)
+    assert probe["fold"] is not None, "no figure above the fold"
+    page = (out / "index.html").read_text()
+    assert "<details><summary>How to read it" in page
+    assert len(re.findall(r'</h2>\n<div class="scroll">\n<table id="s\d-board"', page)) == 2
+
+
+@needs_chromium
+def test_study_plots_name_every_row_and_no_labels_overlap(render_study):
+    """Every row of a setting's accuracy table is in the legend of its scatter and its curves
+    (the plots split into panels sharing axes, drawn inside them), no two rows of a plot share
+    a colour and no two texts of a plot overlap, the reliability diagrams' included."""
+    _, _, probe = render_study(LAPTOP)
+    for board in probe["boards"]:
+        sid = board["id"].removesuffix("-board")
+        labels = sorted(label for label, _ in board["rows"])
+        for kind in ("scatter", "curves"):
+            panels = [p for p in probe["plots"] if re.fullmatch(rf"{sid}-{kind}(-\d+)?", p["id"])]
+            assert sorted(name for p in panels for name in p["legend"]) == labels, (sid, kind)
+            assert all(len(set(p["colours"])) == len(p["colours"]) for p in panels)
+    for plot in probe["plots"]:
+        assert plot["clashes"] == [], (plot["id"], plot["clashes"])
+        assert plot["outside"] == [], (plot["id"], plot["outside"])
+
+
+@needs_chromium
+def test_study_board_order_and_sorting(render_study):
+    """Rows are the baselines, then by selected top-1, best first, in the CSV, the Markdown and the
+    page; a click on "top-1 last" sorts the page by it, best first, a second click worst first."""
+    out, _, probe = render_study(LAPTOP)
+    table = list(csv.DictReader((out / "leaderboard.csv").open()))
+    markdown = (out / "leaderboard.md").read_text()
+    for board, arch in zip(probe["boards"], ("resnet10t", "resnet18"), strict=True):
+        rows = [r for r in table if r["arch"] == arch]
+        bases = [r for r in rows if r["label"] in (r["baseline_ls"], r["baseline_ce"])]
+        ranked = [float(r["top1_selected_mean"]) for r in rows[len(bases) :]]
+        assert [r["method"] for r in bases] == ["ce", "label_smoothing"] and ranked == sorted(
+            ranked, reverse=True
+        )
+        assert [label for label, _ in board["rows"]] == [r["label"] for r in rows]
+        section = markdown.split(f"· {arch} ·")[1].split("### Accuracy")[1].split("###")[0]
+        shown = re.findall(r"^\| ([^|]+) \| \S+ \| [^|]+ \| \d+ \|", section, re.M)
+        assert [label.replace("\\", "") for label in shown] == [r["label"] for r in rows]
+        last = [float(v.split(" ")[0]) for _, v in board["once"]]
+        assert last == sorted(last, reverse=True)
+        assert [float(v.split(" ")[0]) for _, v in board["twice"]] == sorted(last)
+    assert probe["boards"][0]["once"] != probe["boards"][0]["rows"]  # the baselines moved down
+
+
+def test_off_scale_means_drawn_beyond_the_edge_they_pass():
+    """A far-off mean is a triangle on the edge it lies beyond (bottom for low, top for high), its
+    value in the legend; an outlier that falls on the others' scale is drawn on it, not on an edge."""
+    bulk = [
+        ScatterGroup(f"m{i}", "#000", (0.3 + i / 50, 81.0 + i / 3), (("seed 0", 0.3, 81.0 + i / 3),))
+        for i in range(6)
+    ]
+    wide = ScatterGroup("wide", "#444", (0.35, 79.0), (("seed 0", 0.35, 73.5), ("seed 1", 0.35, 84.5)))
+    low = ScatterGroup("low", "#111", (0.5, 10.0), (("seed 0", 0.5, 10.0),))
+    high = ScatterGroup("high", "#222", (0.4, 99.0), (("seed 0", 0.4, 99.0),))
+    inside = ScatterGroup("inside", "#333", (0.45, 74.2), (("seed 0", 0.45, 74.2),))  # on wide's scale
+    groups = [*bulk, wide, low, high, inside]
+    assert outliers([g.mean[1] for g in groups]) == {7, 8, 9}
+    svg = scatter_plot("p", "t", groups, "x", "y")
+    tips = {
+        name: float(y)
+        for y, name in re.findall(r'd="M[^"]* L[^"]* L[\d.]+,([\d.]+) Z"[^>]*><title>(\w+) mean', svg)
+    }
+    assert set(tips) == {"low", "high"}
+    assert tips["low"] == 360 - 52 and tips["high"] == 36  # the bottom and the top edge
+    assert "low ▼10.00" in svg and "high ▲99.00" in svg
+    assert '<circle class="mark mean"' in svg.split("<title>inside mean")[0].rsplit("\n", 1)[1]
+
+
+def test_one_epoch_is_singular(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "board"
+    for seed in (0, 1):
+        write_run(runs, "ce", "ce", seed, [80.0 + seed])
+    generate(runs, out)
+    assert "· 1 epoch</h2>" in (out / "index.html").read_text()
+    assert "· 1 epoch\n" in (out / "leaderboard.md").read_text()
 
 
 def test_outliers_and_pipeline_text():

@@ -63,6 +63,15 @@ def test_registry_lists_and_rejects():
         strategies.register(Duplicate)
 
 
+def test_build_is_reached_from_import_harness():
+    """The public API as the README names it: `import harness; harness.strategies.build(...)`
+    (an attribute `harness.__getattr__` imports on first use)."""
+    import harness
+
+    assert harness.__getattr__("strategies") is strategies
+    assert harness.strategies.build("ce").name == "ce"
+
+
 def test_ce_golden():
     z, y, _ = tensors()
     out = strategies.build("ce")(z, y)

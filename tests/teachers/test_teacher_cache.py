@@ -129,6 +129,34 @@ def test_cache_teacher_builds_the_runs_cache_and_no_student(tmp_path, weights):
     assert cache_bytes(ahead) == built_by_run
 
 
+def test_cache_teacher_refuses_a_cache_its_runs_would_not_read(tmp_path, weights):
+    """Without `teacher.cache: true` a run never reads the cache: one line naming the field, exit 2,
+    nothing written."""
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    live = str(student(tmp_path, "live", weights))
+    result = CliRunner().invoke(main, ["cache-teacher", live, "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == (
+        f"error: teacher.cache: false in {live}, so its runs would never read this cache; set "
+        "teacher.cache: true (or --set teacher.cache=true) with a fixed data.view_seed to share it "
+        "across seeds\n"
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cache_teacher_says_which_seed_reads_a_cache_of_unfixed_views(tmp_path, weights):
+    cached = student(tmp_path, "cached", weights, cache=True)
+    assert teacher_cache.require_readers(load_recipe(cached)) is None  # view_seed 0: every seed
+    unfixed = load_recipe(cached, ["data.view_seed=null", "seed=3"])
+    assert teacher_cache.require_readers(unfixed) == (
+        f"data.view_seed is unset in {cached}: the cache holds the views of seed 3 and serves the "
+        "runs of that seed alone; fix data.view_seed to share it across seeds"
+    )
+
+
 def test_topk_cache_runs_and_stays_close(tmp_path, runs_dir, weights):
     live = train(load_recipe(student(tmp_path, "live", weights)), runs_dir, QUIET).rows
     top = train(load_recipe(student(tmp_path, "top3", weights, cache=True, cache_topk=3)), runs_dir, QUIET)
