@@ -223,7 +223,7 @@ def sweep(
     type=click.FloatRange(min=0, max=1),
     default=0.10,
     show_default=True,
-    help="Images/s: fraction of last night's that may be lost.",
+    help="Images/s: fraction of the baseline's that may be lost.",
 )
 @nightly_executor_options
 @click.pass_context

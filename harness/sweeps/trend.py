@@ -185,8 +185,8 @@ def judge_series(
     rows: Sequence[dict[str, Any]], key: str, k: float, allowance_of: Any, min_sigma_of: Any
 ) -> Judgement | None:
     """Steps 2-4 of the module docstring over rows (one per night) and their per-seed `key`.
-    `allowance_of(base_rows, last_rows, base_level)`: the allowed drop; `min_sigma_of(mean)`: the
-    least seed noise a night is given."""
+    `allowance_of(rows of the two segments compared, the first one's level)`: the allowed drop;
+    `min_sigma_of(a night's mean)`: the least seed noise a night is given."""
     kept = [(r, [x for x in r[key] or () if is_number(x) and math.isfinite(x)]) for r in rows]
     kept = [(r, xs) for r, xs in kept if xs]
     if not kept:
@@ -200,8 +200,9 @@ def judge_series(
     nights = [r["night"] for r, _ in kept]
 
     def allowance(a: int, b: int) -> float:
-        pick = [r for (r, _), i in zip(kept, range(len(kept)), strict=True) if _in(segments, (a, b), i)]
-        return allowance_of(pick, segments[a].level)
+        """The allowed change between segments a and b (the seeds of both pooled)."""
+        picked = [r for i, (r, _) in enumerate(kept) if _in(segments, (a, b), i)]
+        return allowance_of(picked, segments[a].level)
 
     base, improved_at = 0, None
     for j in range(1, len(segments)):
