@@ -10,6 +10,7 @@ defined with `@click.command` in the module of its group:
     harness/cli/data.py         data (convert)
     harness/cli/bench.py        bench
     harness/cli/sweep.py        sweep, nightly (many runs)
+    harness/cli/nightly.py      nightly accept, nightly rebuild (beside the night itself)
 
 Options that several commands share: `harness/cli/options.py`.
 Entry points: `harness.cli:main` (the `harness` script) and `python -m harness`.
@@ -24,7 +25,7 @@ import sys
 
 import click
 
-from harness.cli import bench, data, leaderboard, recipes, run, sweep
+from harness.cli import bench, data, leaderboard, nightly, recipes, run, sweep
 from harness.errors import OS_ERROR_EXIT, HarnessError, describe_os_error
 
 
@@ -67,7 +68,7 @@ main.add_command(leaderboard.leaderboard)
 main.add_command(data.data)
 main.add_command(bench.bench)
 main.add_command(sweep.sweep)
-main.add_command(sweep.nightly)
+main.add_command(nightly.nightly)
 
 
 if __name__ == "__main__":

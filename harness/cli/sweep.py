@@ -225,7 +225,7 @@ def sweep(
     type=click.FloatRange(min=0, max=1),
     default=0.10,
     show_default=True,
-    help="Images/s: fraction of last night's that may be lost.",
+    help="Images/s: fraction of the baseline's that may be lost.",
 )
 @nightly_executor_options
 @click.pass_context
@@ -246,9 +246,12 @@ def nightly(
 ) -> None:
     """Run tonight's benchmark; report regressions.
 
-    Run SWEEP_FILE as tonight's benchmark and report regressions against the previous night.
-    Exit status 1 when top-1 or throughput regressed or a run failed (see the report), 130 when
-    interrupted (run it again the same night to resume). Rules: docs/sweeps.md.
+    Run SWEEP_FILE as tonight's benchmark and judge each group against its history: its last
+    healthy level (steps fitted over its nights), so a regression stays flagged until fixed or
+    accepted (`harness nightly accept GROUP... --reason TEXT`). Exit status 1 when top-1 or
+    throughput regressed or a run failed (see the report), 130 when interrupted (run it again the
+    same night to resume). `harness nightly rebuild` writes the history again from the nights'
+    run folders. Rules: docs/sweeps.md.
     """
     from harness.sweeps.executor import SweepOptions
     from harness.sweeps.nightly import Policy, run_nightly

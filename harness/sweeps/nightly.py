@@ -2,31 +2,30 @@
 
 `harness nightly SWEEP.yaml` (what `scripts/nightly.sh` and the scheduled workflow call) runs the
 sweep into a folder of its own night, so every night trains afresh, then aggregates the completed
-runs into a snapshot and compares it with the previous night's:
+runs into a snapshot and judges each group against its history:
 
     <root>/<night>/                  the night's runs dir: run folders, sweeps/, leaderboard/
     <root>/history/<night>.parquet   snapshot: one row per run group (a recipe over its seeds)
     <root>/reports/<night>.md        the Markdown report (also printed)
+    <root>/reports/index.html        the trend page (`harness.sweeps.trend_page`)
 
 A night is named by its UTC date (`--night` to name it otherwise; names sort as dates do). A job
 killed at 3 a.m. and started again the same night resumes its runs; the snapshot and the report
-are rewritten atomically once the sweep has finished. The previous night is the snapshot whose
-name sorts last before tonight's.
+are rewritten atomically once the sweep has finished.
 
-Regression rules, per run group present both nights (its runs differ in seed only; the group is
-the recipe's name and the hash of its identity without the seed, so a changed recipe is a new
-group, not a regression):
+Regression rules (`harness.sweeps.trend`): each run group (its runs differ in seed only; the group
+is the recipe's name and the hash of its identity without the seed, so a changed recipe is a new
+group, not a regression) is judged against its last healthy level over all its nights, found by a
+piecewise-constant step fit (`harness.sweeps.steps`), not against the previous night alone: a
+regression stays flagged until the group is back or the change is accepted (`accept`), a slow
+drift adds up, and each step names its first night and the commit range before it.
 
-* top-1: with m_prev, m_now the mean final top-1 (percent) over the seeds and s_p the pooled
-  standard deviation of the two nights' seeds (`leaderboard.stats.pooled_std`,
-  s_p = sqrt(((n_prev - 1) s_prev^2 + (n_now - 1) s_now^2) / (n_prev + n_now - 2)), taken as 0
-  when both nights have a single seed), a regression is m_prev - m_now > max(k s_p, floor);
-  defaults k = 2, floor = 0.5 points. Within-noise wobbles stay quiet; a drop beyond the seeds'
-  spread is flagged.
-* throughput: with t the group's mean training images per second (per run,
+* top-1: the allowed drop is max(k s, floor) points, s the seeds' pooled standard deviation
+  (`leaderboard.stats.pooled_std` for two nights), defaults k = 2, floor = 0.5.
+* throughput: t the group's mean training images per second (per run,
   `leaderboard.stats.throughput`, the leaderboard's definition: images trained / training seconds
-  over all its epochs), a regression is t_now < (1 - tolerance) t_prev, default tolerance 10%,
-  compared only on the same device (GPU name).
+  over all its epochs); the allowed drop is tolerance x the baseline's, default 10%, on the same
+  device (GPU name) only.
 
 Every statistic comes from `harness.leaderboard.stats`, so a night and the leaderboard agree on
 what a run's images/s and a group's standard deviation are.
@@ -48,7 +47,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harness.errors import HarnessError, InterruptedRun
-from harness.leaderboard.stats import is_number, mean, pooled_std, sample_std, throughput
+from harness.leaderboard.stats import mean, sample_std, throughput
 from harness.store.files import atomic_write_bytes
 from harness.store.metrics_file import read_metrics
 from harness.store.rundir import RunDir
@@ -56,6 +55,16 @@ from harness.sweeps.executor import Executor, SweepOptions
 from harness.sweeps.plan import plan_sweep
 from harness.sweeps.summary import SweepSummary
 from harness.sweeps.sweep import run_sweep
+from harness.sweeps.trend import (
+    LISTED_NIGHTS,
+    History,
+    Judgement,
+    Policy,
+    load_history,
+    same_device,
+    since_accepted,
+)
+from harness.sweeps.trend_page import write_trend_page
 
 #: One row per run group and night.
 SNAPSHOT_SCHEMA = pa.schema(
@@ -82,90 +91,83 @@ SNAPSHOT_SCHEMA = pa.schema(
 
 
 # ------------------------------------------------------------------------------ the rules
-@dataclass(frozen=True)
-class Policy:
-    """When a change between two nights is a regression (see the module docstring)."""
-
-    k: float = 2.0  # seed standard deviations a top-1 drop may reach before it counts
-    floor: float = 0.5  # top-1 points: smaller drops never count
-    throughput_tolerance: float = 0.10  # fraction of last night's images/s
-
-    def describe(self) -> str:
-        return (
-            f"top-1 regresses when its mean drops by more than max({self.k:g} x pooled seed std, "
-            f"{self.floor:g} points); throughput when it falls by more than "
-            f"{100 * self.throughput_tolerance:g}% on the same device"
-        )
-
-
 @dataclass
 class Finding:
-    """One comparison of one group between two nights."""
+    """One metric of one group tonight, judged against its history (`harness.sweeps.trend`)."""
 
     group: str
     metric: str  # top1 | img_per_s | new | missing
-    previous: float | None = None
-    current: float | None = None
-    change: float | None = None  # top1: points; img_per_s: fraction of the previous value
+    previous: float | None = None  # the baseline's level
+    current: float | None = None  # the level of the segment holding tonight
+    change: float | None = None  # top1: points; img_per_s: fraction of the baseline
     threshold: float | None = None  # the largest drop that is not a regression (same unit)
     regression: bool = False
     note: str = ""
+    since: str | None = None  # a regression's first night, an improvement's
+    good: str | None = None  # the last good night before it
+    commits: tuple[str | None, str | None] | None = None  # (good night's, first night's) git_commit
+    improvement: bool = False
 
 
-def compare_top1(group: str, prev: Sequence[float], now: Sequence[float], policy: Policy) -> Finding:
-    """Top-1 of one group: a regression when the mean drop exceeds max(k s_p, floor)."""
-    m_prev, m_now = mean(prev), mean(now)
-    assert m_prev is not None and m_now is not None  # `compare` passes non-empty top-1 lists
-    spread = pooled_std(prev, now) or 0.0  # one seed on each night: no spread, the floor decides
-    threshold = max(policy.k * spread, policy.floor)
-    drop = m_prev - m_now
-    return Finding(group, "top1", m_prev, m_now, m_now - m_prev, threshold, drop > threshold)
-
-
-def compare_throughput(
-    group: str, prev: float, now: float, policy: Policy, prev_device: str | None, now_device: str | None
-) -> Finding:
-    """Images/s of one group: a regression when it falls by more than the tolerance (same device)."""
-    change = now / prev - 1.0 if prev > 0 else math.nan
-    finding = Finding(group, "img_per_s", prev, now, change, policy.throughput_tolerance)
-    if prev_device != now_device:
-        finding.note = f"not compared: device changed ({prev_device} -> {now_device})"
-    elif prev > 0:
-        finding.regression = now < (1.0 - policy.throughput_tolerance) * prev
+def _step_finding(group: str, metric: str, rows: Sequence[dict[str, Any]], j: Judgement) -> Finding:
+    """A finding from a judgement: the levels, the allowance, and the step's nights and commits."""
+    base, now = j.base_level, j.level
+    if metric == "top1":
+        change, threshold = now - base, j.allowance
+    else:
+        change = now / base - 1.0 if base > 0 else math.nan
+        threshold = j.allowance / base if base > 0 else math.nan
+    finding = Finding(group, metric, base, now, change, threshold, j.regressed)
+    at = j.first_bad if j.regressed else None
+    recent = {r["night"] for r in rows[-LISTED_NIGHTS:]}
+    if at is None and j.improving and j.improved_at is not None and j.nights[j.improved_at] in recent:
+        at, finding.improvement = j.improved_at, True
+    if at is not None and at > 0:
+        by_night = {r["night"]: r for r in rows}
+        finding.since, finding.good = j.nights[at], j.nights[at - 1]
+        finding.commits = (
+            by_night[finding.good].get("git_commit"),
+            by_night[finding.since].get("git_commit"),
+        )
     return finding
+
+
+def judge(history: History, night: str, policy: Policy | None = None) -> list[Finding]:
+    """Every finding of `night` against each group's history (tonight's group order)."""
+    policy = policy or Policy()
+    earlier = [n for n in history.nights if n < night]
+    before = history.rows[earlier[-1]] if earlier else {}
+    findings: list[Finding] = []
+    for group, row in history.rows.get(night, {}).items():
+        rows = since_accepted(history, group, night)
+        if len(history.series(group, night)) < 2:
+            findings.append(Finding(group, "new", note="no earlier night of this group"))
+            continue
+        top1 = policy.judge_top1(rows)
+        if top1 is not None and len(top1.nights) > 1:
+            findings.append(_step_finding(group, "top1", rows, top1))
+        on_device = same_device(rows)
+        speed = policy.judge_throughput(on_device)
+        if speed is not None and len(speed.nights) > 1:
+            findings.append(_step_finding(group, "img_per_s", on_device, speed))
+        elif group in before and before[group].get("device_name") != row.get("device_name"):
+            was, now = before[group].get("device_name"), row.get("device_name")
+            note = f"not compared: device changed ({was} -> {now})"
+            findings.append(Finding(group, "img_per_s", note=note))
+    for group in before:
+        if group not in history.rows.get(night, {}):
+            findings.append(Finding(group, "missing", note="ran last night, no completed run tonight"))
+    return findings
 
 
 def compare(
     previous: Sequence[dict[str, Any]], current: Sequence[dict[str, Any]], policy: Policy | None = None
 ) -> list[Finding]:
-    """Every finding between two snapshots (rows of SNAPSHOT_SCHEMA), in tonight's group order."""
-    policy = policy or Policy()
-    before = {row["group"]: row for row in previous}
-    findings: list[Finding] = []
-    for row in current:
-        group = row["group"]
-        old = before.get(group)
-        if old is None:
-            findings.append(Finding(group, "new", note="no run of this group last night"))
-            continue
-        if old["top1"] and row["top1"]:
-            findings.append(compare_top1(group, old["top1"], row["top1"], policy))
-        if is_number(old["img_per_s_mean"]) and is_number(row["img_per_s_mean"]):
-            findings.append(
-                compare_throughput(
-                    group,
-                    old["img_per_s_mean"],
-                    row["img_per_s_mean"],
-                    policy,
-                    old.get("device_name"),
-                    row.get("device_name"),
-                )
-            )
-    tonight = {row["group"] for row in current}
-    for group in before:
-        if group not in tonight:
-            findings.append(Finding(group, "missing", note="ran last night, no completed run tonight"))
-    return findings
+    """`judge` over a history of two snapshots (rows of SNAPSHOT_SCHEMA): tonight against last night."""
+    history = History(nights=["0-previous", "1-tonight"])
+    for night, rows in zip(history.nights, (previous, current), strict=True):
+        history.rows[night] = {r["group"]: {**r, "night": night} for r in rows}
+    return judge(history, "1-tonight", policy)
 
 
 def _nan_if_none(x: float | None) -> float:
@@ -176,18 +178,22 @@ def _nan_if_none(x: float | None) -> float:
 # ------------------------------------------------------------------------------ snapshots
 def aggregate(runs_dir: Path, summary: SweepSummary, night: str) -> list[dict[str, Any]]:
     """Snapshot rows of the sweep's completed runs, one per group (in the sweep's order)."""
+    done = [(r.run_id, r.group) for r in summary.runs if r.group is not None and r.status == "completed"]
+    return aggregate_runs(runs_dir, done, night)
+
+
+def aggregate_runs(runs_dir: Path, runs_of: Sequence[tuple[str, str]], night: str) -> list[dict[str, Any]]:
+    """Snapshot rows of the completed runs (run id, group), one per group, in their order."""
     groups: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
-    for record in summary.runs:
-        if record.group is None or record.status != "completed":
-            continue
-        run = RunDir(runs_dir, record.run_id)
+    for run_id, group in runs_of:
+        run = RunDir(runs_dir, run_id)
         if not run.metrics.exists():
             continue
         rows = read_metrics(run.metrics)
         if not rows:
             continue
         provenance = _read_json(run.provenance)
-        groups.setdefault(record.group, []).append((rows, provenance))
+        groups.setdefault(group, []).append((rows, provenance))
     out = []
     for group, runs in groups.items():
         finals = [rows[-1] for rows, _ in runs]
@@ -228,6 +234,41 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def completed_runs(runs_dir: Path) -> list[tuple[str, str]]:
+    """(run id, group) of every completed run folder of a night, by run id; the group is
+    `<recipe_name>-<config_hash[:8]>` from its metrics, as `Recipe.group_key` names it."""
+    out = []
+    for folder in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
+        run = RunDir(runs_dir, folder.name)
+        if run.status != "completed" or not run.metrics.exists():
+            continue
+        try:
+            rows = read_metrics(run.metrics)
+        except (OSError, pa.ArrowException, HarnessError):
+            continue
+        if rows and rows[-1].get("recipe_name") and rows[-1].get("config_hash"):
+            out.append((folder.name, f"{rows[-1]['recipe_name']}-{rows[-1]['config_hash'][:8]}"))
+    return out
+
+
+def rebuild_history(root: Path, history: Path | None = None) -> list[str]:
+    """Write every night's snapshot again from its run folders (`<root>/<night>/`); snapshots of
+    nights without a folder stay as they are. One line per night rebuilt."""
+    history = history or root / "history"
+    lines = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        skip = folder.resolve() in (history.resolve(), (root / "reports").resolve())
+        if skip or not _is_night(folder.name):
+            continue
+        runs = completed_runs(folder)
+        if not runs:
+            continue
+        rows = aggregate_runs(folder, runs, folder.name)
+        write_snapshot(history / f"{folder.name}.parquet", rows)
+        lines.append(f"{folder.name}: {len(rows)} group{'s' if len(rows) != 1 else ''}, {len(runs)} runs")
+    return lines
+
+
 def write_snapshot(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     """Atomically write a night's snapshot."""
     table = pa.table(
@@ -255,21 +296,35 @@ def _fmt(x: float | None, digits: int = 2) -> str:
     return "-" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
 
 
+def _short(commit: str | None) -> str:
+    return (commit or "?")[:12]
+
+
+def _step_text(f: Finding) -> str:
+    """`since NIGHT, commits GOOD..BAD` of a step (the range `git bisect` starts from)."""
+    if f.since is None:
+        return ""
+    good, bad = f.commits or (None, None)
+    return f"since {f.since} (after {f.good}), commits `{_short(good)}..{_short(bad)}`"
+
+
 def render_report(
     night: str,
     previous: str | None,
     findings: Sequence[Finding],
     summary: SweepSummary | None,
     policy: Policy,
+    history: History | None = None,
 ) -> str:
-    """A short Markdown report: verdict, comparisons, failed runs."""
+    """A short Markdown report: verdict, each group's level against its baseline with the step
+    it took, what was set apart, recent acceptances, failed runs."""
     regressions = [f for f in findings if f.regression]
     lines = [f"# Nightly benchmark {night}", ""]
     failed = [r for r in summary.runs if r.outcome in ("failed", "diverged")] if summary else []
     if previous is None:
         lines.append("First night: nothing to compare with; this night is the baseline.")
     else:
-        lines.append(f"Compared with {previous}. Rule: {policy.describe()}.")
+        lines.append(f"Previous night {previous}. Rule: {policy.describe()}.")
     lines.append("")
     verdict = f"**{len(regressions)} regression{'s' if len(regressions) != 1 else ''}**"
     if failed:
@@ -278,25 +333,35 @@ def render_report(
     compared = [f for f in findings if f.metric in ("top1", "img_per_s")]
     if compared:
         lines += [
-            "| group | metric | previous | tonight | change | allowed drop | verdict |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
+            "| group | metric | baseline | now | change | allowed drop | verdict | step |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for f in compared:
-            if f.metric == "top1":
+            if f.change is None:
+                change = allowed = "-"
+            elif f.metric == "top1":
                 change, allowed = f"{f.change:+.2f} pts", f"{f.threshold:.2f} pts"
             else:
-                change = "-" if f.change is None or math.isnan(f.change) else f"{100 * f.change:+.1f}%"
+                change = "-" if math.isnan(f.change) else f"{100 * f.change:+.1f}%"
                 allowed = f"{100 * (f.threshold or 0):.0f}%"
-            verdict = "**REGRESSION**" if f.regression else (f.note or "ok")
+            verdict = "**REGRESSION**" if f.regression else ("improved" if f.improvement else f.note or "ok")
             lines.append(
                 f"| {f.group} | {f.metric} | {_fmt(f.previous)} | {_fmt(f.current)} | {change} | "
-                f"{allowed} | {verdict} |"
+                f"{allowed} | {verdict} | {_step_text(f)} |"
             )
         lines.append("")
     for kind, title in (("new", "New groups"), ("missing", "Missing tonight")):
         items = [f.group for f in findings if f.metric == kind]
         if items:
             lines += [f"{title}: " + ", ".join(f"`{g}`" for g in items), ""]
+    if history is not None:
+        lines += [f"Set apart: {line}" for line in history.set_apart]
+        recent = [n for n in history.nights if n <= night][-LISTED_NIGHTS:]
+        for a in history.accepted:
+            if a.night in recent:
+                lines.append(f"Accepted: `{a.group}` from {a.start} by {a.by} at {a.at}: {a.reason}")
+        if history.set_apart or any(a.night in recent for a in history.accepted):
+            lines.append("")
     if summary is not None:
         counts = ", ".join(f"{n} {o}" for o, n in summary.counts().items() if n)
         lines += [f"Runs: {counts}" + (f" (summary: `{summary.path}`)" if summary.path else ""), ""]
@@ -326,6 +391,13 @@ class NightlyResult:
             return InterruptedRun.exit_code
         failed = self.summary is not None and self.summary.exit_code != 0
         return 1 if failed or any(f.regression for f in self.findings) else 0
+
+
+def _is_night(name: str) -> bool:
+    try:
+        return check_night(name) == name
+    except HarnessError:
+        return False
 
 
 def default_night() -> str:
@@ -373,9 +445,11 @@ def run_nightly(
         rows = aggregate(runs_dir, summary, night)
         result.snapshot_path = history / f"{night}.parquet"
         write_snapshot(result.snapshot_path, rows)
-        if prev_path is not None:
-            result.findings = compare(read_snapshot(prev_path), rows, policy)
-        result.report = render_report(night, result.previous, result.findings, summary, policy)
+        past = load_history(history)
+        result.previous = max((n for n in past.nights if n < night), default=None)
+        result.findings = judge(past, night, policy)
+        result.report = render_report(night, result.previous, result.findings, summary, policy, past)
+        write_trend_page(past, root / "reports" / "index.html", policy)
     result.report_path = root / "reports" / f"{night}.md"
     for path in {result.report_path, *([report_out] if report_out else [])}:
         atomic_write_bytes(path, lambda fh: fh.write(result.report.encode()))

@@ -110,7 +110,7 @@ def test_report_names_the_regressions():
     policy = Policy()
     text = render_report("2026-01-02", "2026-01-01", compare(prev, now, policy), None, policy)
     assert text.startswith("# Nightly benchmark 2026-01-02")
-    assert "Compared with 2026-01-01" in text and "**2 regressions**" in text
+    assert "Previous night 2026-01-01" in text and "**2 regressions**" in text
     assert "| ce-aaaa | top1 | 75.00 | 73.00 | -2.00 pts | 0.80 pts | **REGRESSION** |" in text
     assert "| kd-cccc | img_per_s | 1000.00 | 800.00 | -20.0% | 10% | **REGRESSION** |" in text
     quiet = render_report("2026-01-02", "2026-01-01", compare(prev, prev, policy), None, policy)
