@@ -2,7 +2,8 @@
 
 The recipe is read from the page itself, so the page and the code cannot drift apart: the tree is
 3 classes x 20 PNGs for training and 3 x 5 to evaluate; `harness validate` and `harness run`
-(in-process, the real commands) take it as written, with timm's `test_resnet` for one epoch in
+(in-process, the real commands) take it as written, refuse a missing root or too small a
+`num_classes` before making a run folder, and train it with timm's `test_resnet` for one epoch in
 place of ResNet-18 for five (`--set`, as a user may).
 """
 
@@ -41,6 +42,13 @@ def test_the_documented_image_folder_recipe_validates_and_trains(tmp_path, monke
         main, ["run", "flowers_resnet18_ce.yaml", "--runs-dir", "runs", "--set", "data.root=nowhere"]
     )
     assert missing.exit_code == 2 and "data.root: nowhere not found" in missing.output
+    too_few = runner.invoke(
+        main, ["run", "flowers_resnet18_ce.yaml", "--runs-dir", "runs", "--set", "data.num_classes=2"]
+    )
+    assert too_few.exit_code == 2
+    assert too_few.output.strip().splitlines()[-1] == (
+        "error: data.num_classes: labels in flowers/train go up to 2, num_classes is 2"
+    )
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
     trained = runner.invoke(main, ["run", "flowers_resnet18_ce.yaml", "--runs-dir", "runs", *FAST])
     assert trained.exit_code == 0, trained.output
