@@ -34,7 +34,7 @@ from harness.leaderboard.baselines import CE, LS
 from harness.leaderboard.html_page import render_html
 from harness.leaderboard.latex import render_latex
 from harness.leaderboard.markdown import render_markdown
-from harness.leaderboard.reference import Ours, References, load_references
+from harness.leaderboard.reference import Ours, References, load_references, seen_of_run
 from harness.leaderboard.runs import LeaderboardError, SetApart, load_runs
 from harness.leaderboard.table import records, to_csv, to_parquet
 from harness.store.files import atomic_write_bytes
@@ -149,23 +149,25 @@ def generate(
 
 
 def attach_references(settings: list[Setting], refs: References) -> None:
-    """Give every row the published figures of its own setting: its recipe, data set, architecture,
-    epochs, method, parameters and teacher (`References.same_setting`)."""
+    """Give every row the published figures of its own setting: its recipe, data set (the whole
+    of it, as each run recorded it), architecture, epochs, method, parameters and teacher
+    (`References.same_setting`); a row denied one for its data alone says why (`paper_withheld`)."""
     for s in settings:
         for row in s.rows:
-            row.paper = refs.matches(
-                Ours(
-                    recipe_name=row.recipe_name,
-                    dataset=s.dataset,
-                    arch=s.arch,
-                    epochs=s.epochs,
-                    method=row.method,
-                    params=row.params,
-                    teacher_arch=row.teacher_arch,
-                    teacher_method=row.teacher_method,
-                    teacher_kind=row.teacher_kind,
-                )
+            ours = Ours(
+                recipe_name=row.recipe_name,
+                dataset=s.dataset,
+                arch=s.arch,
+                epochs=s.epochs,
+                method=row.method,
+                params=row.params,
+                teacher_arch=row.teacher_arch,
+                teacher_method=row.teacher_method,
+                teacher_kind=row.teacher_kind,
+                seen=tuple(seen_of_run(run) for run in row.runs),
             )
+            row.paper = refs.matches(ours)
+            row.paper_withheld = "" if row.paper else refs.withheld(ours)
 
 
 def output_files(formats: Sequence[str]) -> tuple[str, ...]:

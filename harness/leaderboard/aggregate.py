@@ -187,6 +187,7 @@ class Row:
     values: list[dict[str, float | None]] = field(default_factory=list)
     gains: dict[str, Comparison | None] = field(default_factory=dict)
     paper: list[ReferenceResult] = field(default_factory=list)
+    paper_withheld: str = ""  # why a figure of its setting in all but the data is not shown
 
     @property
     def n(self) -> int:

@@ -384,8 +384,13 @@ def _comparison_table(sid: str, s: Setting) -> list[str]:
 
 def _paper_table(sid: str, s: Setting) -> list[str]:
     matched = [(row, ref) for row in s.rows for ref in row.paper]
+    withheld = [
+        f"<p>No published figure beside {html(row.label)}: {html(row.paper_withheld)}.</p>"
+        for row in s.rows
+        if row.paper_withheld
+    ]
     if not matched:
-        return []
+        return withheld
     header = list(PAPER_HEADER)
     out = [
         "<h3>Paper vs ours</h3>",
@@ -401,7 +406,7 @@ def _paper_table(sid: str, s: Setting) -> list[str]:
             + "".join(f'<td class="text">{c}</td>' if k < 2 else f"<td>{c}</td>" for k, c in enumerate(cells))
             + "</tr>"
         )
-    return [*out, "</tbody>", "</table>", "</div>"]
+    return [*out, "</tbody>", "</table>", "</div>", *withheld]
 
 
 def _plots(sid: str, s: Setting) -> list[str]:

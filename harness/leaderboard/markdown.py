@@ -156,6 +156,9 @@ def _setting_section(s: Setting) -> list[str]:
             [paper_cells(row, ref, md) for row, ref in matched],
             "lllrrrr",
         )
+    withheld = [row for row in s.rows if row.paper_withheld]
+    for row in withheld:
+        lines += [f"No published figure beside {md(row.label)}: {md(row.paper_withheld)}.", ""]
     return lines
 
 

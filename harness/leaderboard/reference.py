@@ -18,11 +18,19 @@ figure's recipe's, and data set, architecture (through the mapping), epochs, met
 parameter the figure lists, and the teacher's architecture, method and kind are equal. Two runs
 that share a data set, architecture and method but not the schedule (a 16-epoch ffcv run and
 a 90-epoch one) never share a figure.
+
+The data set is more than its name: every run of the row must have trained and been evaluated on
+the whole data set the figure used (`PUBLISHED_DATA`): its classes (`data.num_classes` unset or
+equal), every training sample of an epoch (`train_samples`, short by less than one global batch:
+`drop_last` and the DDP shards drop the remainder) and every evaluation sample (`eval_samples`).
+A recipe named `imagenet` reading a 3-class ImageFolder, a `train_subset` or a held-out split is
+not the figure's setting (`References.data_difference` says why).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from collections.abc import Iterator
@@ -32,7 +40,7 @@ from typing import Any
 
 from harness.config import load_recipe
 from harness.config.recipe import Recipe, recipe_dir
-from harness.leaderboard.runs import LeaderboardError
+from harness.leaderboard.runs import LeaderboardError, Run
 
 #: `leaderboard/reference/` of the checkout this package lives in.
 DEFAULT_REFERENCE_DIR = Path(__file__).resolve().parents[2] / "leaderboard" / "reference"
@@ -60,6 +68,56 @@ RESULT_COLUMNS = (
     "teacher_kind",
 )
 TEACHER_KINDS = ("run", "pretrained")
+
+
+@dataclass(frozen=True)
+class DataSet:
+    """A data set whole, as the published figures used it."""
+
+    classes: int
+    train: int  # training samples
+    eval: int  # samples of the evaluation split (ImageNet's val, CIFAR's test)
+
+    def describe(self) -> str:
+        return f"{self.classes} classes, {self.train:,} training and {self.eval:,} evaluation samples"
+
+    def seen(self) -> Seen:
+        """What a run on the whole data set records."""
+        return Seen(None, self.train, self.eval, None)
+
+
+#: The data sets of the published figures: CIFAR-100 (Krizhevsky 2009: 50,000 training and 10,000
+#: test images of 100 classes) and ImageNet, ILSVRC-2012 (Russakovsky et al. 2015: 1,281,167
+#: training and 50,000 validation images of 1000 classes). Every figure's data set must be here.
+PUBLISHED_DATA = {
+    "cifar100": DataSet(100, 50_000, 10_000),
+    "imagenet": DataSet(1000, 1_281_167, 50_000),
+}
+
+
+@dataclass(frozen=True)
+class Seen:
+    """The data one run trained and was evaluated on, as its metrics.parquet records it."""
+
+    classes: int | None  # data.num_classes where the recipe sets it (None: the data set's own)
+    train_samples: int | None  # training samples of an epoch, all ranks (None: unknown)
+    eval_samples: int | None  # samples evaluated (None: unknown)
+    global_batch: int | None  # batch x ranks: how many training samples an epoch may drop
+
+    def difference(self, whole: DataSet) -> str:
+        """'' when this is the whole data set `whole`, else what differs, in a few words."""
+        if self.classes is not None and self.classes != whole.classes:
+            return f"{self.classes} classes, not {whole.classes}"
+        slack = max(self.global_batch or 1, 1)
+        if self.train_samples is None or not whole.train - slack < self.train_samples <= whole.train:
+            return f"{_count(self.train_samples)} training samples an epoch, not {whole.train:,}"
+        if self.eval_samples != whole.eval:
+            return f"{_count(self.eval_samples)} evaluation samples, not {whole.eval:,}"
+        return ""
+
+
+def _count(n: int | None) -> str:
+    return "unknown" if n is None else f"{n:,}"
 
 
 @dataclass(frozen=True)
@@ -114,9 +172,35 @@ class References:
             return False
         if ours.arch not in self.archs_for(ours.dataset, ref.model):
             return False
+        if self.data_difference(ref, ours):
+            return False
         return self._same_teacher(ref, ours) and all(
             _same(ours.params.get(k), v) for k, v in ref.params.items()
         )
+
+    def data_difference(self, ref: ReferenceResult, ours: Ours) -> str:
+        """'' when every run of `ours` saw the whole data set of the figure `ref`, else how the
+        first that did not differs (`Seen.difference`); no runs is a difference too."""
+        whole = PUBLISHED_DATA.get(ref.dataset)
+        if whole is None:
+            return f"{ref.dataset} has no size in PUBLISHED_DATA"
+        if not ours.seen:
+            return "no record of the data"
+        return next((d for d in (seen.difference(whole) for seen in ours.seen) if d), "")
+
+    def withheld(self, ours: Ours) -> str:
+        """Why no figure is shown beside `ours` when one is of its setting in all but the data
+        ('' otherwise): one short note for the board."""
+        for ref in self.results:
+            difference = self.data_difference(ref, ours)
+            whole = PUBLISHED_DATA.get(ref.dataset)
+            if (
+                difference
+                and whole is not None
+                and self.same_setting(ref, dataclasses.replace(ours, seen=(whole.seen(),)))
+            ):
+                return f"{ref.source}'s {ref.dataset} has {whole.describe()}; this row: {difference}"
+        return ""
 
     def _same_teacher(self, ref: ReferenceResult, ours: Ours) -> bool:
         if ref.teacher_kind != ours.teacher_kind:
@@ -141,6 +225,7 @@ class Ours:
     teacher_arch: str | None = None
     teacher_method: str | None = None
     teacher_kind: str | None = None  # run | pretrained | None
+    seen: tuple[Seen, ...] = ()  # the data of each run (none: no figure is of its setting)
 
 
 def ours_from_recipe(recipe: Recipe) -> Ours:
@@ -163,6 +248,35 @@ def ours_from_recipe(recipe: Recipe) -> Ours:
         teacher_arch=teacher_arch,
         teacher_method=teacher_method,
         teacher_kind=teacher_kind,
+        seen=seen_of_recipe(recipe),
+    )
+
+
+def seen_of_recipe(recipe: Recipe) -> tuple[Seen, ...]:
+    """What a run of `recipe` on its whole data set (`PUBLISHED_DATA`) records: the subsets in
+    place of the splits, an unknown training count where it holds samples out; () for another."""
+    d = recipe.data
+    whole = PUBLISHED_DATA.get(d.dataset)
+    if whole is None:
+        return ()
+    train = None if d.holdout is not None else min(d.train_subset or whole.train, whole.train)
+    return (Seen(d.num_classes, train, min(d.val_subset or whole.eval, whole.eval), d.batch_size),)
+
+
+def seen_of_run(run: Run) -> Seen:
+    """The data a run trained and was evaluated on, from its last metrics row: the classes its
+    `data_pipeline` sets, `train_samples`, `eval_samples` and `global_batch_size`."""
+    last = run.last
+    try:
+        pipeline = json.loads(last["data_pipeline"])
+    except ValueError:
+        pipeline = {}
+    classes = pipeline.get("num_classes") if isinstance(pipeline, dict) else None
+    return Seen(
+        classes=classes if isinstance(classes, int) else None,
+        train_samples=last.get("train_samples"),
+        eval_samples=last.get("eval_samples"),
+        global_batch=last.get("global_batch_size"),
     )
 
 
@@ -186,6 +300,11 @@ def load_references(folder: Path | None = None) -> References:
         pending = tuple(_result(row, pending_file, line, attached=False) for line, row in rows)
     for path, refs in ((result_file, results), (pending_file, pending)):
         for ref in refs:
+            if ref.dataset not in PUBLISHED_DATA:
+                raise LeaderboardError(
+                    f"{path}: data set {ref.dataset!r} has no size in reference.PUBLISHED_DATA "
+                    f"(one of {', '.join(PUBLISHED_DATA)})"
+                )
             for model in filter(None, (ref.model, ref.teacher_model)):
                 if (ref.dataset, model) not in archs:
                     raise LeaderboardError(

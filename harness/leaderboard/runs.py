@@ -60,6 +60,8 @@ OPTIONAL_COLUMNS = (
     "holdout_samples",
     *HOLDOUT_METRICS,
     "train_samples",
+    "eval_samples",
+    "global_batch_size",
     "epoch_time_s",
     "img_per_s",
     *TEACHER_COLUMNS,

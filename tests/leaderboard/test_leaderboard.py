@@ -20,7 +20,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
+from harness.config.loading import from_mapping
 from harness.leaderboard import MARKER, OUTPUT_FILES, LeaderboardError, generate
 from harness.leaderboard.aggregate import METHOD_ORDER, build_settings
 from harness.leaderboard.baselines import BASELINES
@@ -57,10 +59,12 @@ def write_run(
     holdout: list[float] | None = None,
     folder: str | None = None,
     run_id: str | None = None,
+    data_pipeline: str | None = None,
     **last: Any,
 ) -> Path:
     """A run folder whose metrics.parquet has one row per value in `top1` (epochs 1, 2, ...), with
-    the held-out top-1 of each epoch from `holdout` (no held-out split without it)."""
+    the held-out top-1 of each epoch from `holdout` (no held-out split without it); `last` sets
+    columns of the last row."""
     run_id = run_id or run_id_for(recipe, seed)
     rows = []
     for i, t in enumerate(top1):
@@ -76,7 +80,8 @@ def write_run(
                 "arch": arch,
                 "seed": seed,
                 "setting_key": setting,
-                "data_pipeline": json.dumps({"dataset": dataset, "augment": {"hflip": True}}),
+                "data_pipeline": data_pipeline
+                or json.dumps({"dataset": dataset, "augment": {"hflip": True}}),
                 "epochs": epochs or len(top1),
                 "epoch": i + 1,
                 "eval_split": "test",
@@ -480,16 +485,21 @@ def _epochs(n: int, last: float) -> list[float]:
     return [60.0] * (n - 1) + [last]
 
 
+#: What a run on the whole of ImageNet records (ILSVRC-2012: 1,281,167 training, 50,000 val images).
+WHOLE_IMAGENET = {"train_samples": 1_281_167, "eval_samples": 50_000, "global_batch_size": 512}
+
+
 def test_paper_vs_ours_side_by_side(tmp_path):
     runs, out = tmp_path / "runs", tmp_path / "board"
-    net = {"dataset": "imagenet", "arch": "resnet50", "setting": "in-r50"}
+    net = {"dataset": "imagenet", "arch": "resnet50", "setting": "in-r50", **WHOLE_IMAGENET}
     write_run(runs, "resnet50_ce", "ce", 0, _epochs(90, 75.5), **net)  # Yuan et al.'s baseline
     write_run(runs, "resnet50_tfkd_reg", "tfkd_reg", 0, _epochs(90, 76.0), **net)
     shen = {"dataset": "imagenet", "arch": "resnet50", "setting": "in-r50-shen"}  # lr / 10 every 30
+    shen |= WHOLE_IMAGENET
     write_run(runs, "resnet50_ce_shen", "ce", 0, _epochs(90, 76.0), stability=0.68, **shen)
     teacher = run_id_for("resnet50_ce_shen", 0)
     kd = {"params": {"alpha": 1.0, "temperature": 1.0}, "teacher": teacher, "teacher_arch": "resnet50"}
-    r18 = {"dataset": "imagenet", "arch": "resnet18", "setting": "in-r18"}
+    r18 = {"dataset": "imagenet", "arch": "resnet18", "setting": "in-r18", **WHOLE_IMAGENET}
     write_run(runs, "resnet18_kd_t1_resnet50", "kd_t1", 0, _epochs(90, 71.0), **r18, **kd)
     generate(runs, out)
     table = read_table(out)
@@ -511,14 +521,16 @@ def test_a_figure_stays_with_its_own_setting(tmp_path):
     """The issue-26 cases: a short ffcv run, Yuan et al.'s 90-epoch recipe and a run under another
     recipe name each get only their own figure (or none)."""
     runs, out = tmp_path / "runs", tmp_path / "board"
-    ffcv = {"dataset": "imagenet", "arch": "resnet18", "setting": "in-r18-e16"}
+    ffcv = {"dataset": "imagenet", "arch": "resnet18", "setting": "in-r18-e16", **WHOLE_IMAGENET}
     write_run(runs, "resnet18_ffcv_e16", "label_smoothing", 0, _epochs(16, 66.0), **ffcv)
-    yuan = {"dataset": "imagenet", "arch": "resnet18", "setting": "in-r18-e90"}
+    yuan = {"dataset": "imagenet", "arch": "resnet18", "setting": "in-r18-e90", **WHOLE_IMAGENET}
     write_run(runs, "resnet18_label_smoothing", "label_smoothing", 0, _epochs(90, 70.0), **yuan)
     write_run(runs, "resnet18_ls_e90_other", "label_smoothing", 0, _epochs(90, 70.0), **yuan)
     other = {"dataset": "imagenet", "arch": "resnet18", "setting": "in-r18-e10"}  # --set schedule.epochs=10
+    other |= WHOLE_IMAGENET
     write_run(runs, "resnet18_label_smoothing", "label_smoothing", 1, _epochs(10, 50.0), **other)
     self_kd = {"dataset": "imagenet", "arch": "resnet18", "setting": "in-r18-e90", "teacher_arch": "resnet18"}
+    self_kd |= WHOLE_IMAGENET
     teacher = run_id_for("resnet18_ce", 0)
     write_run(runs, "resnet18_tfkd_self", "tfkd_self", 0, _epochs(90, 70.3), teacher=teacher, **self_kd)
     generate(runs, out)
@@ -534,6 +546,65 @@ def test_a_figure_stays_with_its_own_setting(tmp_path):
     # teacher; this run distils from its own CE run, so neither is attached
     assert paper[("resnet18_tfkd_self", 90)] is None
     assert {70.42, 70.52} <= {ref.value for ref in load_references().pending}
+
+
+def _imagenet_recipe_on(root: Path, **data: Any) -> tuple[str, str]:
+    """(setting key, data pipeline) of Yuan et al.'s ImageNet ResNet18 CE recipe copied to read the
+    ImageFolder tree `root` through the torch backend, with the `data` fields given."""
+    recipe = yaml.safe_load((REPO / "recipes" / "imagenet" / "resnet18_ce.yaml").read_text())
+    for key in ("train_path", "val_path"):
+        del recipe["data"][key]
+    recipe["data"] |= {"backend": "torch", "root": str(root), **data}
+    return from_mapping(recipe, "resnet18_ce").setting()
+
+
+def test_a_figure_needs_the_whole_data_set(tmp_path):
+    """A copy of resnet18_ce.yaml on a 3-class ImageFolder (3 x 20 images, 3 x 5 to evaluate) is
+    named `imagenet` but is not Yuan et al.'s setting: no 69.84 beside it, with or without
+    `num_classes`, nor beside a run on a `train_subset` of ImageNet; one note says why. The same
+    recipe on the whole of ImageNet keeps its figure."""
+    runs, out = tmp_path / "runs", tmp_path / "board"
+    r18 = {"dataset": "imagenet", "arch": "resnet18"}
+    tiny = {"train_samples": 60, "eval_samples": 15, "global_batch_size": 512}
+    cases = {
+        "three-classes": (_imagenet_recipe_on(tmp_path, num_classes=3), tiny),
+        "classes-unset": (_imagenet_recipe_on(tmp_path), tiny),
+        "subset": (
+            _imagenet_recipe_on(tmp_path, train_subset=100_000),
+            WHOLE_IMAGENET | {"train_samples": 100_000},
+        ),
+        "whole": (_imagenet_recipe_on(tmp_path), WHOLE_IMAGENET),
+    }
+    for name, ((_, pipeline), recorded) in cases.items():
+        run = f"resnet18_ce-s0-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+        write_run(
+            runs,
+            "resnet18_ce",
+            "ce",
+            0,
+            _epochs(90, 99.8),
+            run_id=run,
+            setting=name,
+            data_pipeline=pipeline,
+            **r18,
+            **recorded,
+        )
+    generate(runs, out)
+    paper = {
+        r["setting_key"]: r["paper_top1"] for r in pq.read_table(out / "leaderboard.parquet").to_pylist()
+    }
+    assert paper == {"three-classes": None, "classes-unset": None, "subset": None, "whole": 69.84}
+    md = (out / "leaderboard.md").read_text()
+    assert md.count("| 69.84, best epoch |") == md.count("| +29.96 |") == 1  # the whole run's alone
+    assert (
+        "No published figure beside ce: Yuan et al. 2020's imagenet has 1000 classes, 1,281,167 training"
+        in md
+    )
+    assert "this row: 3 classes, not 1000." in md
+    assert "this row: 60 training samples an epoch, not 1,281,167." in md
+    assert "this row: 100,000 training samples an epoch, not 1,281,167." in md
+    assert md.count("No published figure beside") == 3
+    assert (out / "index.html").read_text().count("No published figure beside") == 3
 
 
 def test_malformed_reference_data_is_a_one_line_error(tmp_path):
