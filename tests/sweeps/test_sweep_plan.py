@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
 
+from harness.cli import main
+from harness.config import load_recipe
 from harness.sweeps.estimate import pack, parse_window
 from harness.sweeps.nightly import write_snapshot
 from harness.sweeps.plan import plan_sweep
@@ -107,3 +110,19 @@ def test_history_replaces_the_rate_and_unknown_runs_are_said(tmp_path):
 def test_packing_and_windows():
     assert pack([4, 3, 3, 2], 2) == 6 and pack([1.0], 8) == 1.0  # longest first onto the least-loaded device
     assert parse_window("10h") == 10 and parse_window("90m") == 1.5 and parse_window("3600s") == 1
+
+
+def test_the_example_sweep_is_the_default_job_over_three_seeds(tmp_path):
+    # sweeps/example.yaml says what it runs and what its plan is: both must hold
+    example = REPO / "sweeps" / "example.yaml"
+    setup = (REPO / "scripts" / "setup.sh").read_text()
+    default = next(w for w in setup.split() if w.startswith("recipes/") and w.endswith(".yaml"))
+    result = CliRunner().invoke(main, ["sweep", "--file", str(example), "--plan", "--history", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    rows = [line.split()[0] for line in result.output.splitlines()[1:-1]]
+    assert rows == [load_recipe(REPO / default, [f"seed={s}"]).run_id for s in (0, 1, 2)]
+    comment = " ".join(line.lstrip("# ") for line in example.read_text().splitlines() if line.startswith("#"))
+    assert "the default job over three seeds" in comment and default in comment
+    total = result.output.splitlines()[-1]  # total: 0.3 device-hours over 3 runs
+    assert total.endswith(" device-hours over 3 runs"), total
+    assert f"`--plan` says 3 runs, {total.split()[1]} device-hours" in comment
