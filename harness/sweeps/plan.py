@@ -29,6 +29,7 @@ class PlannedRun:
     seed: int | None
     recipe: Recipe | None = None
     error: str | None = None  # the recipe does not load (the run is reported failed)
+    origin: str | None = None  # the sweep file entry it comes from: `sweep.yaml: recipes[1]`
 
     @property
     def run_id(self) -> str:
@@ -51,35 +52,37 @@ def plan_sweep(
 
     Seeds: `seeds` (the --seeds option) replaces every seed list; otherwise an entry's own
     `seeds`, else the file's `seeds`, else the recipe's own `seed`. Overrides apply in the order
-    file `overrides`, entry `overrides`, `overrides` (--set), then `seed=N`.
+    file `overrides`, entry `overrides`, `overrides` (--set), then `seed=N`. A recipe that does
+    not load is a run with an `error` naming the entry it comes from (`sweep.yaml: recipes[1]: ...`).
     """
-    entries: list[tuple[Path, list[int] | None, list[str]]] = []
+    entries: list[tuple[Path, list[int] | None, list[str], str | None]] = []
     if sweep_file is not None:
         spec = load_sweep_file(sweep_file)
         base = sweep_file.parent
         for i, entry in enumerate(spec.recipes):
             entry_seeds = entry.seeds if entry.seeds is not None else spec.seeds
+            origin = f"{sweep_file}: recipes[{i}]"
             try:
                 paths = expand(entry.path, base)
             except RecipeError as exc:
-                raise RecipeError(f"{sweep_file}: recipes[{i}]: {exc}") from None
+                raise RecipeError(f"{origin}: {exc}") from None
             for path in paths:
-                entries.append((path, entry_seeds, [*spec.overrides, *entry.overrides]))
+                entries.append((path, entry_seeds, [*spec.overrides, *entry.overrides], origin))
     for source in sources:
         for path in expand(source, Path.cwd()):
-            entries.append((path, None, []))
+            entries.append((path, None, [], None))
     if not entries:
         raise RecipeError("nothing to run: give recipe paths or globs, or --file SWEEP.yaml")
     runs: list[PlannedRun] = []
     seen: set[str] = set()
-    for path, entry_seeds, entry_overrides in entries:
+    for path, entry_seeds, entry_overrides, origin in entries:
         for seed in seeds or entry_seeds or [None]:
             ovr = (*entry_overrides, *overrides, *([f"seed={seed}"] if seed is not None else []))
-            run = PlannedRun(path, tuple(ovr), seed)
+            run = PlannedRun(path, tuple(ovr), seed, origin=origin)
             try:
                 run.recipe = load_recipe(path, ovr)
             except HarnessError as exc:
-                run.error = str(exc)
+                run.error = f"{origin}: {exc}" if origin else str(exc)
             if run.run_id in seen:
                 log.debug("sweep: %s (%s) listed twice; running it once", run.run_id, path)
                 continue

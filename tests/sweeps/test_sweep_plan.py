@@ -10,7 +10,7 @@ from harness.config import load_recipe
 from harness.sweeps.estimate import pack, parse_window
 from harness.sweeps.nightly import write_snapshot
 from harness.sweeps.plan import plan_sweep
-from tests.support.recipes import REPO, run_cli
+from tests.support.recipes import REPO, run_cli, tiny_recipe, write_recipe
 
 STUDY = REPO / "sweeps" / "fashion_mnist_study.yaml"
 
@@ -126,3 +126,18 @@ def test_the_example_sweep_is_the_default_job_over_three_seeds(tmp_path):
     total = result.output.splitlines()[-1]  # total: 0.3 device-hours over 3 runs
     assert total.endswith(" device-hours over 3 runs"), total
     assert f"`--plan` says 3 runs, {total.split()[1]} device-hours" in comment
+
+
+def test_plan_of_a_sweep_naming_a_missing_recipe_exits_2_naming_the_entry(tmp_path):
+    write_recipe(tmp_path / "a.yaml", tiny_recipe())
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("recipes:\n  - a.yaml\n  - nope.yaml\n")
+    runs_dir = tmp_path / "runs"
+    entry = f"{sweep}: recipes[1]: {tmp_path / 'nope.yaml'}: recipe file not found"
+    plan = CliRunner().invoke(main, ["sweep", "--file", str(sweep), "--plan", "--history", str(tmp_path)])
+    assert plan.exit_code == 2, plan.output
+    assert f"invalid: {entry}" in plan.stdout and plan.stderr == f"error: {entry}\n"
+    # the sweep itself, under --fail-fast: the same line, nothing written
+    args = ["sweep", "--file", str(sweep), "--fail-fast", "--runs-dir", str(runs_dir)]
+    run = CliRunner().invoke(main, args)
+    assert run.exit_code == 2 and run.stderr == f"error: {entry}\n" and not runs_dir.exists()
