@@ -293,10 +293,11 @@ def _run_sweep(
     planned = plan_sweep(recipes, sweep_file, parse_seeds(seeds) if seeds else None, overrides)
     if extra["show_plan"]:
         from harness.sweeps.estimate import estimate, parse_window, render_plan
+        from harness.sweeps.plan import with_teacher_runs
 
         window = parse_window(extra["window"]) if extra["window"] else None
         history = extra["history"] or Path("runs/nightly/history")
-        plan = estimate(planned, history)
+        plan = estimate(with_teacher_runs(planned, runs_dir), history)
         text, fits = render_plan(plan, devices=extra["devices"], window_h=window)
         click.echo(text)
         _refuse_invalid(planned)

@@ -1,20 +1,24 @@
 """The plan of a sweep: the sweep file and recipe paths expanded into `PlannedRun`s (entries x
-seeds, duplicates once), and which of them is a teacher run of another (`teacher_run_id`).
+seeds, duplicates once), the teacher runs its students need added (`with_teacher_runs`), and which
+of them is a teacher run of another (`teacher_run_id`).
 
-May import `harness.config` (recipes), `harness.teachers` (a student's teacher run) and the sweep
-file format (`harness.sweeps.spec`); nothing that trains or schedules.
+May import `harness.config` (recipes), `harness.teachers` (a student's teacher run), the run
+folders' status (`harness.store`) and the sweep file format (`harness.sweeps.spec`); nothing that
+trains or schedules.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness.config import Recipe, load_recipe
 from harness.config.globs import expand
 from harness.errors import HarnessError, RecipeError
+from harness.store.rundir import RunDir
 from harness.sweeps.spec import load_sweep_file
 
 log = logging.getLogger("harness")
@@ -30,6 +34,7 @@ class PlannedRun:
     recipe: Recipe | None = None
     error: str | None = None  # the recipe does not load (the run is reported failed)
     origin: str | None = None  # the sweep file entry it comes from: `sweep.yaml: recipes[1]`
+    teacher_of: str | None = None  # a teacher run the sweep trains: the run id of its first student
 
     @property
     def run_id(self) -> str:
@@ -102,3 +107,64 @@ def teacher_run_id(run: PlannedRun) -> str | None:
         return teacher_recipe(recipe).run_id
     except HarnessError:
         return None
+
+
+def with_teacher_runs(runs: list[PlannedRun], runs_dir: Path) -> list[PlannedRun]:
+    """`runs` with the teacher runs they will train: each student's `teacher.run` whose run is
+    neither in the sweep nor complete in `runs_dir` becomes a run of its own, once however many
+    students share it, just before its first student (so every executor trains it first, and
+    the plan and the summary count and time it)."""
+    planned = {run.run_id for run in runs}
+    out: list[PlannedRun] = []
+
+    def add_teacher_of(run: PlannedRun) -> None:
+        teacher = _teacher_run(run)
+        if (
+            teacher is None
+            or teacher.run_id in planned
+            or RunDir(runs_dir, teacher.run_id).status == "completed"
+        ):
+            return
+        planned.add(teacher.run_id)
+        add_teacher_of(teacher)  # a teacher run with a teacher run of its own trains after it
+        out.append(teacher)
+
+    for run in runs:
+        add_teacher_of(run)
+        out.append(run)
+    return out
+
+
+def _teacher_run(student: PlannedRun) -> PlannedRun | None:
+    """The student's teacher run as a run of the sweep: the teacher's recipe file with the
+    overrides that make it the run `teacher_recipe` names (seed, held-out split, saved epochs),
+    which a worker loads like any other (None: no teacher run, or it cannot be written so)."""
+    recipe = student.recipe
+    if recipe is None or recipe.teacher is None or recipe.teacher.run is None:
+        return None
+    from harness.teachers.teacher import teacher_recipe
+
+    try:
+        want = teacher_recipe(recipe)
+        assert want.source is not None
+        plain = load_recipe(Path(want.source))
+        overrides = [f"seed={want.seed}"]
+        if want.data.holdout != plain.data.holdout:
+            holdout = asdict(want.data.holdout) if want.data.holdout is not None else None
+            overrides.append(f"data.holdout={json.dumps(holdout)}")
+        if want.checkpoint.save_epochs != plain.checkpoint.save_epochs:
+            overrides.append(f"checkpoint.save_epochs={json.dumps(want.checkpoint.save_epochs)}")
+        teacher = load_recipe(Path(want.source), overrides)
+    except HarnessError:  # the student's own run reports it
+        return None
+    if teacher.run_id != want.run_id:
+        log.debug("sweep: teacher run %s of %s left to its student", want.run_id, student.run_id)
+        return None
+    return PlannedRun(
+        Path(want.source),
+        tuple(overrides),
+        want.seed,
+        teacher,
+        origin=student.origin,
+        teacher_of=student.run_id,
+    )
