@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from harness.cli.options import device_option, runs_dir_option, set_option, track_option
+
+if TYPE_CHECKING:
+    from harness.config import Recipe
 
 #: the metric columns that `harness eval` leaves out of its JSON (the reliability diagram's bins)
 EVAL_HIDDEN = ("reliability_count", "reliability_confidence", "reliability_accuracy")
@@ -80,6 +84,7 @@ def run(
         overrides = (*overrides, *tracking)
         loaded = load_recipe(recipe, overrides)
     check_installed(loaded.tracking)  # preflight: before any process or folder
+    _check_teacher_run(loaded)  # the teacher run's recipe too, before any run folder is made
     if (nproc > 1 or _given("nproc")) and not distributed.world_from_env().distributed:  # 1: one DDP rank
         distributed.hand_to_torchrun(nproc, sys.argv[1:])
     if smoke:
@@ -101,6 +106,15 @@ def run(
             f"{result.status}: {result.run_id} ({_summary(result.rows)}) -> "
             f"{result.run_dir / 'metrics.parquet'}"
         )
+
+
+def _check_teacher_run(recipe: Recipe) -> None:
+    """The recipe of the run named by `teacher.run` must load (what `harness validate` checks):
+    a misspelled path is one line naming the field and file, not a failed run folder."""
+    if recipe.teacher is not None and recipe.teacher.run is not None:
+        from harness.teachers.teacher import teacher_recipe
+
+        teacher_recipe(recipe)
 
 
 def _given(parameter: str) -> bool:

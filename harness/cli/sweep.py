@@ -313,17 +313,29 @@ def _run_sweep(
         check_installed(run.recipe.tracking if run.recipe is not None else None)
     if extra["show_plan"]:
         from harness.sweeps.estimate import estimate, parse_window, render_plan
+        from harness.sweeps.plan import with_teacher_runs
 
         window = parse_window(extra["window"]) if extra["window"] else None
         history = extra["history"] or Path("runs/nightly/history")
-        plan = estimate(planned, history)
+        plan = estimate(with_teacher_runs(planned, runs_dir), history)
         text, fits = render_plan(plan, devices=extra["devices"], window_h=window)
         click.echo(text)
+        _refuse_invalid(planned)
         ctx.exit(0 if fits is not False else 1)
     executor = _chosen_executor(options, extra, lambda: resources, wait=extra["wait"])
     summary = run_sweep(planned, runs_dir, options, executor)
     click.echo(summary.render())
     ctx.exit(summary.exit_code)
+
+
+def _refuse_invalid(planned: list[Any]) -> None:
+    """`--plan` of a sweep with a recipe that does not load: after the table, its first error
+    (naming the sweep file's entry) as one line, exit status 2, as the sweep itself would stop
+    under `--fail-fast`."""
+    bad = [run for run in planned if run.error]
+    if bad:
+        more = f" (and {len(bad) - 1} more invalid runs)" if len(bad) > 1 else ""
+        raise RecipeError(f"{bad[0].error}{more}")
 
 
 def _chosen_executor(options: Any, extra: dict[str, Any], resources: Callable[[], Any], wait: bool) -> Any:

@@ -5,7 +5,7 @@ Modules, lower first (each imports only those above it):
 
 * `resources`: a run's Slurm resources (the sweep file's `slurm:`);
 * `spec`: the sweep file format (`SweepFile`, `SweepEntry`, `load_sweep_file`, `parse_seeds`, `expand`);
-* `plan`: `PlannedRun`, `plan_sweep`, `teacher_run_id`;
+* `plan`: `PlannedRun`, `plan_sweep`, `with_teacher_runs` (the teacher runs a sweep trains), `teacher_run_id`;
 * `summary`: `RunRecord`, `SweepSummary`, the outcomes and the exit status;
 * `executor`: `SweepOptions`, the `Executor` interface, the leaderboard at the end;
 * `slurm.scheduler`: the Slurm client commands, job states, preflight, each run's `slurm.json`;

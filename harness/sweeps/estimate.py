@@ -39,6 +39,12 @@ class RunPlan:
     images: int
     rate: float | None
     source: str
+    teacher_of: str | None = None  # a teacher run the sweep trains for this student
+
+    @property
+    def label(self) -> str:
+        """The run id, marked when it is a teacher run."""
+        return self.run_id if self.teacher_of is None else f"{self.run_id} (teacher)"
 
     @property
     def hours(self) -> float | None:
@@ -117,6 +123,8 @@ def estimate(runs: list[PlannedRun], history: Path, rates_file: Path = RATES_FIL
             )
             continue
         plans.append(RunPlan(run.run_id, epochs, images, rate, source))
+    for run, plan in zip(runs, plans, strict=True):
+        plan.teacher_of = run.teacher_of
     return plans
 
 
@@ -142,18 +150,20 @@ def pack(hours: list[float], devices: int) -> float:
 
 def render_plan(plans: list[RunPlan], devices: int | None, window_h: float | None) -> tuple[str, bool | None]:
     """The table, the total and the verdict; the second value is whether it fits (None: unknown)."""
-    width = max((len(p.run_id) for p in plans), default=3)
+    width = max((len(p.label) for p in plans), default=3)
     lines = [f"{'run':<{width}}  {'epochs':>6}  {'img/s':>8}  {'device-h':>8}  rate from"]
     for p in plans:
         rate = f"{p.rate:8.0f}" if p.rate is not None else f"{'?':>8}"
         hours = f"{p.hours:8.2f}" if p.hours is not None else f"{'?':>8}"
-        lines.append(f"{p.run_id:<{width}}  {p.epochs:>6}  {rate}  {hours}  {p.source}")
+        lines.append(f"{p.label:<{width}}  {p.epochs:>6}  {rate}  {hours}  {p.source}")
     known = [p.hours for p in plans if p.hours is not None]
     unknown = len(plans) - len(known)
     total = sum(known)
+    teachers = sum(p.teacher_of is not None for p in plans)
     lines.append(
         f"total: {total:.1f} device-hours over {len(plans)} runs"
         + (f" ({unknown} unknown)" if unknown else "")
+        + (f", {teachers} of them teacher runs" if teachers else "")
     )
     fits: bool | None = None
     if devices is not None and window_h is not None:

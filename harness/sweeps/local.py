@@ -240,6 +240,16 @@ def slot_envs(jobs: int, device: str | None) -> list[dict[str, str]]:
     return envs
 
 
+def slot_label(env: dict[str, str], jobs: int) -> str:
+    """A slot for the progress lines, from its environment (`slot_envs`): `slot 1/2, gpu 0`,
+    `slot 2/2, cpu 1` or `slot 1/2, cpus 0,1`."""
+    label = f"slot {int(env.get('HARNESS_WORKER_SLOT', '0')) + 1}/{jobs}"
+    if "CUDA_VISIBLE_DEVICES" in env:
+        return f"{label}, gpu {env['CUDA_VISIBLE_DEVICES']}"
+    cpus = env.get("HARNESS_WORKER_CPUS", "")
+    return f"{label}, {'cpus' if ',' in cpus else 'cpu'} {cpus}" if cpus else label
+
+
 @dataclass
 class SlotsExecutor:
     """`--jobs N`: N runs at once, teachers before their students."""
@@ -274,7 +284,7 @@ def run_in_slots(
         nonlocal failed
         run, record = runs[i], summary.runs[i]
         try:
-            log.info("sweep [%d/%d] %s (slot %s)", i + 1, len(runs), run.run_id, env)
+            log.info("sweep [%d/%d] %s (%s)", i + 1, len(runs), run.run_id, slot_label(env, options.jobs))
             run_one(run, record, runs_dir, options, stop, scratch / f"run{i}", env)
         except Exception as exc:  # a bug in one slot must not hang the others
             record.outcome, record.error = "failed", f"{type(exc).__name__}: {exc}"

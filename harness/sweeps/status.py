@@ -53,28 +53,25 @@ def render_table(
 
 
 def status_table(runs_dir: Path) -> str:
-    """Every run folder's state, with its Slurm job's state where it has one."""
+    """Every run folder's state, with its Slurm job's state where it has one (the scheduler is
+    asked only when some run of the folder was submitted to it)."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise RunStateError(f"{runs_dir}: no such runs folder")
-    states: dict[str, JobState] = {}
-    note = ""
-    if shutil.which("squeue") is not None:
-        try:
-            states = queue()
-        except SchedulerError as exc:
-            note = f"(scheduler not asked: {exc})"
+    rundirs = [
+        rundir
+        for rundir in (RunDir(runs_dir, p.name) for p in sorted(runs_dir.iterdir()) if p.is_dir())
+        if rundir.status_file.exists() or (rundir.root / RECORD).exists()
+    ]
+    records = {rundir.root.name: read_record(rundir) for rundir in rundirs}
+    states, note = _scheduler_states(any(rec.get("job_id") for rec in records.values()))
     rows = []
-    for folder in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
-        rundir = RunDir(runs_dir, folder.name)
-        if not rundir.status_file.exists() and not (folder / RECORD).exists():
-            continue
+    for rundir in rundirs:
         try:
             st = rundir.read_status()
         except RunStateError as exc:
             st = {"status": "unreadable", "error": str(exc)}
-        rec = read_record(rundir)
-        job_id = rec.get("job_id") or ""
+        job_id = records[rundir.root.name].get("job_id") or ""
         job = states.get(job_id)
         sched = job.state.lower() if job else ("ended" if job_id else "")
         where = job.node if job and job.node else ""
@@ -82,7 +79,7 @@ def status_table(runs_dir: Path) -> str:
             sched = sched or "locked (training)"
         rows.append(
             (
-                folder.name,
+                rundir.root.name,
                 st.get("status") or "new",
                 str(st.get("epoch") or ""),
                 job_id,
@@ -102,3 +99,14 @@ def status_table(runs_dir: Path) -> str:
     if note:
         lines.append(note)
     return "\n".join(lines)
+
+
+def _scheduler_states(submitted: bool) -> tuple[dict[str, JobState], str]:
+    """The queue's jobs and a note when the scheduler could not be asked; nothing is asked (and
+    nothing said) when no run of the folder was submitted to Slurm or there is no `squeue`."""
+    if not submitted or shutil.which("squeue") is None:
+        return {}, ""
+    try:
+        return queue(), ""
+    except SchedulerError as exc:
+        return {}, f"(scheduler not asked: {exc})"

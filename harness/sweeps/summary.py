@@ -43,6 +43,7 @@ class RunRecord:
     epoch: int | None = None
     step: int | None = None
     diverged_step: int | None = None
+    teacher_of: str | None = None  # a teacher run the sweep trains for this student (and maybe others)
 
 
 @dataclass
@@ -86,7 +87,9 @@ class SweepSummary:
     def render(self) -> str:
         """A few lines for the terminal: counts, then one line per run."""
         counts = ", ".join(f"{n} {o}" for o, n in self.counts().items() if n)
-        lines = [f"sweep {self.sweep_id}: {len(self.runs)} runs: {counts}"]
+        teachers = sum(r.teacher_of is not None for r in self.runs)
+        teachers_said = f" ({teachers} teacher run{'s' if teachers > 1 else ''})" if teachers else ""
+        lines = [f"sweep {self.sweep_id}: {len(self.runs)} runs{teachers_said}: {counts}"]
         if self.interrupted:
             lines[0] += f" (interrupted by {self.interrupted})"
         width = max((len(r.run_id) for r in self.runs), default=0)
@@ -103,6 +106,8 @@ class SweepSummary:
                 detail += " (resumed)"
             if r.seconds is not None and not r.earlier:
                 detail += f"  {r.seconds:.1f} s"
+            if r.teacher_of is not None:
+                detail = f"teacher of {r.teacher_of}  {detail}"
             lines.append(f"  {r.outcome:<11} {r.run_id:<{width}}  {detail}".rstrip())
         lb = self.leaderboard
         if lb.get("status") == "written":

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING
 from harness.errors import RecipeError
 from harness.sweeps.executor import Executor, SweepOptions, regenerate_leaderboard
 from harness.sweeps.local import SerialExecutor, SlotsExecutor
-from harness.sweeps.plan import PlannedRun
+from harness.sweeps.plan import PlannedRun, with_teacher_runs
 from harness.sweeps.summary import RunRecord, SweepSummary, new_sweep_id
 
 if TYPE_CHECKING:
@@ -78,7 +78,15 @@ def start_summary(runs: list[PlannedRun], runs_dir: Path, options: SweepOptions)
     summary = SweepSummary(sweep_id=sweep_id, runs_dir=str(runs_dir), command=sys.argv, started=time.time())
     summary.path = runs_dir / "sweeps" / f"sweep-{sweep_id}.json"
     summary.runs = [
-        RunRecord(r.run_id, str(r.recipe_path), r.seed, list(r.overrides), r.group, error=r.error)
+        RunRecord(
+            r.run_id,
+            str(r.recipe_path),
+            r.seed,
+            list(r.overrides),
+            r.group,
+            error=r.error,
+            teacher_of=r.teacher_of,
+        )
         for r in runs
     ]
     summary.save()
@@ -91,11 +99,13 @@ def run_sweep(
     options: SweepOptions | None = None,
     executor: Executor | None = None,
 ) -> SweepSummary:
-    """Run (or skip, or resume, or submit) every planned run with `executor` (default:
-    `executor_for(options)`), then regenerate the leaderboard."""
+    """Run (or skip, or resume, or submit) every planned run, and the teacher runs they will train
+    (`with_teacher_runs`), with `executor` (default: `executor_for(options)`), then regenerate the
+    leaderboard."""
     options = options or SweepOptions()
     executor = executor or executor_for(options)
     runs_dir = Path(runs_dir).resolve()
+    runs = with_teacher_runs(runs, runs_dir)
     summary = start_summary(runs, runs_dir, options)
     executor.run(runs, summary)
     if options.leaderboard and not summary.interrupted and not summary.leaderboard:
