@@ -8,7 +8,9 @@ default and, where needed, a check. `from_dict` builds one from a mapping and fa
     model.arhc: unknown key; did you mean 'arch'?
 
 Unknown keys are errors (never silently ignored), types are checked (ints are accepted where
-floats are expected; booleans are never numbers), and each field's `check` runs after coercion.
+floats are expected, never floats where ints are; booleans are never numbers, but where a field's
+choices hold 'on' or 'off', YAML's on/off booleans are those words: `on_off`), and each field's
+`check` runs after coercion.
 Every integer is bounded by what the code can use: |n| <= INT_MAX (2**31 - 1: torch sizes,
 indices and Parquet's int64 all hold it) unless the field says otherwise (`int_max`; seeds go up
 to SEED_MAX = 2**32 - 1, what every generator accepts, NumPy's legacy one included). Text never
@@ -37,10 +39,17 @@ INT_MAX = 2**31 - 1
 SEED_MAX = 2**32 - 1
 
 
+#: common misnames of a choice and what they mean: suggested first where the choice exists
+ALIASES = {"gpu": "cuda", "nvidia": "cuda", "cuda:0": "cuda", "bfloat16": "bf16", "none": "off"}
+
+
 def close_matches(word: str, candidates: typing.Iterable[str], n: int = 3) -> list[str]:
-    """Up to `n` candidates that look like `word`: difflib ratio >= 0.6, or sharing its start."""
+    """Up to `n` candidates that look like `word`: its alias (ALIASES) if a candidate, then difflib
+    ratio >= 0.6, or sharing its start."""
     pool = list(candidates)
-    matches = difflib.get_close_matches(word, pool, n=n, cutoff=0.6)
+    alias = ALIASES.get(word.lower())
+    matches = [alias] if alias in pool else []
+    matches += [m for m in difflib.get_close_matches(word, pool, n=n, cutoff=0.6) if m not in matches]
     if len(word) >= 3:
         matches += [c for c in pool if c.startswith(word) and c not in matches]
     return matches[:n]
@@ -182,6 +191,7 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
         fail(path, f"must be {_type_name(tp)}, got {_describe(value)}")
     if origin is Literal:
         choices = typing.get_args(tp)
+        value = on_off(value, choices)
         if any(value == c and type(value) is type(c) for c in choices):
             return value
         extra = suggest(value, [str(c) for c in choices]) if isinstance(value, str) else ""
@@ -212,8 +222,6 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
         fail(path, f"must be an integer, got {_describe(value)}")
     if tp is float:
         number = None
@@ -237,6 +245,16 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
             return value
         fail(path, f"must be a string, got {_describe(value)}")
     raise TypeError(f"schema type {tp!r} at {path} is not supported")  # a bug in a schema
+
+
+def on_off(value: Any, choices: tuple[Any, ...]) -> Any:
+    """YAML 1.1 reads `on`/`off` (and `yes`/`no`) as booleans: where a field's choices include
+    'on' or 'off', true is 'on' and false is 'off'; any other value is returned as given."""
+    if isinstance(value, bool):
+        word = "on" if value else "off"
+        if word in choices:
+            return word
+    return value
 
 
 def plain(value: Any, path: str) -> Any:
@@ -308,6 +326,14 @@ def _known(known: Mapping[str, Any]) -> str:
     return " (known: " + ", ".join(known) + ")" if len(known) <= 12 else ""
 
 
+def _on_off_note(tp: Any) -> str:
+    """The note on the booleans a field whose choices hold 'on' or 'off' takes (`on_off`), else ''."""
+    literals = [a for a in (tp, *typing.get_args(tp)) if typing.get_origin(a) is Literal]
+    choices = {c for literal in literals for c in typing.get_args(literal)}
+    pairs = [f"{flag} = {word!r}" for flag, word in (("true", "on"), ("false", "off")) if word in choices]
+    return f" ({', '.join(pairs)}, as YAML reads unquoted on/off)" if pairs else ""
+
+
 def to_dict(obj: Any) -> Any:
     """Plain dict/list/scalar form of a dataclass tree (what YAML and JSON get)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
@@ -339,5 +365,5 @@ def describe_fields(cls: type, path: str = "") -> list[tuple[str, str, str, str]
             default = repr(f.default_factory())
         else:
             default = "required"
-        rows.append((sub, _type_name(tp), default, f.metadata.get("doc", "")))
+        rows.append((sub, _type_name(tp) + _on_off_note(tp), default, f.metadata.get("doc", "")))
     return rows
