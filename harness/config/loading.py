@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import functools
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import yaml
 
 from harness.config.recipe import Recipe, safe_name
 from harness.errors import RecipeError
-from harness.schema import describe_fields, fail, from_dict
+from harness.schema import RecipeProblems, describe_fields, fail, from_dict_all, problems_of
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -303,11 +304,11 @@ def read_recipe_tree(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]
 def from_mapping(data: dict[str, Any], name: str, source: str = "") -> Recipe:
     """Validate a recipe mapping; `name` is used when the recipe gives none."""
     try:
-        recipe = from_dict(Recipe, data)
+        recipe = from_dict_all(Recipe, data)
     except RecipeError as exc:
         if not source:
             raise
-        raise RecipeError(f"{source}: {exc}") from None
+        raise _placed(exc, lambda _: source) from None
     if recipe.name is None:
         problem = safe_name(name)
         if problem:
@@ -317,7 +318,8 @@ def from_mapping(data: dict[str, Any], name: str, source: str = "") -> Recipe:
 
 
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
-    """Load, override and validate the recipe at `path`; any problem is one RecipeError line."""
+    """Load, override and validate the recipe at `path`; any problem is one RecipeError line (a
+    RecipeProblems where the recipe holds several independent ones: each its own line)."""
     path = Path(path)
     data = read_recipe_tree(path)
     try:
@@ -327,9 +329,15 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     try:
         recipe = from_mapping(data, path.stem)
     except RecipeError as exc:
-        raise RecipeError(f"{_source_of(exc, path, overrides)}: {exc}") from None
+        raise _placed(exc, lambda problem: _source_of(problem, path, overrides)) from None
     recipe.source = str(path)
     return recipe
+
+
+def _placed(error: RecipeError, source: Callable[[RecipeError], str]) -> RecipeProblems:
+    """Every problem of `error` (`problems_of`) as one line prefixed by where it came from; the
+    message is the first's."""
+    return RecipeProblems([RecipeError(f"{source(problem)}: {problem}") for problem in problems_of(error)])
 
 
 def _source_of(error: RecipeError, path: Path, overrides: list[str] | tuple[str, ...]) -> str:
