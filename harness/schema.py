@@ -8,7 +8,9 @@ default and, where needed, a check. `from_dict` builds one from a mapping and fa
     model.arhc: unknown key; did you mean 'arch'?
 
 Unknown keys are errors (never silently ignored), types are checked (ints are accepted where
-floats are expected; booleans are never numbers), and each field's `check` runs after coercion.
+floats are expected, never floats where ints are; booleans are never numbers, but where a field's
+choices hold 'on' or 'off', YAML's on/off booleans are those words: `on_off`), and each field's
+`check` runs after coercion.
 Every integer is bounded by what the code can use: |n| <= INT_MAX (2**31 - 1: torch sizes,
 indices and Parquet's int64 all hold it) unless the field says otherwise (`int_max`; seeds go up
 to SEED_MAX = 2**32 - 1, what every generator accepts, NumPy's legacy one included). Text never
@@ -18,6 +20,7 @@ A dataclass may define `validate(self, path)` for checks that span several field
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import difflib
 import math
@@ -37,10 +40,17 @@ INT_MAX = 2**31 - 1
 SEED_MAX = 2**32 - 1
 
 
+#: common misnames of a choice and what they mean: suggested first where the choice exists
+ALIASES = {"gpu": "cuda", "nvidia": "cuda", "cuda:0": "cuda", "bfloat16": "bf16", "none": "off"}
+
+
 def close_matches(word: str, candidates: typing.Iterable[str], n: int = 3) -> list[str]:
-    """Up to `n` candidates that look like `word`: difflib ratio >= 0.6, or sharing its start."""
+    """Up to `n` candidates that look like `word`: its alias (ALIASES) if a candidate, then difflib
+    ratio >= 0.6, or sharing its start."""
     pool = list(candidates)
-    matches = difflib.get_close_matches(word, pool, n=n, cutoff=0.6)
+    alias = ALIASES.get(word.lower())
+    matches = [alias] if alias in pool else []
+    matches += [m for m in difflib.get_close_matches(word, pool, n=n, cutoff=0.6) if m not in matches]
     if len(word) >= 3:
         matches += [c for c in pool if c.startswith(word) and c not in matches]
     return matches[:n]
@@ -169,19 +179,22 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
             if type(None) in options:
                 return None
             fail(path, f"must be {_type_name(tp)}, got null")
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return coerce(option, value, path)
-            except RecipeError as exc:
-                errors.append(exc)
-        if len(errors) == 1:
-            raise errors[0]
+        others = [option for option in options if option is not type(None)]
+        if len(others) == 1:
+            return coerce(others[0], value, path)
+        token = _COLLECTED.set(None)  # an option that fails leaves no problem behind
+        try:
+            for option in others:
+                try:
+                    return coerce(option, value, path)
+                except RecipeError:
+                    continue
+        finally:
+            _COLLECTED.reset(token)
         fail(path, f"must be {_type_name(tp)}, got {_describe(value)}")
     if origin is Literal:
         choices = typing.get_args(tp)
+        value = on_off(value, choices)
         if any(value == c and type(value) is type(c) for c in choices):
             return value
         extra = suggest(value, [str(c) for c in choices]) if isinstance(value, str) else ""
@@ -212,8 +225,6 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
         fail(path, f"must be an integer, got {_describe(value)}")
     if tp is float:
         number = None
@@ -239,6 +250,16 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
     raise TypeError(f"schema type {tp!r} at {path} is not supported")  # a bug in a schema
 
 
+def on_off(value: Any, choices: tuple[Any, ...]) -> Any:
+    """YAML 1.1 reads `on`/`off` (and `yes`/`no`) as booleans: where a field's choices include
+    'on' or 'off', true is 'on' and false is 'off'; any other value is returned as given."""
+    if isinstance(value, bool):
+        word = "on" if value else "off"
+        if word in choices:
+            return word
+    return value
+
+
 def plain(value: Any, path: str) -> Any:
     """`value` if it is plain data (what JSON holds), else a RecipeError naming the path.
 
@@ -261,36 +282,109 @@ def plain(value: Any, path: str) -> Any:
 
 
 def from_dict(cls: type[T], data: Any, path: str = "") -> T:
-    """Build dataclass `cls` from mapping `data`, strictly; errors name the dotted path."""
+    """Build dataclass `cls` from mapping `data`, strictly; errors name the dotted path.
+
+    Under `from_dict_all` a problem of one key or field is collected and the others are still
+    checked; the checks that span fields (`validate`) run only where every field loaded."""
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
         fail(path, f"must be a mapping, got {_describe(data)}")
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    step = _Step()
     for key in data:
         if key not in known:
-            fail(join(path, str(key)), "unknown key" + suggest(str(key), known) + _known(known))
+            with step:
+                fail(join(path, str(key)), "unknown key" + suggest(str(key), known) + _known(known))
     kwargs = {}
     for name, f in known.items():
         sub = join(path, name)
         if name not in data:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                fail(sub, "required")
+                with step:
+                    fail(sub, "required")
             continue
-        value = coerce(hints[name], data[name], sub)
-        _check_int_range(value, f.metadata.get("int_max", INT_MAX), sub)
-        check = f.metadata.get("check")
-        if check is not None:
-            msg = check(value)
-            if msg:
-                fail(sub, msg)
-        kwargs[name] = value
+        with step:
+            kwargs[name] = _field_value(f, hints[name], data[name], sub)
+    if step.failed:
+        raise _Reported(path)
     obj = cls(**kwargs)
     validate = getattr(obj, "validate", None)
     if callable(validate):
         validate(path)
     return obj
+
+
+def _field_value(f: dataclasses.Field, tp: Any, value: Any, path: str) -> Any:
+    """`value` of the field `f` coerced to its type `tp`, in range and past its check."""
+    value = coerce(tp, value, path)
+    _check_int_range(value, f.metadata.get("int_max", INT_MAX), path)
+    check = f.metadata.get("check")
+    if check is not None:
+        msg = check(value)
+        if msg:
+            fail(path, msg)
+    return value
+
+
+class RecipeProblems(RecipeError):
+    """Every independent problem `from_dict_all` found; its message (and `field`) is the first's."""
+
+    def __init__(self, problems: list[RecipeError]) -> None:
+        super().__init__(RecipeError.__str__(problems[0]))
+        self.problems = problems
+        self.field = problems[0].field
+
+
+def problems_of(error: RecipeError) -> list[RecipeError]:
+    """The problems an error holds: all of a RecipeProblems', else the error itself."""
+    return list(error.problems) if isinstance(error, RecipeProblems) else [error]
+
+
+def from_dict_all(cls: type[T], data: Any, path: str = "") -> T:
+    """`from_dict` that reports every independent problem (each unknown key, each bad value, in
+    the order `from_dict` meets them) as one RecipeProblems, not the first alone."""
+    problems: list[RecipeError] = []
+    token = _COLLECTED.set(problems)
+    try:
+        return from_dict(cls, data, path)
+    except RecipeError as exc:
+        if not isinstance(exc, _Reported):
+            problems.append(exc)
+    finally:
+        _COLLECTED.reset(token)
+    raise RecipeProblems(problems)
+
+
+#: where `from_dict_all` collects the problems (None: `from_dict` raises the first)
+_COLLECTED: contextvars.ContextVar[list[RecipeError] | None] = contextvars.ContextVar(
+    "collected", default=None
+)
+
+
+class _Reported(RecipeError):
+    """Out of a `from_dict` whose problems were collected: its caller adds none for it."""
+
+
+class _Step:
+    """A `with` block of `from_dict` whose RecipeError is collected (under `from_dict_all`) rather
+    than raised; `failed` says whether any block failed."""
+
+    def __init__(self) -> None:
+        self.failed = False
+
+    def __enter__(self) -> _Step:
+        return self
+
+    def __exit__(self, tp: Any, exc: BaseException | None, tb: Any) -> bool:
+        problems = _COLLECTED.get()
+        if not isinstance(exc, RecipeError) or problems is None:
+            return False
+        if not isinstance(exc, _Reported):
+            problems.append(exc)
+        self.failed = True
+        return True
 
 
 def _check_int_range(value: Any, int_max: int, path: str) -> None:
@@ -306,6 +400,14 @@ def _check_int_range(value: Any, int_max: int, path: str) -> None:
 
 def _known(known: Mapping[str, Any]) -> str:
     return " (known: " + ", ".join(known) + ")" if len(known) <= 12 else ""
+
+
+def _on_off_note(tp: Any) -> str:
+    """The note on the booleans a field whose choices hold 'on' or 'off' takes (`on_off`), else ''."""
+    literals = [a for a in (tp, *typing.get_args(tp)) if typing.get_origin(a) is Literal]
+    choices = {c for literal in literals for c in typing.get_args(literal)}
+    pairs = [f"{flag} = {word!r}" for flag, word in (("true", "on"), ("false", "off")) if word in choices]
+    return f" ({', '.join(pairs)}, as YAML reads unquoted on/off)" if pairs else ""
 
 
 def to_dict(obj: Any) -> Any:
@@ -339,5 +441,5 @@ def describe_fields(cls: type, path: str = "") -> list[tuple[str, str, str, str]
             default = repr(f.default_factory())
         else:
             default = "required"
-        rows.append((sub, _type_name(tp), default, f.metadata.get("doc", "")))
+        rows.append((sub, _type_name(tp) + _on_off_note(tp), default, f.metadata.get("doc", "")))
     return rows

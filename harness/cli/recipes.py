@@ -31,8 +31,9 @@ def validate(recipes: tuple[str, ...], overrides: tuple[str, ...]) -> None:
 
     failed = 0
     for checked in validate_recipes(recipes, overrides, teacher_recipe):
-        if checked.problem is not None:
-            click.echo(f"error: {checked.problem}", err=True)
+        if checked.problems:
+            for problem in checked.problems:
+                click.echo(f"error: {problem}", err=True)
             failed += 1
         else:
             assert checked.recipe is not None

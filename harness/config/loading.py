@@ -10,6 +10,11 @@ May import: `harness.errors`, `harness.schema`, `harness.config.recipe`.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import functools
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +22,7 @@ import yaml
 
 from harness.config.recipe import Recipe, safe_name
 from harness.errors import RecipeError
-from harness.schema import fail, from_dict
+from harness.schema import RecipeProblems, describe_fields, fail, from_dict_all, problems_of
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -36,19 +41,98 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """A copy of `data` with each `a.b=value` applied (validated later with the whole recipe)."""
+    """A copy of `data` with each `a.b=value` applied (validated later with the whole recipe).
+
+    A `--set` naming another thing in a NAMED section (`strategy.name=ce`) drops the keys of the
+    thing the file named (its `params`), but not those an earlier `--set` wrote; a free mapping
+    set to null (`strategy.params=null`) is as if not set (`free_mappings`).
+    """
     data = copy.deepcopy(data)
+    written: list[tuple[list[str], Any, str]] = []
     for text in overrides:
         keys, value = parse_override(text)
-        node = data
-        for i, k in enumerate(keys[:-1]):
-            child = node.get(k)
-            if child is None:
-                child = node[k] = {}
-            elif not isinstance(child, dict):
-                raise RecipeError(f"--set {text}: {'.'.join(keys[: i + 1])} is not a section")
-            node = child
-        node[keys[-1]] = value
+        if value is None and ".".join(keys) in free_mappings():
+            continue
+        holder = _holder(data, keys, text)
+        if len(keys) == 2 and renames(keys[0], holder, {keys[1]: value}):
+            own = NAMED[keys[0]].own
+            for key in own:
+                holder.pop(key, None)
+            for earlier, earlier_value, earlier_text in written:  # what earlier --sets wrote stays
+                if len(earlier) > 1 and earlier[0] == keys[0] and earlier[1] in own:
+                    _holder(data, earlier, earlier_text)[earlier[-1]] = copy.deepcopy(earlier_value)
+        holder[keys[-1]] = value
+        written.append((keys, value, text))
+    return data
+
+
+def _holder(data: dict[str, Any], keys: list[str], text: str) -> dict[str, Any]:
+    """The mapping of `data` that holds the dotted key `keys` (`data[k1]...[k(n-1)]`), made where
+    missing; a key on the way that is not a section is an error naming the `--set text`."""
+    node = data
+    for i, k in enumerate(keys[:-1]):
+        child = node.get(k)
+        if child is None:
+            child = node[k] = {}
+        elif not isinstance(child, dict):
+            raise RecipeError(f"--set {text}: {'.'.join(keys[: i + 1])} is not a section")
+        node = child
+    return node
+
+
+@dataclass(frozen=True)
+class Named:
+    """A recipe section that names one thing (a strategy, an optimizer, a teacher): the keys `by`
+    name it, the keys `own` belong to the thing named (its parameters) and never follow a new name."""
+
+    by: tuple[str, ...]
+    own: tuple[str, ...]
+
+
+#: what names a teacher: a run, a weights file or timm's pretrained weights of an architecture
+TEACHER_SOURCE = ("run", "weights", "pretrained", "pretrained_file", "arch")
+#: the sections whose own keys a child recipe (`extends:`) or a `--set` drops when it names another
+# thing: `strategy: {name: ce}` over a base's label smoothing leaves its `epsilon` behind
+NAMED = {
+    "strategy": Named(by=("name",), own=("params",)),
+    "optim": Named(by=("name",), own=("kwargs",)),
+    "teacher": Named(by=TEACHER_SOURCE, own=(*TEACHER_SOURCE, "seed", "epoch", "train_if_missing", "kwargs")),
+}
+
+
+def renames(section: str, base: Any, update: dict[str, Any]) -> bool:
+    """Whether `update` names another thing than `base` in the NAMED `section`: it gives a key of
+    `by` a value other than the base's (or, where the base gives none, than the default)."""
+    named = NAMED.get(section)
+    if named is None or not isinstance(base, dict):
+        return False
+    defaults = _defaults(section)
+    return any(key in update and update[key] != base.get(key, defaults.get(key)) for key in named.by)
+
+
+def _defaults(section: str) -> dict[str, Any]:
+    """The defaults of the fields of the recipe section `section` (a dataclass, or one or null)."""
+    tp = typing.get_type_hints(Recipe)[section]
+    cls = next(a for a in (tp, *typing.get_args(tp)) if dataclasses.is_dataclass(a))
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+
+
+@functools.cache
+def free_mappings() -> frozenset[str]:
+    """Dotted paths of the recipe's free mappings (`strategy.params`, `model.kwargs`, ...): given
+    null, one is as if absent (it holds no null: its empty value is `{}`)."""
+    return frozenset(path for path, tp, _, _ in describe_fields(Recipe) if tp == "a mapping")
+
+
+def drop_null_mappings(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` (a recipe file's mapping) without the free mappings given null (`free_mappings`)."""
+    for path in free_mappings():
+        *sections, key = path.split(".")
+        node: Any = data
+        for section in sections:
+            node = node.get(section) if isinstance(node, dict) else None
+        if isinstance(node, dict) and key in node and node[key] is None:
+            del node[key]
     return data
 
 
@@ -66,20 +150,52 @@ def parse_yaml(text: str) -> Any:
     construct (`!!float x`, `!!timestamp`, `2001-13-01`) raises ValueError, KeyError, IndexError or
     AttributeError from inside the constructor, and deep nesting a RecursionError. A document over
     YAML_MAX_BYTES, or whose aliases expand to more than YAML_MAX_NODES values or refer to
-    themselves, is refused before anything walks it.
+    themselves, is refused before anything walks it; so is a mapping that names a key twice
+    (YAML says keys are unique; PyYAML would keep the last silently).
     """
     if len(text.encode("utf-8", "surrogatepass")) > YAML_MAX_BYTES:
         raise ValueError(f"document larger than {YAML_MAX_BYTES} bytes")
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: plain data only
         _check_expansion(data)
         return data
     except Exception as exc:  # every parser failure means "invalid YAML" (see above)
-        if isinstance(exc, (yaml.YAMLError, YamlTooLarge)):
+        if isinstance(exc, (yaml.YAMLError, YamlTooLarge, YamlDuplicateKey)):
             reason = _first_line(exc)
         else:
             reason = f"{type(exc).__name__}: {exc}"
         raise ValueError(" ".join(reason.split())[:300]) from None
+
+
+class YamlDuplicateKey(ValueError):
+    """A YAML mapping that holds the same key twice (at any level)."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` refusing a mapping that names a key twice, with the lines of both."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            _check_unique_keys(self, node)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_unique_keys(loader: yaml.SafeLoader, node: yaml.MappingNode) -> None:
+    """Raise YamlDuplicateKey at the first key of `node` written twice (a merge key `<<` merges
+    another mapping under this one's keys, as YAML defines: not a duplicate)."""
+    lines: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        try:
+            first = lines.get(key)
+            lines[key] = line
+        except TypeError:  # an unhashable key: PyYAML refuses it itself
+            continue
+        if first is not None:
+            raise YamlDuplicateKey(f"duplicate key {key!r} at lines {first} and {line}")
 
 
 class YamlTooLarge(ValueError):
@@ -142,12 +258,16 @@ def read_yaml(path: Path) -> dict[str, Any]:
 NOT_INHERITED = ("name", "method", "description")
 
 
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """`override` on top of `base`: mappings merge key by key, anything else is replaced."""
+def deep_merge(base: dict[str, Any], override: dict[str, Any], top: bool = True) -> dict[str, Any]:
+    """`override` on top of `base`: mappings merge key by key, anything else is replaced; where the
+    override names another thing in a NAMED section (`renames`), the base's own keys are dropped."""
     out = copy.deepcopy(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
+            below = out[key]
+            if top and renames(key, below, value):
+                below = {k: v for k, v in below.items() if k not in NAMED[key].own}
+            out[key] = deep_merge(below, value, top=False)
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -157,9 +277,11 @@ def read_recipe_tree(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]
     """Read a recipe and, through `extends: <file>`, the recipes it builds on (deep-merged).
 
     `extends` is resolved relative to the file that names it. The base's `name`, `method` and
-    `description` are not inherited: they describe the base file alone.
+    `description` are not inherited: they describe the base file alone; nor are the parameters of
+    a strategy, optimizer or teacher the file replaces (NAMED). A free mapping given null is as if
+    absent (`drop_null_mappings`).
     """
-    data = read_yaml(path)
+    data = drop_null_mappings(read_yaml(path))
     base = data.pop("extends", None)
     if base is None:
         return data
@@ -182,11 +304,11 @@ def read_recipe_tree(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]
 def from_mapping(data: dict[str, Any], name: str, source: str = "") -> Recipe:
     """Validate a recipe mapping; `name` is used when the recipe gives none."""
     try:
-        recipe = from_dict(Recipe, data)
+        recipe = from_dict_all(Recipe, data)
     except RecipeError as exc:
         if not source:
             raise
-        raise RecipeError(f"{source}: {exc}") from None
+        raise _placed(exc, lambda _: source) from None
     if recipe.name is None:
         problem = safe_name(name)
         if problem:
@@ -196,7 +318,8 @@ def from_mapping(data: dict[str, Any], name: str, source: str = "") -> Recipe:
 
 
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
-    """Load, override and validate the recipe at `path`; any problem is one RecipeError line."""
+    """Load, override and validate the recipe at `path`; any problem is one RecipeError line (a
+    RecipeProblems where the recipe holds several independent ones: each its own line)."""
     path = Path(path)
     data = read_recipe_tree(path)
     try:
@@ -206,20 +329,39 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     try:
         recipe = from_mapping(data, path.stem)
     except RecipeError as exc:
-        raise RecipeError(f"{_source_of(exc, path, overrides)}: {exc}") from None
+        raise _placed(exc, lambda problem: _source_of(problem, path, overrides)) from None
     recipe.source = str(path)
     return recipe
 
 
+def _placed(error: RecipeError, source: Callable[[RecipeError], str]) -> RecipeProblems:
+    """Every problem of `error` (`problems_of`) as one line prefixed by where it came from; the
+    message is the first's."""
+    return RecipeProblems([RecipeError(f"{source(problem)}: {problem}") for problem in problems_of(error)])
+
+
 def _source_of(error: RecipeError, path: Path, overrides: list[str] | tuple[str, ...]) -> str:
     """Where a bad value came from: the last `--set` that wrote the failing field (or a section
-    holding it), else the recipe file."""
+    holding it), or that named another thing in the NAMED section of the field's own keys
+    (`strategy.name=kd` for `strategy.params.temperature: required`), else the recipe file."""
     if error.field:
         for text in reversed(overrides):
             key = text.split("=", 1)[0].strip()
-            if error.field == key or error.field.startswith(f"{key}.") or error.field.startswith(f"{key}["):
+            if any(_within(error.field, written) for written in (key, *_own_keys(key))):
                 return f"--set {text}"
     return str(path)
+
+
+def _own_keys(key: str) -> list[str]:
+    """The dotted keys a `--set key=...` drops when it names another thing (NAMED), else none."""
+    section, _, name = key.partition(".")
+    named = NAMED.get(section)
+    return [f"{section}.{own}" for own in named.own] if named and name in named.by else []
+
+
+def _within(field: str, key: str) -> bool:
+    """Whether the dotted `field` is `key` or lies under it."""
+    return field == key or field.startswith(f"{key}.") or field.startswith(f"{key}[")
 
 
 def _first_line(exc: Exception) -> str:

@@ -74,6 +74,25 @@ def test_set_overrides_are_type_checked(tmp_path):
         load(tmp_path, ["optim.lr"])
 
 
+def test_on_off_choices_take_yaml_booleans_in_files_and_sets(tmp_path):
+    # YAML reads unquoted on/off as true/false: the fields whose choices hold 'on' or 'off' take them
+    r = load(tmp_path, runtime={"device": "cpu", "channels_last": True, "amp": False})
+    assert (r.runtime.channels_last, r.runtime.amp) == ("on", "off")
+    r = load(tmp_path, ["runtime.channels_last=off", "runtime.amp=off"])
+    assert (r.runtime.channels_last, r.runtime.amp) == ("off", "off")
+    with pytest.raises(RecipeError, match=r"--set runtime.amp=on: runtime.amp: must be one of .*, got True"):
+        load(tmp_path, ["runtime.amp=on"])  # amp has no 'on'
+
+
+def test_a_float_is_refused_for_an_integer_and_gpu_suggests_cuda(tmp_path):
+    with pytest.raises(RecipeError) as info:
+        load(tmp_path, ["seed=1.0"])
+    assert str(info.value) == "--set seed=1.0: seed: must be an integer, got 1.0"
+    with pytest.raises(RecipeError) as info:
+        load(tmp_path, ["runtime.device=gpu"])
+    assert str(info.value).endswith("got 'gpu'; did you mean 'cuda' or 'cpu'?")
+
+
 def test_yaml_exponent_without_dot_is_a_number(tmp_path):
     # PyYAML reads 5e-4 as a string; numeric fields accept it
     r = load(tmp_path, optim={"weight_decay": "5e-4"})

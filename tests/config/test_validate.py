@@ -39,3 +39,25 @@ def test_a_teacher_run_is_resolved_only_where_the_recipe_names_one(tmp_path):
     assert asked == ["student"]
     assert [c.problem for c in checked] == [None, "teacher.run: teacher.yaml: recipe file not found"]
     assert validate_recipes([str(student)])[0].problem is None  # no resolver: the recipe alone
+
+
+def test_every_independent_problem_of_a_recipe_is_reported_in_order(tmp_path):
+    bad = tiny_recipe(
+        seed=-1,
+        model={"arch": "test_resnet", "arhc": "resnet18"},
+        strategy={"name": "label_smoothing", "params": {"epsilon": 2, "bogus": 1}},
+        optim={"lr": -1},
+    )
+    path = write_recipe(tmp_path / "bad.yaml", bad)
+    (checked,) = validate_recipes([str(path)], ["schedule.epochs=0"])
+    assert checked.recipe is None
+    assert checked.problems == (
+        f"{path}: seed: must be >= 0, got -1",
+        f"{path}: model.arhc: unknown key; did you mean 'arch'? "
+        "(known: arch, kwargs, sync_bn, pretrained, pretrained_file)",
+        f"{path}: strategy.params.bogus: unknown key (known: epsilon, convention)",
+        f"{path}: strategy.params.epsilon: must be in [0, 1), got 2",
+        f"{path}: optim.lr: must be > 0, got -1",
+        "--set schedule.epochs=0: schedule.epochs: must be >= 1, got 0",
+    )
+    assert checked.problem == checked.problems[0]
