@@ -398,10 +398,11 @@ def band_plot(
     series: Sequence[tuple[str, str, Sequence[tuple[float, float, float]]]],
     xlabel: str,
     ylabel: str,
+    notes: dict[str, str] | None = None,
 ) -> str:
     """One line with a shaded band per (label, colour, [(x, mean, std), ...]) series: the band
     spans mean ± std (the expected-max curves of a tuning study); every series is in the legend,
-    one with no points too (it draws nothing)."""
+    one with no points too (it draws nothing), with its note from `notes` after it."""
     xs = [x for _, _, pts in series for x, _, _ in pts]
     ys = [y for _, _, pts in series for _, m, s in pts for y in (m - s, m + s)]
     x_lo, x_hi, xticks = nice_range(min(xs, default=1.0), max(xs, default=1.0), integer=True)
@@ -426,5 +427,5 @@ def band_plot(
                 f'<circle class="mark point" cx="{_f(frame.x(x))}" cy="{_f(frame.y(m))}" r="2.5" '
                 f'fill="{col}"><title>{html(label)} n={x:g}: {m:.2f} ± {s:.2f}</title></circle>'
             )
-    out += _legend(frame, [(label, col) for label, col, _ in series])
+    out += _legend(frame, [(label, col) for label, col, _ in series], notes)
     return "\n".join([*out, "</svg>"])

@@ -180,6 +180,8 @@ def _study_html(tid: str, study: StudySummary) -> list[str]:
     note_class = ' class="warn"' if study.unequal_budgets else ""
     out.append(f"<p{note_class}>{_inline(budget_note(study), html, on_html=True)}</p>")
     out.append(f"<p>{html(teacher_note(study))}</p>")
+    if not any(m.curve for m in study.methods):
+        return [*out, "<p>No completed trial: no curve.</p>"]
     objective = ", ".join(sorted({m.objective_name for m in study.methods}))
     series = [
         (m.method, colour(j), [(float(n), mean, std) for n, (mean, std) in enumerate(m.curve, 1)])
@@ -191,5 +193,6 @@ def _study_html(tid: str, study: StudySummary) -> list[str]:
         series,
         "trials (n)",
         f"expected best {objective}",
+        {m.method: " (no completed trial)" for m in study.methods if not m.curve},
     )
     return [*out, '<div class="plots">', plot, "</div>"]
