@@ -121,8 +121,10 @@ def generate(
     never modified.
     """
     names = output_files(formats)
-    check_out_dir(Path(out_dir), force, names)
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
+    tuning_name = (TUNING_FILE,) if "leaderboard.parquet" in names else ()
+    check_out_dir(out_dir, force, (*names, *tuning_name))
+    owned = (out_dir / MARKER).is_file()
     runs, apart = load_runs(runs_dir)
     settings, duplicates = build_settings(runs)
     apart = sorted([*apart, *duplicates], key=lambda a: a.folder)
@@ -139,9 +141,11 @@ def generate(
         "leaderboard.tex": lambda: render_latex(settings, apart, used).encode("utf-8"),
     }
     contents = {name: render[name]() for name in names}
-    if tuning.studies and "leaderboard.parquet" in names:
+    if tuning.studies and tuning_name:
         contents[TUNING_FILE] = tuning_parquet(tuning)
     files = write_outputs(out_dir, contents)
+    if tuning_name and not tuning.studies and owned:
+        drop_stale(out_dir / TUNING_FILE)
     summaries = tuple(
         SettingSummary(
             key=s.key,
@@ -215,6 +219,17 @@ def _written_before_markers(out_dir: Path) -> bool:
             return fh.read(100).startswith(_SIGNATURES["leaderboard.md"])
     except OSError:
         return False
+
+
+def drop_stale(path: Path) -> None:
+    """Remove an output an earlier `generate` wrote into this folder and this one has no content
+    for (tuning.parquet once the runs folder holds no study), so no file outlives its inputs."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise LeaderboardError(
+            f"--out {path.parent}: cannot remove {path.name} ({exc.strerror or exc})"
+        ) from None
 
 
 def write_outputs(out_dir: Path, contents: dict[str, bytes]) -> tuple[Path, ...]:

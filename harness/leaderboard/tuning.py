@@ -174,10 +174,16 @@ def read_trials(path: Path) -> list[dict[str, Any]]:
         for name, types in TRIAL_COLUMNS.items():
             value = row[name]
             if not isinstance(value, types) or isinstance(value, bool):
-                raise _BadTrials(f"column {name}: {value!r} is not {' or '.join(t.__name__ for t in types)}")
+                raise _BadTrials(f"column {name}: {value!r} is not {_kind(types)}")
         if row["state"] not in STATES:
             raise _BadTrials(f"column state: {row['state']!r} is not one of {', '.join(STATES)}")
     return rows
+
+
+def _kind(types: tuple[type, ...]) -> str:
+    """What a column holds, in words: 'text', 'an integer', 'a number', 'a number or null'."""
+    kind = "text" if str in types else "a number" if float in types else "an integer"
+    return f"{kind} or null" if type(None) in types else kind
 
 
 def summarise_study(

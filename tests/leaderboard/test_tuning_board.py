@@ -109,7 +109,8 @@ def trial(study: str, method: str, number: int, state: str, objective: float | N
 def tuned_runs(runs: Path) -> None:
     """A teacher run (training 3600 s), kd and LS runs that are trials of study `main`, and four
     trials files: `main` (kd: budget 6, 4 completed, 1 pruned, 1 failed; LS: budget 3, 3 completed),
-    `empty` (no completed trial, no run), a corrupt one and one lacking `budget`."""
+    `empty` (no completed trial, no run), `mixed` (method b without a completed trial beside a),
+    a corrupt one and one lacking `budget`."""
     write_run(runs, "t_ce", "ce", 0, [80.0, 82.0], epoch_time_s=3598.0)  # 2 + 3598 seconds
     kd = [
         write_run(runs, "kd_trial", "kd", seed, [60.0, 70.0 + seed], teacher=TEACHER, teacher_arch="resnet18")
@@ -146,6 +147,14 @@ def tuned_runs(runs: Path) -> None:
             trial("empty", "ce", 1, "failed", None, budget=2),
         ],
     )
+    write_trials(
+        runs / "tuning" / "mixed" / "trials.parquet",
+        [
+            trial("mixed", "a", 0, "complete", 50.0, budget=2),
+            trial("mixed", "a", 1, "complete", 52.0, budget=2),
+            trial("mixed", "b", 0, "pruned", None, budget=2),
+        ],
+    )
     (runs / "tuning" / "bad").mkdir()
     (runs / "tuning" / "bad" / "trials.parquet").write_bytes(b"PAR1 not parquet at all \x00" * 4)
     lacking = pa.schema([f for f in TRIAL_SCHEMA if f.name != "budget"])
@@ -169,7 +178,15 @@ def board(tmp_path_factory) -> tuple[Path, Path]:
 def test_tuning_parquet_figures(board):
     _, out = board
     rows = {(r["study"], r["method"]): r for r in pq.read_table(out / TUNING_FILE).to_pylist()}
-    assert list(rows) == [("empty", "ce"), ("main", "kd"), ("main", "label_smoothing")]
+    assert list(rows) == [
+        ("empty", "ce"),
+        ("main", "kd"),
+        ("main", "label_smoothing"),
+        ("mixed", "a"),
+        ("mixed", "b"),
+    ]
+    assert rows["mixed", "a"]["expected_max"] == pytest.approx([51.0, 51.5])  # (50 + 52) / 2; 50/4 + 52 3/4
+    assert rows["mixed", "b"]["expected_max"] == [] and rows["mixed", "b"]["completed"] == 0
     kd, ls, empty = rows["main", "kd"], rows["main", "label_smoothing"], rows["empty", "ce"]
     assert (kd["budget"], kd["trials"], kd["completed"], kd["pruned"], kd["failed"]) == (6, 6, 4, 1, 1)
     assert kd["epochs_trained"] == 2 * 4 + 1 * 2
@@ -197,7 +214,9 @@ def test_markdown_tuning_section(board):
     text = (out / "leaderboard.md").read_text()
     assert text.index("## Tuning") < text.index("## Runs set apart")
     section = text.split("## Tuning")[1].split("## Runs set apart")[0]
-    main = section.split("### Study main")[1]
+    main = section.split("### Study main")[1].split("### Study mixed")[0]
+    mixed = section.split("### Study mixed")[1]
+    assert "E\\[best of n\\]" in mixed and "| b | 2 | 1 | 0 / 1 / 0 | 2 |" in mixed
     k = 3  # the fewest completed trials of the study's methods (LS)
     assert f"E\\[best of {k}\\]" in main
     kd_at_k = brute_force(KD_OBJECTIVES, k)
@@ -225,18 +244,36 @@ def test_regeneration_is_byte_identical(board, tmp_path):
 
 
 def test_without_trials_files_no_tuning_section(tmp_path):
-    """Only unusable trials files: the section lists them and no tuning.parquet is written; no
-    tuning folder at all: no section (the committed study's test checks its bytes)."""
-    runs = tmp_path / "runs"
+    """Only unusable trials files (empty, a mistyped objective, an unknown state): the section lists
+    them and no tuning.parquet is written, an earlier board's removed; no tuning folder at all: no
+    section (the committed study's test checks its bytes)."""
+    runs, out = tmp_path / "runs", tmp_path / "board"
     write_run(runs, "ce", "ce", 0, [70.0, 71.0])
     generate(runs, tmp_path / "plain")
     assert "Tuning" not in (tmp_path / "plain" / "leaderboard.md").read_text()
     assert "tuning" not in (tmp_path / "plain" / "index.html").read_text()
-    (runs / "tuning" / "x").mkdir(parents=True)
+    write_trials(runs / "tuning" / "x" / "trials.parquet", [trial("x", "ce", 0, "complete", 1.0, budget=1)])
+    generate(runs, out)
+    assert (out / TUNING_FILE).exists()
     (runs / "tuning" / "x" / "trials.parquet").write_bytes(b"")
-    result = generate(runs, tmp_path / "bad")
-    assert not (tmp_path / "bad" / TUNING_FILE).exists() and result.runs_used == 1
-    assert "- tuning/x/trials.parquet: unreadable" in (tmp_path / "bad" / "leaderboard.md").read_text()
+    mistyped = pa.schema(
+        [f if f.name != "objective" else pa.field("objective", pa.string()) for f in TRIAL_SCHEMA]
+    )
+    write_trials(
+        runs / "tuning" / "y" / "trials.parquet",
+        [trial("y", "ce", 0, "complete", "high", budget=1)],
+        mistyped,
+    )
+    write_trials(runs / "tuning" / "z" / "trials.parquet", [trial("z", "ce", 0, "done", 1.0, budget=1)])
+    result = generate(runs, out)
+    assert not (out / TUNING_FILE).exists() and result.runs_used == 1
+    section = (out / "leaderboard.md").read_text().split("## Tuning")[1].replace("\\", "")
+    assert "- tuning/x/trials.parquet: unreadable (" in section
+    assert "- tuning/y/trials.parquet: column objective: 'high' is not a number or null" in section
+    assert (
+        "- tuning/z/trials.parquet: column state: 'done' is not one of complete, pruned, failed, running"
+        in section
+    )
 
 
 @needs_chromium
@@ -256,8 +293,12 @@ def test_page_plots_every_method_with_its_band(board, tmp_path):
     assert drawn["tuning2-expected-max"]["marks"] == 2 * 2 + len(KD_OBJECTIVES) + len(LS_OBJECTIVES)
     assert drawn["tuning2-expected-max"]["drawn"] == drawn["tuning2-expected-max"]["marks"]
     assert "tuning1-expected-max" not in plots  # the empty study: its counts, no curve
+    mixed = plots["tuning3-expected-max"]  # b, with no completed trial, in the legend, drawing nothing
+    assert mixed["legend"] == ["a", "b"] and mixed["clashes"] == [] and mixed["outside"] == []
+    assert drawn["tuning3-expected-max"]["marks"] == drawn["tuning3-expected-max"]["drawn"] == 2 + 2
     tables = {t["id"]: t for t in check["tables"]}
     assert tables["tuning2-budget"]["rows"] == 2 and tables["tuning2-budget"]["right"] <= LAPTOP[0]
     html = (out / "index.html").read_text()
     assert html.index('<section id="tuning">') < html.index('<section id="set-apart">')
     assert "<p>No completed trial: no curve.</p>" in html.split("<h3>Study empty</h3>")[1].split("<h3>")[0]
+    assert ">b (no completed trial)<title>b</title>" in html
