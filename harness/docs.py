@@ -151,7 +151,29 @@ def leaderboard_reference() -> str:
     for f in table.SCHEMA:
         doc = (f.metadata or {}).get(b"doc", b"").decode()
         lines.append(f"| `{f.name}` | {f.type} | {_cell(doc)} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", *tuning_reference()]) + "\n"
+
+
+def tuning_reference() -> list[str]:
+    """The tuning summary: how it is read and counted, the expected-max curve, tuning.parquet."""
+    from harness.leaderboard import expected_max, tuning
+
+    lines = [
+        "## The tuning summary (tuning.parquet)",
+        "",
+        *inspect.cleandoc(tuning.__doc__ or "").splitlines(),
+        "",
+        "**The expected-best curve** (`harness/leaderboard/expected_max.py`):",
+        "",
+        *inspect.cleandoc(expected_max.__doc__ or "").splitlines(),
+        "",
+        "| column | type | meaning |",
+        "| --- | --- | --- |",
+    ]
+    for f in tuning.SCHEMA:
+        doc = (f.metadata or {}).get(b"doc", b"").decode()
+        lines.append(f"| `{f.name}` | {f.type} | {_cell(doc)} |")
+    return lines
 
 
 def settings_table() -> str:

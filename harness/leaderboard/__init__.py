@@ -7,6 +7,9 @@ numbers (`reference`) and writes, into `out_dir`:
 * `leaderboard.md`: Markdown tables per setting, the legend, the runs set apart;
 * `leaderboard.parquet` and `leaderboard.csv`: the aggregated table, numeric (`table.COLUMNS`);
 * `index.html`: a self-contained page with the tables and inline SVG plots;
+* `tuning.parquet`, with the parquet format, when `<runs_dir>/tuning/*/trials.parquet` exist: per
+  study and method, what `harness tune` spent and found, and Dodge et al. 2019's expected best of
+  n trials (`tuning`, `expected_max`); leaderboard.md and index.html then have a Tuning section;
 * `leaderboard.tex`, on request only (`formats`): booktabs tables a paper can `\\input`.
 
 The outputs depend on the runs (and the reference data) alone: no time stamps, everything
@@ -17,7 +20,8 @@ too), `baselines` (the baseline strategies, declared once), `aggregate` (setting
 validation-selected epoch), `compare` (each gain: which top-1, which test, the families and their
 marks), `reference` (the published figures and the recipe each belongs to), `official` (the paper
 recipes' training settings beside their sources' values, for docs/paper_suite.md), `table`,
-`markdown`, `svg`, `html_page`, `latex`, `text` (escaping, number formats).
+`markdown`, `svg`, `html_page`, `latex`, `text` (escaping, number formats), `tuning`,
+`tuning_page`, `expected_max` (the tuning summary).
 May import: pyarrow, scipy, `harness.metrics.columns`, `harness.store.files`, `harness.errors`,
 `harness.config` (the recipes a reference figure or an official value names); never torch
 (statsmodels only in the tests).
@@ -37,6 +41,8 @@ from harness.leaderboard.markdown import render_markdown
 from harness.leaderboard.reference import Ours, References, load_references, seen_of_run
 from harness.leaderboard.runs import LeaderboardError, SetApart, load_runs
 from harness.leaderboard.table import records, to_csv, to_parquet
+from harness.leaderboard.tuning import TUNING_FILE, load_tuning
+from harness.leaderboard.tuning import to_parquet as tuning_parquet
 from harness.store.files import atomic_write_bytes
 
 __all__ = [
@@ -115,8 +121,10 @@ def generate(
     never modified.
     """
     names = output_files(formats)
-    check_out_dir(Path(out_dir), force, names)
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
+    tuning_name = (TUNING_FILE,) if "leaderboard.parquet" in names else ()
+    check_out_dir(out_dir, force, (*names, *tuning_name))
+    owned = (out_dir / MARKER).is_file()
     runs, apart = load_runs(runs_dir)
     settings, duplicates = build_settings(runs)
     apart = sorted([*apart, *duplicates], key=lambda a: a.folder)
@@ -124,14 +132,20 @@ def generate(
     attach_references(settings, refs)
     used = sum(s.n_runs for s in settings)
     recs = records(settings)
+    tuning = load_tuning(runs_dir, runs)
     render = {
-        "leaderboard.md": lambda: render_markdown(settings, apart, refs, used).encode("utf-8"),
+        "leaderboard.md": lambda: render_markdown(settings, apart, refs, used, tuning).encode("utf-8"),
         "leaderboard.parquet": lambda: to_parquet(recs),
         "leaderboard.csv": lambda: to_csv(recs),
-        "index.html": lambda: render_html(settings, apart, refs, used).encode("utf-8"),
+        "index.html": lambda: render_html(settings, apart, refs, used, tuning).encode("utf-8"),
         "leaderboard.tex": lambda: render_latex(settings, apart, used).encode("utf-8"),
     }
-    files = write_outputs(out_dir, {name: render[name]() for name in names})
+    contents = {name: render[name]() for name in names}
+    if tuning.studies and tuning_name:
+        contents[TUNING_FILE] = tuning_parquet(tuning)
+    files = write_outputs(out_dir, contents)
+    if tuning_name and not tuning.studies and owned:
+        drop_stale(out_dir / TUNING_FILE)
     summaries = tuple(
         SettingSummary(
             key=s.key,
@@ -205,6 +219,17 @@ def _written_before_markers(out_dir: Path) -> bool:
             return fh.read(100).startswith(_SIGNATURES["leaderboard.md"])
     except OSError:
         return False
+
+
+def drop_stale(path: Path) -> None:
+    """Remove an output an earlier `generate` wrote into this folder and this one has no content
+    for (tuning.parquet once the runs folder holds no study), so no file outlives its inputs."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise LeaderboardError(
+            f"--out {path.parent}: cannot remove {path.name} ({exc.strerror or exc})"
+        ) from None
 
 
 def write_outputs(out_dir: Path, contents: dict[str, bytes]) -> tuple[Path, ...]:

@@ -59,6 +59,8 @@ from harness.leaderboard.text import (
     num,
     teacher_figures,
 )
+from harness.leaderboard.tuning import TuningBoard
+from harness.leaderboard.tuning_page import tuning_html
 
 _INLINE = re.compile(r"(`[^`]*`|\*\*[^*]+\*\*|\*[^*]+\*)")
 
@@ -140,8 +142,14 @@ CHECK_SCRIPT = """
 """
 
 
-def render_html(settings: Sequence[Setting], apart: Sequence[SetApart], refs: References, n_runs: int) -> str:
-    """The whole page."""
+def render_html(
+    settings: Sequence[Setting],
+    apart: Sequence[SetApart],
+    refs: References,
+    n_runs: int,
+    tuning: TuningBoard | None = None,
+) -> str:
+    """The whole page (with the Tuning section where `tuning` found trials files)."""
     out = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -170,6 +178,7 @@ def render_html(settings: Sequence[Setting], apart: Sequence[SetApart], refs: Re
         out.append("<p>No completed runs yet.</p>")
     for i, s in enumerate(settings, 1):
         out += _setting_section(f"s{i}", s)
+    out += tuning_html(tuning) if tuning is not None else []
     out += _set_apart_section(apart)
     out += [f"<script>{SORT_SCRIPT}</script>", f"<script>{CHECK_SCRIPT}</script>", "</body>", "</html>"]
     return "\n".join(out) + "\n"

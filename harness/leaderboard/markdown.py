@@ -33,6 +33,8 @@ from harness.leaderboard.text import (
     p_text,
     teacher_figures,
 )
+from harness.leaderboard.tuning import TuningBoard
+from harness.leaderboard.tuning_page import tuning_markdown
 
 LEGEND = """\
 ## How to read it
@@ -76,9 +78,13 @@ LEGEND = """\
 
 
 def render_markdown(
-    settings: Sequence[Setting], apart: Sequence[SetApart], refs: References, n_runs: int
+    settings: Sequence[Setting],
+    apart: Sequence[SetApart],
+    refs: References,
+    n_runs: int,
+    tuning: TuningBoard | None = None,
 ) -> str:
-    """The whole page."""
+    """The whole page (with the Tuning section where `tuning` found trials files)."""
     lines = [
         "# Leaderboard",
         "",
@@ -97,6 +103,7 @@ def render_markdown(
         lines += ["No completed runs yet.", ""]
     for setting in settings:
         lines += _setting_section(setting)
+    lines += tuning_markdown(tuning) if tuning is not None else []
     lines += _set_apart_section(apart)
     return "\n".join(lines).rstrip() + "\n"
 

@@ -390,3 +390,42 @@ def _count_strip(frame: Frame, counts: Sequence[float], col: str, strip: int) ->
         f'fill="#555">samples per bin (max {most:.0f})</text>'
     )
     return out
+
+
+def band_plot(
+    plot_id: str,
+    title: str,
+    series: Sequence[tuple[str, str, Sequence[tuple[float, float, float]]]],
+    xlabel: str,
+    ylabel: str,
+    notes: dict[str, str] | None = None,
+) -> str:
+    """One line with a shaded band per (label, colour, [(x, mean, std), ...]) series: the band
+    spans mean ± std (the expected-max curves of a tuning study); every series is in the legend,
+    one with no points too (it draws nothing), with its note from `notes` after it."""
+    xs = [x for _, _, pts in series for x, _, _ in pts]
+    ys = [y for _, _, pts in series for _, m, s in pts for y in (m - s, m + s)]
+    x_lo, x_hi, xticks = nice_range(min(xs, default=1.0), max(xs, default=1.0), integer=True)
+    y_lo, y_hi, yticks = nice_range(min(ys, default=0.0), max(ys, default=1.0), pad=0.05)
+    frame = Frame(x_lo, x_hi, y_lo, y_hi)
+    out = _open(plot_id, "band", title) + _axes(frame, xticks, yticks, xlabel, ylabel)
+    for label, col, pts in series:
+        if len(pts) > 1:
+            upper = [f"{_f(frame.x(x))},{_f(frame.y(m + s))}" for x, m, s in pts]
+            lower = [f"{_f(frame.x(x))},{_f(frame.y(m - s))}" for x, m, s in reversed(pts)]
+            out.append(
+                f'<polygon class="mark band" points="{" ".join(upper + lower)}" fill="{col}" '
+                f'fill-opacity="0.15" stroke="none"><title>{html(label)} ± std</title></polygon>'
+            )
+            coords = " ".join(f"{_f(frame.x(x))},{_f(frame.y(m))}" for x, m, _ in pts)
+            out.append(
+                f'<polyline class="mark line" points="{coords}" fill="none" stroke="{col}" '
+                f'stroke-width="2"><title>{html(label)}</title></polyline>'
+            )
+        for x, m, s in pts:
+            out.append(
+                f'<circle class="mark point" cx="{_f(frame.x(x))}" cy="{_f(frame.y(m))}" r="2.5" '
+                f'fill="{col}"><title>{html(label)} n={x:g}: {m:.2f} ± {s:.2f}</title></circle>'
+            )
+    out += _legend(frame, [(label, col) for label, col, _ in series], notes)
+    return "\n".join([*out, "</svg>"])
