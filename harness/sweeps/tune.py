@@ -373,7 +373,7 @@ class Driver:
             self.write_trials()
             return
         live_trial(study, number).set_user_attr("run_id", run.run_id)
-        record = RunRecord(run.run_id, str(run.recipe_path), run.seed, list(run.overrides), run.group)
+        record = RunRecord(*_record_key(run))
         flight = Flight(study, number, run, record)
         for other in self.flights.values():  # the same parameters twice: train once, tell both
             if other.run.run_id == run.run_id:
@@ -398,6 +398,12 @@ class Driver:
             self.opts.executor.run([flight.run], summary)
         else:
             run_one(flight.run, flight.record, self.runs_dir, self.opts.sweep, stop, scratch, env or None)
+            while flight.record.outcome == "busy" and stop.signum is None:
+                # another process holds the run (a killed driver's worker checkpointing, another
+                # tune): wait for it, then settle the trial from what it leaves
+                time.sleep(1.0)
+                flight.record = RunRecord(*_record_key(flight.run))
+                run_one(flight.run, flight.record, self.runs_dir, self.opts.sweep, stop, scratch, env or None)
         return env
 
     def _settle_one(self, stop: SignalForwarder) -> None:
@@ -436,6 +442,11 @@ class Driver:
 
     def write_trials(self) -> None:
         write_trials(self.studies, self.study_dir, self.runs_dir, self.spec)
+
+
+def _record_key(run: PlannedRun) -> tuple[str, str, int | None, list[str], str | None]:
+    """The fields a sweep's `RunRecord` of `run` starts from."""
+    return run.run_id, str(run.recipe_path), run.seed, list(run.overrides), run.group
 
 
 def _state(name: str) -> Any:
