@@ -278,9 +278,10 @@ class Flight:
     pruned: bool = False
 
 
-def _reported(flight: Flight, runs_dir: Path, objective: str, seen: int) -> int:
-    """Report each new epoch's objective of a training trial to its pruner (main thread); prune it
-    by SIGTERM to its worker (the pid in the run's lock) when the pruner says so."""
+def _reported(flight: Flight, runs_dir: Path, objective: str, seen: int, may_prune: bool) -> int:
+    """Report each new epoch's objective of a training trial to its pruner (main thread); when
+    `may_prune` (a local worker still training), prune it by SIGTERM to its worker (the pid in the
+    run's lock) if the pruner says so."""
     _, _, rows = run_cost(runs_dir, flight.run.run_id)
     trial = live_trial(flight.study, flight.number)
     for i in range(seen, len(rows)):
@@ -288,9 +289,8 @@ def _reported(flight: Flight, runs_dir: Path, objective: str, seen: int) -> int:
         if value is None:
             continue
         trial.report(value, int(rows[i]["epoch"]))
-        if not flight.pruned and trial.should_prune():
-            flight.pruned = True
-            _stop_worker(RunDir(runs_dir, flight.run.run_id))
+        if may_prune and not flight.pruned and trial.should_prune():
+            flight.pruned = _stop_worker(RunDir(runs_dir, flight.run.run_id))
     return len(rows)
 
 
@@ -302,13 +302,17 @@ def live_trial(study: Study, number: int) -> optuna.trial.Trial:
     return optuna.trial.Trial(study.study, frozen._trial_id)
 
 
-def _stop_worker(rundir: RunDir) -> None:
-    """SIGTERM to the process holding the run's lock: it checkpoints and ends interrupted."""
-    lock = rundir.root / ".lock"
+def _stop_worker(rundir: RunDir) -> bool:
+    """SIGTERM to the process holding the run's lock (it checkpoints and ends interrupted); False
+    when no process holds it any more (the run ended: nothing to prune)."""
+    if not rundir.locked_elsewhere():
+        return False
     with contextlib.suppress(OSError, ValueError):
-        pid = int(lock.read_text().strip() or "0")
+        pid = int((rundir.root / ".lock").read_text().strip() or "0")
         if pid > 0:
             os.kill(pid, signal.SIGTERM)
+            return True
+    return False
 
 
 # ------------------------------------------------------------------------------ the loop
@@ -409,10 +413,11 @@ class Driver:
     def _settle_one(self, stop: SignalForwarder) -> None:
         done, _ = cf.wait(list(self.flights), timeout=1.0, return_when=cf.FIRST_COMPLETED)
         if self.spec.pruner is not None:
+            local = self.opts.executor is None  # under Slurm the worker runs elsewhere: report only
             for future, flight in self.flights.items():
                 if future not in done:
                     self.seen[id(flight)] = _reported(
-                        flight, self.runs_dir, self.spec.objective, self.seen[id(flight)]
+                        flight, self.runs_dir, self.spec.objective, self.seen[id(flight)], local
                     )
         for future in done:
             flight = self.flights.pop(future)
@@ -423,7 +428,7 @@ class Driver:
         record, study = flight.record, flight.study.study
         if self.spec.pruner is not None and not flight.pruned:
             self.seen[id(flight)] = _reported(
-                flight, self.runs_dir, self.spec.objective, self.seen[id(flight)]
+                flight, self.runs_dir, self.spec.objective, self.seen[id(flight)], False
             )
         if flight.pruned:
             study.tell(flight.number, state=_state("PRUNED"))
