@@ -291,7 +291,7 @@ def _reported(flight: Flight, runs_dir: Path, objective: str, seen: int, may_pru
         trial.report(value, int(rows[i]["epoch"]))
         if may_prune and not flight.pruned and trial.should_prune():
             flight.pruned = _stop_worker(RunDir(runs_dir, flight.run.run_id))
-    return len(rows)
+    return max(seen, len(rows))  # a file being rewritten reads as no rows
 
 
 def live_trial(study: Study, number: int) -> optuna.trial.Trial:
@@ -340,7 +340,10 @@ class Driver:
                 for trial in study.study.get_trials(deepcopy=False):
                     if trial.state.name == "RUNNING":  # left by a killed driver: settle it, once
                         self._wait_for_slot(pool, stop)
-                        self._launch(pool, study, trial.number, trial.params, stop, scratch)
+                        live = live_trial(study, trial.number)  # killed between two suggestions:
+                        for key, dist in study.tuned.space.items():  # the rest sampled now
+                            _suggest(live, key, dist)
+                        self._launch(pool, study, trial.number, live.params, stop, scratch)
             for study in self.studies:
                 while stop.signum is None and self._started(study) < study.tuned.trials:
                     self._wait_for_slot(pool, stop)
