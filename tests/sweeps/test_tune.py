@@ -104,10 +104,10 @@ def test_default_space_of_every_strategy_fits_its_params():
 
 
 # ------------------------------------------------------------------------------ a study
-def test_tune_jobs_2_continues_reruns_and_retrains_the_best_on_final_seeds(tmp_path):
+def test_tune_jobs_2_then_the_same_seed_gives_the_same_trials_and_a_changed_space_is_refused(tmp_path):
     path = tuning_file(tmp_path)
     runs = tmp_path / "runs"
-    args = ("tune", "--file", str(path), "--runs-dir", str(runs), "--jobs", "2", "--device", "cpu")
+    args = ["tune", "--file", str(path), "--runs-dir", str(runs), "--jobs", "2", "--device", "cpu"]
     run_cli(*args, "--no-leaderboard", cwd=tmp_path, check=True)
     first = trials(runs)
     assert len(first) == 6 and {r["state"] for r in first} == {"complete"}
@@ -121,26 +121,20 @@ def test_tune_jobs_2_continues_reruns_and_retrains_the_best_on_final_seeds(tmp_p
     mtimes = {p: p.stat().st_mtime_ns for p in runs.glob("*/metrics.parquet")}
 
     # the same seed in a new study: the same parameters, so the same runs, found complete
-    proc = run_cli(*args, "--study-name", "again", "--final-seeds", "1", cwd=tmp_path, check=True)
+    result = CliRunner().invoke(main, [*args, "--study-name", "again", "--no-leaderboard"])
+    assert result.exit_code == 0, result.output
     again = trials(runs, "again")
     key = [(r["method"], r["trial"], r["params"], r["run_id"], r["objective"]) for r in first]
     assert [(r["method"], r["trial"], r["params"], r["run_id"], r["objective"]) for r in again] == key
     assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
-    final = json.loads((runs / "tuning" / "again" / "final.json").read_text())
-    for method, entry in final.items():
-        best = max((r for r in first if r["method"] == method), key=lambda r: (r["objective"], -r["trial"]))
-        assert entry["params"] == json.loads(best["params"]) and entry["budget"] == 3
-        (run_id,) = entry["run_ids"]
-        row = read_metrics(runs / run_id / "metrics.parquet")[-1]
-        assert row["recipe_name"].endswith("_tuned") and row["seed"] != 0
-    assert "leaderboard" in proc.stdout or (runs / "leaderboard").exists()
+    best = {r["method"]: r for r in sorted(first, key=lambda r: (r["objective"], -r["trial"]))}
+    for method, row in best.items():
+        assert f"{method:<20} best {row['objective']:.2f}" in result.output
 
-    # the same study once more: nothing asked, nothing trained; a changed space is refused
-    run_cli(*args, "--no-leaderboard", cwd=tmp_path, check=True)
-    assert len(trials(runs)) == 6
+    # a changed space is refused unless the study gets a new name
     tuning_file(tmp_path, space={"optim.lr": {"log": [0.02, 0.2]}})
-    proc = run_cli(*args, "--no-leaderboard", cwd=tmp_path)
-    assert proc.returncode == 2 and "--study-name" in proc.stderr
+    result = CliRunner().invoke(main, [*args, "--no-leaderboard"])
+    assert result.exit_code == 2 and "--study-name" in result.output and len(trials(runs)) == 6
 
 
 @pytest.mark.slow
@@ -169,3 +163,15 @@ def test_kill_9_of_the_driver_then_rerun_loses_and_doubles_nothing(tmp_path):
     assert len({r["run_id"] for r in rows}) == 6 and run_folders(runs) == sorted(r["run_id"] for r in rows)
     for r in rows:  # each run trained its epoch once (a resumed run continues, never restarts)
         assert len(read_metrics(runs / r["run_id"] / "metrics.parquet")) == 1
+
+    # once more with final seeds: no trial asked; each method's best retrained on a new seed
+    subprocess.run([*cmd, "--final-seeds", "1"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    assert trials(runs) == rows
+    final = json.loads((runs / "tuning" / "tune" / "final.json").read_text())
+    assert sorted(final) == ["ce", "label_smoothing"]
+    for method, entry in final.items():
+        best = max((r for r in rows if r["method"] == method), key=lambda r: (r["objective"], -r["trial"]))
+        assert entry["params"] == json.loads(best["params"]) and entry["budget"] == 3
+        (run_id,) = entry["run_ids"]
+        last = read_metrics(runs / run_id / "metrics.parquet")[-1]
+        assert last["recipe_name"].endswith("_tuned") and last["seed"] != 0
