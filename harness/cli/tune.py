@@ -18,7 +18,7 @@ from harness.cli.sweep import _chosen_executor, _slurm_resources, nightly_execut
 @click.command(
     epilog="\b\nExamples:\n"
     "  harness tune --file sweeps/fashion_mnist_tuning.yaml --jobs 2\n"
-    "  harness tune --file my_tuning.yaml --study-name again --storage sqlite:///tuning.db"
+    "  harness tune --file sweeps/fashion_mnist_tuning.yaml --study-name again --storage sqlite:///tuning.db"
 )
 @click.option(
     "--file",
@@ -56,10 +56,10 @@ def tune(
     no_leaderboard: bool,
     **executor: object,
 ) -> None:
-    """Tune each method on an equal trial budget; select on the held-out split.
+    """Tune every method on an equal trial budget.
 
-    One Optuna study per base recipe; every trial is an ordinary run (own folder, resumable,
-    skipped when complete). Killed, run the same command again: the study continues and no trial
+    Select on the held-out split, never the test split. One Optuna study per base recipe;
+    every trial is an ordinary run (own folder, resumable, skipped when complete). Killed, run the same command again: the study continues and no trial
     trains twice. Writes RUNS_DIR/tuning/<study>/trials.parquet (one row per trial) and, with
     final seeds, final.json. Exit 130 when interrupted, 2 for a bad tuning file, 74 for storage I/O.
     """
