@@ -59,9 +59,10 @@ def tune(
     """Tune every method on an equal trial budget.
 
     Select on the held-out split, never the test split. One Optuna study per base recipe;
-    every trial is an ordinary run (own folder, resumable, skipped when complete). Killed, run the same command again: the study continues and no trial
-    trains twice. Writes RUNS_DIR/tuning/<study>/trials.parquet (one row per trial) and, with
-    final seeds, final.json. Exit 130 when interrupted, 2 for a bad tuning file, 74 for storage I/O.
+    every trial is an ordinary run (own folder, resumable, skipped when complete). Killed, run
+    the same command again: the study continues and no trial trains twice. Writes
+    RUNS_DIR/tuning/<study>/trials.parquet (one row per trial) and, with final seeds,
+    final.json. Exit 130 when interrupted, 2 for a bad tuning file, 74 for storage I/O.
     """
     from harness.sweeps.executor import SweepOptions
     from harness.sweeps.tune import TuneOptions
