@@ -110,10 +110,13 @@ class TuneResult:
     best: dict[str, dict[str, Any]]
     final: dict[str, dict[str, Any]]
     interrupted: str | None = None
+    budgets: dict[str, int] = field(default_factory=dict)  # method -> its trial budget
+    final_failed: bool = False  # a final-seed run failed or diverged
 
     @property
     def exit_code(self) -> int:
-        return 130 if self.interrupted else 0
+        """130 if interrupted, 1 if a final-seed run failed (a failed trial is a result), else 0."""
+        return 130 if self.interrupted else 1 if self.final_failed else 0
 
     def render(self) -> str:
         lines = [
@@ -121,6 +124,9 @@ class TuneResult:
         ]
         if self.interrupted:
             lines[0] += f" (interrupted by {self.interrupted}; run it again to resume)"
+        if len(set(self.budgets.values())) > 1:
+            budgets = ", ".join(f"{m} {n}" for m, n in self.budgets.items())
+            lines.append(f"  unequal budgets (a recipe entry's trials): {budgets}")
         for method, best in self.best.items():
             lines.append(f"  {method:<20} best {best['objective']:.2f}  {best['params']}")
         for method, final in self.final.items():
@@ -547,8 +553,9 @@ def tune(path: Path, runs_dir: Path | str, opts: TuneOptions | None = None) -> T
     best = {s.tuned.method: b for s in studies if (b := best_of(s)) is not None}
     final: dict[str, dict[str, Any]] = {}
     k = spec.final_seeds if opts.final_seeds is None else opts.final_seeds
+    final_failed = False
     if not interrupted:
-        final, interrupted = _final_seeds(studies, k, runs_dir, study_dir, opts)
+        final, interrupted, final_failed = _final_seeds(studies, k, runs_dir, study_dir, opts)
     counts = {s: 0 for s in STATES.values()}
     for s in studies:
         for t in s.study.get_trials(deepcopy=False):
@@ -557,15 +564,17 @@ def tune(path: Path, runs_dir: Path | str, opts: TuneOptions | None = None) -> T
         from harness.sweeps.executor import regenerate_leaderboard
 
         regenerate_leaderboard(runs_dir, opts.sweep.leaderboard_dir(runs_dir))
-    return TuneResult(study_dir, counts, best, final, interrupted)
+    budgets = {s.tuned.method: s.tuned.trials for s in studies}
+    return TuneResult(study_dir, counts, best, final, interrupted, budgets, final_failed)
 
 
 def _final_seeds(
     studies: list[Study], k: int, runs_dir: Path, study_dir: Path, opts: TuneOptions
-) -> tuple[dict[str, dict[str, Any]], str | None]:
-    """Train every method's best configuration on K fresh seeds through the sweep; final.json."""
+) -> tuple[dict[str, dict[str, Any]], str | None, bool]:
+    """Train every method's best configuration on K fresh seeds through the sweep; final.json.
+    Returns the final entries, the signal that stopped the sweep and whether a run failed."""
     if k <= 0:
-        return {}, None
+        return {}, None, False
     from harness.sweeps.sweep import run_sweep
 
     final, runs = {}, []
@@ -582,4 +591,4 @@ def _final_seeds(
         }
     write_json(study_dir / "final.json", final)
     summary = run_sweep(runs, runs_dir, opts.sweep, opts.executor)
-    return final, summary.interrupted
+    return final, summary.interrupted, summary.exit_code == 1

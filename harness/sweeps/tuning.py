@@ -32,7 +32,7 @@ from typing import Any, Literal
 from harness.config import load_recipe, read_yaml_file
 from harness.config.globs import expand
 from harness.errors import HarnessError, RecipeError
-from harness.schema import SEED_MAX, each, fail, field, from_dict, ge, suggest
+from harness.schema import SEED_MAX, fail, field, from_dict, ge, suggest
 
 #: The learning-rate range searched when a method's space does not give one.
 DEFAULT_LR: dict[str, list[float]] = {"log": [0.01, 0.3]}
@@ -112,7 +112,6 @@ class TuningFile:
     pruner: Literal["median", "successive_halving"] | None = field(None, doc="prune at epoch ends")
     final_seeds: int = field(0, check=ge(0), doc="seeds the best configuration is retrained on")
     overrides: list[str] = field([], doc="--set overrides of every trial (not searched)")
-    seeds: list[int] | None = field(None, check=each(ge(0)), doc="unused; trials train the recipe's seed")
 
     def validate(self, path: str) -> None:
         if self.objective not in OBJECTIVES:
@@ -121,8 +120,6 @@ class TuningFile:
                 f"{path}.objective" if path else "objective",
                 f"must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}{hint}",
             )
-        if self.seeds is not None:
-            fail("seeds", "not a tuning field: trials train each recipe's own seed; see final_seeds")
 
 
 @dataclass

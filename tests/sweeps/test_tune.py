@@ -103,6 +103,23 @@ def test_default_space_of_every_strategy_fits_its_params():
             parse_dist(value, key)
 
 
+def test_a_recipe_entry_overrides_the_budget_and_the_summary_says_so(tmp_path):
+    from harness.sweeps.tune import TuneResult, plan_tuning
+
+    path = tuning_file(
+        tmp_path, recipes=["recipes/tiny_ce.yaml", {"path": "recipes/tiny_ls.yaml", "trials": 5}]
+    )
+    _, tuned, name = plan_tuning(path, None)
+    assert name == "tune" and [(t.method, t.trials) for t in tuned] == [("ce", 3), ("label_smoothing", 5)]
+    assert set(tuned[1].space) == {"strategy.params.epsilon", "optim.lr"} and set(tuned[0].space) == {
+        "optim.lr"
+    }
+    budgets = {t.method: t.trials for t in tuned}
+    text = TuneResult(tmp_path, {}, {}, {}, budgets=budgets).render()
+    assert "unequal budgets (a recipe entry's trials): ce 3, label_smoothing 5" in text
+    assert "unequal" not in TuneResult(tmp_path, {}, {}, {}, budgets={"ce": 3, "kd": 3}).render()
+
+
 # ------------------------------------------------------------------------------ a study
 def test_tune_jobs_2_then_the_same_seed_gives_the_same_trials_and_a_changed_space_is_refused(tmp_path):
     path = tuning_file(tmp_path)
