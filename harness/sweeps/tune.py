@@ -328,24 +328,21 @@ class Driver:
     def __init__(
         self, spec: TuningFile, studies: list[Study], study_dir: Path, runs_dir: Path, opts: TuneOptions
     ):
-        self.spec, self.studies, self.study_dir, self.runs_dir, self.opts = (
-            spec,
-            studies,
-            study_dir,
-            runs_dir,
-            opts,
-        )
+        self.spec, self.studies, self.opts = spec, studies, opts
+        self.study_dir, self.runs_dir = study_dir, runs_dir
         self.jobs = max(1, opts.sweep.jobs)
         self.free = slot_envs(self.jobs, opts.sweep.device) if opts.executor is None else [{}] * self.jobs
         self.flights: dict[cf.Future, Flight] = {}
         self.seen: dict[int, int] = {}
 
     def run(self, stop: SignalForwarder, scratch: Path) -> None:
+        """Settle the trials a killed driver left RUNNING, then ask each study for trials up to its
+        budget, N in flight; a signal stops the asking and the driver waits for the trials in flight."""
         with cf.ThreadPoolExecutor(max_workers=self.jobs) as pool:
             for study in self.studies:
                 for trial in study.study.get_trials(deepcopy=False):
-                    if trial.state.name == "RUNNING":  # left by a killed driver: settle it, once
-                        self._wait_for_slot(pool, stop)
+                    if trial.state.name == "RUNNING" and stop.signum is None:  # left by a killed
+                        self._wait_for_slot(pool, stop)  # driver: settle it, once
                         live = live_trial(study, trial.number)  # killed between two suggestions:
                         for key, dist in study.tuned.space.items():  # the rest sampled now
                             _suggest(live, key, dist)
