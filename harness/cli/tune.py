@@ -43,6 +43,16 @@ from harness.cli.sweep import _chosen_executor, _slurm_resources, nightly_execut
     help="Retrain each method's best configuration on K new seeds (over the file's final_seeds).",
 )
 @click.option("--no-leaderboard", is_flag=True, help="Do not regenerate the leaderboard.")
+@click.option(
+    "--plan", "show_plan", is_flag=True, help="Print the estimated device-hours of every trial and exit."
+)
+@click.option(
+    "--history",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs/nightly/history"),
+    show_default=True,
+    help="--plan: folder of nightly snapshots (measured throughputs).",
+)
 @nightly_executor_options  # --executor, --jobs (trials in flight), the Slurm resources
 @click.pass_context
 def tune(
@@ -54,6 +64,8 @@ def tune(
     storage: str | None,
     final_seeds: int | None,
     no_leaderboard: bool,
+    show_plan: bool,
+    history: Path,
     **executor: object,
 ) -> None:
     """Tune every method on an equal trial budget.
@@ -65,8 +77,12 @@ def tune(
     final.json. Exit 130 when interrupted, 2 for a bad tuning file, 74 for storage I/O.
     """
     from harness.sweeps.executor import SweepOptions
-    from harness.sweeps.tune import TuneOptions
+    from harness.sweeps.tune import TuneOptions, plan_cost
     from harness.sweeps.tune import tune as run_tune
+
+    if show_plan:
+        click.echo(plan_cost(tuning_file, history, final_seeds))
+        ctx.exit(0)
 
     options = SweepOptions(device=device, leaderboard=not no_leaderboard)
     opts = TuneOptions(sweep=options, study_name=study_name, storage=storage, final_seeds=final_seeds)

@@ -38,7 +38,7 @@ import os
 import signal
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -530,6 +530,25 @@ def final_runs(study: Study, params: dict[str, Any], k: int) -> list[PlannedRun]
     seeds = [s for s in range(k + 1) if s != study.tuned.seed][:k]
     name = f"name={study.tuned.name}{TUNED_SUFFIX}"
     return [trial_run(study.tuned, params, (name, f"seed={s}")) for s in seeds]
+
+
+# ------------------------------------------------------------------------------ --plan
+def plan_cost(path: Path, history: Path, final_seeds: int | None = None) -> str:
+    """`harness tune --plan`: each base recipe's device-hours for its trials and final seeds, by
+    `harness sweep --plan`'s estimate (history, else rates.csv) of the base recipe (a trial's
+    sampled values change no image count); nothing written."""
+    from harness.sweeps.estimate import estimate, render_plan
+
+    spec, tuned, _ = plan_tuning(path, None)
+    k = spec.final_seeds if final_seeds is None else final_seeds
+    plans = []
+    for t in tuned:
+        base = PlannedRun(t.path, t.overrides, t.seed, load_recipe(t.path, t.overrides))
+        (one,) = estimate([base], history)
+        for label, n in (("trial", t.trials), ("final seed", k)):
+            plans += [replace(one, run_id=f"{t.name} {label} {i}") for i in range(n)]
+    text, _ = render_plan(plans, None, None)
+    return text
 
 
 # ------------------------------------------------------------------------------ tune

@@ -120,6 +120,18 @@ def test_a_recipe_entry_overrides_the_budget_and_the_summary_says_so(tmp_path):
     assert "unequal" not in TuneResult(tmp_path, {}, {}, {}, budgets={"ce": 3, "kd": 3}).render()
 
 
+def test_plan_lists_every_trial_and_final_seed_and_writes_nothing(tmp_path):
+    path = tuning_file(tmp_path, final_seeds=2)
+    runs = tmp_path / "runs"
+    result = CliRunner().invoke(main, ["tune", "--file", str(path), "--runs-dir", str(runs), "--plan"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    for name in ("tiny_ce", "tiny_ls"):
+        assert sum(line.startswith(f"{name} trial ") for line in lines) == 3
+        assert sum(line.startswith(f"{name} final seed ") for line in lines) == 2
+    assert lines[-1].startswith("total: ") and "over 10 runs" in lines[-1] and not runs.exists()
+
+
 # ------------------------------------------------------------------------------ a study
 def test_tune_jobs_2_then_the_same_seed_gives_the_same_trials_and_a_changed_space_is_refused(tmp_path):
     path = tuning_file(tmp_path)
