@@ -30,6 +30,7 @@ setup(
         "tqdm>=4.60",
         "submitit>=1.5",
         "scipy>=1.11",
+        "optuna>=4.0",  # harness tune: pure Python (sqlalchemy, alembic, colorlog), JournalStorage
     ],
     extras_require={
         "ffcv": ["ffcv==1.0.2"],

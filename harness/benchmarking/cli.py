@@ -66,6 +66,12 @@ def run(
         if quick:
             board_cfg.settings, board_cfg.rows, board_cfg.seeds = 2, 4, 2
         yield section("Leaderboard over many runs", "board", board.run(board_cfg), ctx, out)
+    if suite in ("tune", "all"):
+        from harness.benchmarking import tune
+
+        ctx = report.context("cpu")
+        tune_cfg = tune.TuneBenchConfig(trials=10 if quick else 50, clock=clock)
+        yield section("Tuning driver: its own cost per trial", "tune", tune.run(tune_cfg), ctx, out)
     if suite in ("ffcv_kd", "all"):
         from harness.benchmarking import ffcv_kd
 

@@ -10,6 +10,7 @@ defined with `@click.command` in the module of its group:
     harness/cli/data.py         data (convert)
     harness/cli/bench.py        bench
     harness/cli/sweep.py        sweep, nightly (many runs)
+    harness/cli/tune.py         tune (equal-budget tuning with Optuna)
     harness/cli/nightly.py      nightly accept, nightly rebuild (beside the night itself)
 
 Options that several commands share: `harness/cli/options.py`.
@@ -25,7 +26,7 @@ import sys
 
 import click
 
-from harness.cli import bench, data, leaderboard, nightly, recipes, run, sweep
+from harness.cli import bench, data, leaderboard, nightly, recipes, run, sweep, tune
 from harness.errors import OS_ERROR_EXIT, HarnessError, describe_os_error
 
 
@@ -69,6 +70,7 @@ main.add_command(data.data)
 main.add_command(bench.bench)
 main.add_command(sweep.sweep)
 main.add_command(nightly.nightly)
+main.add_command(tune.tune)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from harness.cli.options import device_option
 )
 @click.option(
     "--suite",
-    type=click.Choice(["steps", "epoch", "holdout", "board", "ffcv_kd", "loader", "all"]),
+    type=click.Choice(["steps", "epoch", "holdout", "board", "tune", "ffcv_kd", "loader", "all"]),
     default="all",
     show_default=True,
     help="Which measurements to take.",

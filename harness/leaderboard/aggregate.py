@@ -47,6 +47,10 @@ is missing). The one definition: the nightly snapshots and `harness sweep --plan
 setting has several rows of the baseline method, the baseline is the one with the most seeds,
 then the highest mean held-out top-1 at the selected epoch (rows without a held-out split come
 after those with one), then the row key: nothing measured on the test split picks it.
+Tuned rows (recipe name ending `_tuned`, the final seeds of `harness tune`) are compared with the
+setting's tuned baselines, the `_tuned` rows of the baseline methods, and the other rows with the
+untuned ones: a tuned method against an untuned baseline would measure the tuning, not the method
+(no gain is shown for a tuned row when the setting has no tuned baseline).
 How gains are tested is in `compare`.
 """
 
@@ -267,6 +271,7 @@ class Setting:
     holdout_hash: str | None = None  # the held-out positions every run of the setting holds out
     rows: list[Row] = field(default_factory=list)
     baselines: dict[str, Row | None] = field(default_factory=dict)
+    tuned_baselines: dict[str, Row | None] = field(default_factory=dict)  # of the `_tuned` rows
 
     @property
     def n_runs(self) -> int:
@@ -277,11 +282,15 @@ class Setting:
         return sorted({c.basis for row in self.rows for c in row.gains.values() if c is not None})
 
     def is_baseline(self, row: Row, kind: str) -> bool:
-        return self.baselines.get(kind) is row
+        return self.baseline_for(row, kind) is row
+
+    def baseline_for(self, row: Row, kind: str) -> Row | None:
+        """The baseline `row` is compared with: the tuned one for a tuned row, else the untuned one."""
+        return (self.tuned_baselines if is_tuned(row) else self.baselines).get(kind)
 
     def delta_vs_ce(self, row: Row, name: str) -> float | None:
-        """Row mean minus the CE baseline's mean of `name` (None for the baseline itself)."""
-        base = self.baselines.get(CE.kind)
+        """Row mean minus its CE baseline's mean of `name` (None for the baseline itself)."""
+        base = self.baseline_for(row, CE.kind)
         if base is None or base is row:
             return None
         a, b = row.mean(name), base.mean(name)
@@ -433,12 +442,25 @@ def _compare_with_baselines(setting: Setting) -> None:
     """Pick each baseline row, compare every other row with it and Holm-adjust the family."""
     for baseline in BASELINES:
         kind = baseline.kind
-        candidates = [r for r in setting.rows if r.method == baseline.method]
-        base = min(candidates, key=_baseline_preference, default=None)
-        setting.baselines[kind] = base
-        family = [None if base is None or base is row else compare(row, base) for row in setting.rows]
+        for tuned, chosen in ((False, setting.baselines), (True, setting.tuned_baselines)):
+            candidates = [r for r in setting.rows if r.method == baseline.method and is_tuned(r) == tuned]
+            chosen[kind] = min(candidates, key=_baseline_preference, default=None)
+        bases = [setting.baseline_for(row, kind) for row in setting.rows]
+        family = [
+            None if base is None or base is row else compare(row, base)
+            for row, base in zip(setting.rows, bases, strict=True)
+        ]
         for row, comparison in zip(setting.rows, adjust_family(family), strict=True):
             row.gains[kind] = comparison
+
+
+#: The recipe-name suffix of the final-seed runs of `harness tune` (`harness.sweeps.tune`).
+TUNED_SUFFIX = "_tuned"
+
+
+def is_tuned(row: Row) -> bool:
+    """A row of tuned hyper-parameters: its recipe name ends `_tuned`."""
+    return row.recipe_name.endswith(TUNED_SUFFIX)
 
 
 def _baseline_preference(row: Row) -> tuple[int, float, str]:

@@ -132,6 +132,10 @@ def _setting_section(s: Setting) -> list[str]:
         lines += [f"{LS.name.capitalize()} baseline: {md(ls.label)} ({ls.n} seeds).", ""]
     if ce is None:
         lines += [f"No {CE.name} baseline in this setting: the Δ vs {CE.short} column is empty.", ""]
+    tuned_ls = s.tuned_baselines.get(LS.kind)
+    if tuned_ls is not None:
+        tuned = f"Tuned rows (`_tuned`) compare with the tuned {LS.name} baseline: {md(tuned_ls.label)}."
+        lines += [tuned, ""]
     lines += [basis_sentence(s), "", family_sentence(s), ""]
     lines += ["### Accuracy", ""]
     header, align = accuracy_header(s)
@@ -233,7 +237,7 @@ def family_sentence(s: Setting) -> str:
     parts = []
     for b in BASELINES:
         m = max((c.family for row in s.rows if (c := row.gains.get(b.kind)) is not None), default=0)
-        if s.baselines.get(b.kind) is not None:
+        if s.baselines.get(b.kind) is not None or s.tuned_baselines.get(b.kind) is not None:
             parts.append(f"{m} comparisons with {b.short}")
     if not parts:
         return "No families of comparisons: no baseline."

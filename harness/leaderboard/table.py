@@ -171,7 +171,7 @@ SCHEMA = pa.schema([pa.field(n, t, metadata={"doc": d}) for n, t, d in COLUMNS])
 
 def gain_status(setting: Setting, row: Row, kind: str) -> str:
     """The verdict on a row's gain over a baseline (see the `gain_*_status` column)."""
-    if setting.baselines.get(kind) is None:
+    if setting.baseline_for(row, kind) is None:
         return "no baseline"
     if setting.is_baseline(row, kind):
         return "baseline"
@@ -217,7 +217,7 @@ def records(settings: Sequence[Setting]) -> list[dict[str, Any]]:
             for name in _DELTA_CE:
                 rec[f"{name}_delta_ce"] = s.delta_vs_ce(row, name)
             for kind in (b.kind for b in BASELINES):
-                base = s.baselines.get(kind)
+                base = s.baseline_for(row, kind)
                 rec[f"baseline_{kind}"] = base.label if base is not None else None
                 rec |= gain_record(kind, row.gains.get(kind))
                 rec[f"gain_{kind}_status"] = gain_status(s, row, kind)

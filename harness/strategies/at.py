@@ -51,6 +51,11 @@ def at_stage_loss(f_s: torch.Tensor, f_t: torch.Tensor, p: float) -> torch.Tenso
     return (attention_map(f_s, p) - attention_map(f_t.detach(), p)).pow(2).mean()
 
 
+#: Default search space of `harness tune` (docs/tuning.md): fields of Params -> distribution; the
+#: learning rate is added by the tuner.
+SPACE: dict[str, dict[str, list[float]]] = {"beta": {"log": [100.0, 3000.0]}}
+
+
 @register
 class AttentionTransfer(Strategy):
     """Attention transfer over several stages."""

@@ -16,6 +16,11 @@ class CEParams:
     """Cross-entropy takes no parameters."""
 
 
+#: Default search space of `harness tune` (docs/tuning.md): fields of Params -> distribution; the
+#: learning rate is added by the tuner.
+SPACE: dict[str, dict[str, list[float]]] = {}
+
+
 @register
 class CrossEntropy(Strategy):
     """The plain cross-entropy baseline."""

@@ -34,6 +34,11 @@ class ConfidencePenaltyParams:
     threshold: float | None = field(None, check=ge(0), doc="hinge: penalise only H(p) below this (nats)")
 
 
+#: Default search space of `harness tune` (docs/tuning.md): fields of Params -> distribution; the
+#: learning rate is added by the tuner.
+SPACE: dict[str, dict[str, list[float]]] = {"beta": {"log": [0.01, 1.0]}}
+
+
 @register
 class ConfidencePenalty(Strategy):
     """CE minus beta times the predictive entropy."""

@@ -120,6 +120,14 @@ def mean_over_ranks(x: torch.Tensor, world_size: int, reduce: Reduce) -> torch.T
     return x
 
 
+#: Default search space of `harness tune` (docs/tuning.md): fields of Params -> distribution; the
+#: learning rate is added by the tuner.
+SPACE: dict[str, dict[str, list[float]]] = {
+    "weight": {"log": [0.1, 2.0]},
+    "nce_temperature": {"log": [0.03, 0.3]},
+}
+
+
 @register
 class ContrastiveRepresentationDistillation(Strategy):
     """CRD with projection heads and memory banks over the training samples."""

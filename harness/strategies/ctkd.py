@@ -72,6 +72,11 @@ def curriculum_lambda(epoch: int, lambda_max: float, epochs: float) -> float:
     return lambda_max * (1.0 - math.cos(math.pi * i / epochs)) / 2.0
 
 
+#: Default search space of `harness tune` (docs/tuning.md): fields of Params -> distribution; the
+#: learning rate is added by the tuner.
+SPACE: dict[str, dict[str, list[float]]] = {"alpha": {"float": [0.1, 0.99]}}
+
+
 @register
 class CurriculumTemperatureKD(Strategy):
     """CTKD: KD with an adversarially learned global temperature."""

@@ -57,6 +57,15 @@ def dist_relations(
     return inter, intra
 
 
+#: Default search space of `harness tune` (docs/tuning.md): fields of Params -> distribution; the
+#: learning rate is added by the tuner.
+SPACE: dict[str, dict[str, list[float]]] = {
+    "beta": {"float": [0.5, 4.0]},
+    "gamma": {"float": [0.5, 4.0]},
+    "temperature": {"log": [1.0, 8.0]},
+}
+
+
 @register
 class DIST(Strategy):
     """DIST: inter- and intra-class Pearson relations of the softened predictions."""

@@ -81,6 +81,11 @@ def warmup_weight(epoch: int, warmup_epochs: float) -> float:
     return 1.0 if warmup_epochs <= 0 else min((epoch + 1) / warmup_epochs, 1.0)
 
 
+#: Default search space of `harness tune` (docs/tuning.md): fields of Params -> distribution; the
+#: learning rate is added by the tuner.
+SPACE: dict[str, dict[str, list[float]]] = {"beta": {"log": [1.0, 16.0]}, "temperature": {"log": [1.0, 8.0]}}
+
+
 @register
 class DecoupledKD(Strategy):
     """DKD: target-class and non-target-class KD with their own weights."""

@@ -71,6 +71,11 @@ def hint_loss(
     return {"loss": ce_weight * ce + weight * mse, "ce": ce.detach(), "hint": mse.detach()}
 
 
+#: Default search space of `harness tune` (docs/tuning.md): fields of Params -> distribution; the
+#: learning rate is added by the tuner.
+SPACE: dict[str, dict[str, list[float]]] = {"weight": {"log": [10.0, 1000.0]}}
+
+
 @register
 class FitNet(Strategy):
     """FitNet hint at one stage through a trainable convolutional connector."""

@@ -66,6 +66,14 @@ def kd_loss(
     return {"loss": loss, "ce": ce.detach(), "kl": kl.detach()}
 
 
+#: Default search space of `harness tune` (docs/tuning.md): fields of Params -> distribution; the
+#: learning rate is added by the tuner.
+SPACE: dict[str, dict[str, list[float]]] = {
+    "alpha": {"float": [0.1, 0.99]},
+    "temperature": {"log": [1.0, 8.0]},
+}
+
+
 @register
 class KnowledgeDistillation(Strategy):
     """Hinton KD from a teacher's logits on the same augmented view."""

@@ -59,6 +59,11 @@ def label_smoothing_loss(
     return {"loss": loss, "ce": ce.detach(), "smooth": smooth.detach()}
 
 
+#: Default search space of `harness tune` (docs/tuning.md): fields of Params -> distribution; the
+#: learning rate is added by the tuner.
+SPACE: dict[str, dict[str, list[float]]] = {"epsilon": {"float": [0.01, 0.3]}}
+
+
 @register
 class LabelSmoothing(Strategy):
     """Cross-entropy against label-smoothed targets."""

@@ -36,6 +36,14 @@ class NKDParams:
     ce_weight: float = field(1.0, check=ge(0), doc="weight of CE")
 
 
+#: Default search space of `harness tune` (docs/tuning.md): fields of Params -> distribution; the
+#: learning rate is added by the tuner.
+SPACE: dict[str, dict[str, list[float]]] = {
+    "temperature": {"log": [1.0, 8.0]},
+    "gamma": {"float": [0.5, 5.0]},
+}
+
+
 @register
 class NormalizedKD(Strategy):
     """NKD: target part weighted by the teacher, non-target part normalised."""

@@ -56,6 +56,11 @@ def correct_sums(
     return onehot.t() @ probs, onehot.sum(dim=0)
 
 
+#: Default search space of `harness tune` (docs/tuning.md): fields of Params -> distribution; the
+#: learning rate is added by the tuner.
+SPACE: dict[str, dict[str, list[float]]] = {"alpha": {"float": [0.1, 0.9]}}
+
+
 @register
 class OnlineLabelSmoothing(Strategy):
     """Label smoothing with per-class soft labels from the model's previous-epoch predictions."""

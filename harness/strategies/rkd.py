@@ -74,6 +74,14 @@ def rkd_terms(
     return distance, angle
 
 
+#: Default search space of `harness tune` (docs/tuning.md): fields of Params -> distribution; the
+#: learning rate is added by the tuner.
+SPACE: dict[str, dict[str, list[float]]] = {
+    "distance_weight": {"log": [5.0, 100.0]},
+    "angle_weight": {"log": [10.0, 200.0]},
+}
+
+
 @register
 class RelationalKD(Strategy):
     """RKD distance and angle losses on the penultimate embeddings."""

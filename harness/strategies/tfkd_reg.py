@@ -72,6 +72,14 @@ def tfkd_reg_loss(
     return {"loss": loss, "ce": ce.detach(), "kl": kl.detach()}
 
 
+#: Default search space of `harness tune` (docs/tuning.md): fields of Params -> distribution; the
+#: learning rate is added by the tuner.
+SPACE: dict[str, dict[str, list[float]]] = {
+    "alpha": {"float": [0.1, 0.99]},
+    "temperature": {"log": [1.0, 40.0]},
+}
+
+
 @register
 class TfKDReg(Strategy):
     """Tf-KD reg: distillation from a hand-made, nearly uniform teacher (no teacher model)."""

@@ -69,6 +69,11 @@ def ttm_loss(
     return {"loss": ce_weight * ce + beta * kl, "ce": ce.detach(), "kl": kl.detach()}
 
 
+#: Default search space of `harness tune` (docs/tuning.md): fields of Params -> distribution; the
+#: learning rate is added by the tuner.
+SPACE: dict[str, dict[str, list[float]]] = {"exponent": {"float": [0.05, 0.5]}, "beta": {"log": [5.0, 100.0]}}
+
+
 @register
 class TransformedTeacherMatching(Strategy):
     """TTM: KD with the temperature on the teacher only."""

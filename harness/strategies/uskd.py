@@ -102,6 +102,11 @@ def uskd_parts(
     return target_part, non_target_part, weak
 
 
+#: Default search space of `harness tune` (docs/tuning.md): fields of Params -> distribution; the
+#: learning rate is added by the tuner.
+SPACE: dict[str, dict[str, list[float]]] = {"alpha": {"log": [0.01, 1.0]}, "beta": {"log": [0.01, 1.0]}}
+
+
 @register
 class USKD(Strategy):
     """USKD: teacher-free NKD with self-made soft labels and a weak classifier."""

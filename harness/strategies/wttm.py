@@ -17,6 +17,10 @@ from __future__ import annotations
 from harness.strategies.registry import LossDict, StepInputs, Strategy, register
 from harness.strategies.ttm import TTMParams, ttm_loss
 
+#: Default search space of `harness tune` (docs/tuning.md): fields of Params -> distribution; the
+#: learning rate is added by the tuner.
+SPACE: dict[str, dict[str, list[float]]] = {"exponent": {"float": [0.05, 0.5]}, "beta": {"log": [5.0, 100.0]}}
+
 
 @register
 class WeightedTransformedTeacherMatching(Strategy):

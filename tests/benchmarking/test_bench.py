@@ -142,3 +142,14 @@ def test_board_suite_through_harness_bench(tmp_path):
         by_case["generate"]["ratio"], by_case["generate"]["median_s"] / read
     )
     assert by_case["generate"]["detail"].startswith("16 runs (2 settings x 4 rows x 2 seeds)")
+
+
+def test_tune_suite_through_harness_bench(tmp_path):
+    """The tune suite of `harness bench`: the driver's ask+tell and trials.parquet per trial."""
+    from harness.benchmarking.tune import TuneBenchConfig, run
+
+    rows = {r["case"]: r for r in run(TuneBenchConfig(trials=4))}
+    assert set(rows) == {"ask+tell", "trials.parquet", "per trial"} and rows["per trial"]["rounds"] == 4
+    whole = rows["per trial"]["median_s"]
+    assert 0 < rows["ask+tell"]["median_s"] <= whole and rows["trials.parquet"]["median_s"] > 0
+    assert math.isclose(rows["ask+tell"]["ratio"], rows["ask+tell"]["median_s"] / whole)

@@ -693,3 +693,26 @@ def test_committed_study_leaderboard_is_what_its_runs_give(tmp_path):
             f"leaderboard/{name} differs: regenerate it with harness leaderboard --runs-dir leaderboard/runs "
             "--out leaderboard"
         )
+
+
+def test_tuned_rows_compare_with_the_tuned_baseline(tmp_path):
+    """A `_tuned` row (the final seeds of `harness tune`) gains over the setting's `_tuned` LS row,
+    an untuned row over the untuned one, even where the untuned baseline has more seeds."""
+    runs, out = tmp_path / "runs", tmp_path / "board"
+    for seed in range(3):
+        write_run(runs, "fm_ls", "label_smoothing", seed, [80.0 + seed])
+        write_run(runs, "fm_kd", "kd", seed, [82.0 + seed], params={"temperature": 4.0})
+    for seed in (1, 2):
+        eps = {"epsilon": 0.2}
+        write_run(runs, "fm_ls_tuned", "label_smoothing", seed, [85.0 + seed], params=eps)
+        write_run(runs, "fm_kd_tuned", "kd", seed, [86.0 + 2 * seed], params={"temperature": 2.0})
+    generate(runs, out)
+    rows = {r["recipe_name"]: r for r in pq.read_table(out / "leaderboard.parquet").to_pylist()}
+    ls, ls_tuned = rows["fm_ls"], rows["fm_ls_tuned"]
+    assert rows["fm_kd_tuned"]["baseline_ls"] == ls_tuned["label"] != ls["label"]
+    assert rows["fm_kd_tuned"]["gain_ls"] == pytest.approx((88 + 90) / 2 - (86 + 87) / 2)
+    assert rows["fm_kd"]["baseline_ls"] == ls["label"] and rows["fm_kd"]["gain_ls"] == pytest.approx(2.0)
+    assert ls_tuned["gain_ls_status"] == ls["gain_ls_status"] == "baseline"
+    assert "Tuned rows (`_tuned`) compare with the tuned label-smoothing baseline" in (
+        out / "leaderboard.md"
+    ).read_text()

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from harness.config import load_recipe
@@ -367,3 +368,20 @@ def test_two_process_run_starts_through_torchrun_rendezvous_and_resumes_exactly(
         "world_size": 2,
     }
     assert json.loads((run / "provenance.json").read_text())["world_size"] == 2
+
+
+def test_tune_through_slurm_keeps_two_trials_in_flight(slurm, tmp_path):
+    """`harness tune --executor slurm --jobs 2`: each trial is one Slurm job, told from its run."""
+    data = {"train_subset": 128, "val_subset": 64, "batch_size": 16, "holdout": {"size": 64}}
+    write_recipe(tmp_path / "tiny_ce.yaml", tiny_recipe(data=data, schedule={"epochs": 1}))
+    spec = tmp_path / "tune.yaml"
+    spec.write_text("recipes: [tiny_ce.yaml]\ntrials: 2\nsampler: {name: random, seed: 1}\n")
+    runs = tmp_path / "runs"
+    args = ("--runs-dir", str(runs), "--executor", "slurm", "--jobs", "2", *POLL, "--no-leaderboard")
+    proc = run_cli("tune", "--file", str(spec), *args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = pq.read_table(runs / "tuning" / "tune" / "trials.parquet").to_pylist()
+    assert [r["state"] for r in rows] == ["complete", "complete"]
+    for r in rows:
+        assert job_of(runs / r["run_id"])  # trained by a Slurm job
+        assert r["objective"] == read_metrics(runs / r["run_id"] / "metrics.parquet")[-1]["holdout_top1"]
