@@ -561,6 +561,9 @@ def tune(path: Path, runs_dir: Path | str, opts: TuneOptions | None = None) -> T
     storage = open_storage(opts.storage, study_dir)
     studies = open_studies(spec, tuned, name, storage)
     study_dir.mkdir(parents=True, exist_ok=True)
+    interrupted = _train_teachers(tuned, runs_dir, opts)
+    if interrupted:
+        return TuneResult(study_dir, {s: 0 for s in STATES.values()}, {}, {}, interrupted, {}, False)
     driver = Driver(spec, studies, study_dir, runs_dir, opts)
     with SignalForwarder() as stop, tempfile.TemporaryDirectory(prefix="harness-tune-") as tmp:
         driver.run(stop, Path(tmp))
@@ -582,6 +585,26 @@ def tune(path: Path, runs_dir: Path | str, opts: TuneOptions | None = None) -> T
         regenerate_leaderboard(runs_dir, opts.sweep.leaderboard_dir(runs_dir))
     budgets = {s.tuned.method: s.tuned.trials for s in studies}
     return TuneResult(study_dir, counts, best, final, interrupted, budgets, final_failed)
+
+
+def _train_teachers(tuned: list[TunedRecipe], runs_dir: Path, opts: TuneOptions) -> str | None:
+    """Train, through the sweep, the teacher runs the studies' trials read and that are not yet
+    complete (`plan.with_teacher_runs`), once each, before any trial: trials in flight side by
+    side would otherwise race to train a shared teacher. Returns the signal that stopped it."""
+    from harness.sweeps.plan import with_teacher_runs
+    from harness.sweeps.sweep import run_sweep
+
+    bases = [trial_run(t, {}) for t in tuned]
+    base_ids = {r.run_id for r in bases}
+    teachers = [r for r in with_teacher_runs(bases, runs_dir) if r.run_id not in base_ids]
+    if not teachers:
+        return None
+    names = ", ".join(r.run_id for r in teachers)
+    log.info("tune: training %d teacher run(s) first: %s", len(teachers), names)
+    summary = run_sweep(teachers, runs_dir, replace(opts.sweep, leaderboard=False), opts.executor)
+    if summary.exit_code == 1 and not summary.interrupted:
+        raise HarnessError("tune: a teacher run failed; see its run folder (harness sweep status)")
+    return summary.interrupted
 
 
 def _final_seeds(

@@ -133,6 +133,7 @@ def test_plan_lists_every_trial_and_final_seed_and_writes_nothing(tmp_path):
 
 
 # ------------------------------------------------------------------------------ a study
+@pytest.mark.slow
 def test_tune_jobs_2_then_the_same_seed_gives_the_same_trials_and_a_changed_space_is_refused(tmp_path):
     path = tuning_file(tmp_path)
     runs = tmp_path / "runs"
@@ -204,3 +205,31 @@ def test_kill_9_of_the_driver_then_rerun_loses_and_doubles_nothing(tmp_path):
         (run_id,) = entry["run_ids"]
         last = read_metrics(runs / run_id / "metrics.parquet")[-1]
         assert last["recipe_name"].endswith("_tuned") and last["seed"] != 0
+
+
+@pytest.mark.slow
+def test_a_teacher_run_the_trials_read_trains_once_before_them(tmp_path):
+    """Two KD trials in flight side by side read one teacher run nobody trained yet: the driver
+    trains it first, once, then the trials (which would otherwise race to train it)."""
+    tuning_file(tmp_path)  # writes recipes/tiny_ce.yaml, the teacher's recipe
+    strategy = {"name": "kd", "params": {"alpha": 0.5, "temperature": 4.0}}
+    kd = tiny_recipe(data=DATA, schedule={"epochs": 1}, strategy=strategy)
+    kd["teacher"] = {"run": "tiny_ce.yaml", "seed": 0}
+    write_recipe(tmp_path / "recipes" / "tiny_kd.yaml", kd)
+    path = tmp_path / "kd.yaml"
+    spec = {"recipes": ["recipes/tiny_kd.yaml"], "trials": 2, "sampler": {"name": "random", "seed": 0}}
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    runs = tmp_path / "runs"
+    args = ["tune", "--file", str(path), "--runs-dir", str(runs), "--jobs", "2", "--device", "cpu"]
+    run_cli(*args, "--no-leaderboard", cwd=tmp_path, check=True)
+    rows = trials(runs, "kd")
+    assert [r["state"] for r in rows] == ["complete", "complete"]
+    teachers = [f for f in run_folders(runs) if f.startswith("tiny_ce")]
+    assert len(teachers) == 1, run_folders(runs)
+    teacher_log = (runs / teachers[0] / "log.txt").read_text()
+    assert teacher_log.count("epoch 1/1") == 1  # trained once
+    done = (runs / teachers[0] / "metrics.parquet").stat().st_mtime_ns
+    for r in rows:  # each trial distilled from that run, whose folder was made after it completed
+        source = read_metrics(runs / r["run_id"] / "metrics.parquet")[-1]["teacher_source"]
+        assert source.startswith(teachers[0])
+        assert (runs / r["run_id"] / "recipe.yaml").stat().st_mtime_ns > done
