@@ -152,7 +152,9 @@ def read_table(out: Path) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
-    return {str(p): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every run file's bytes and mtime (the run index, a cache in `.index/`, aside)."""
+    files = (p for p in sorted(folder.rglob("*")) if p.is_file() and ".index" not in p.relative_to(folder).parts)
+    return {str(p): (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
 
 
 # ------------------------------------------------------------------------------ statistics
