@@ -12,9 +12,10 @@ numbers (`reference`) and writes, into `out_dir`:
 
 The outputs depend on the runs (and the reference data) alone: no time stamps, everything
 sorted, fixed float formats, so regenerating gives byte-identical files. Modules: `runs`
-(reading), `run_index` (the cache of what `runs` read, re-reading only changed folders), `stats` (every statistic: mean, std, pooled std, throughput, Welch and paired t
-intervals, Holm's correction, seeds needed, with scipy's distributions; `harness nightly` uses it
-too), `baselines` (the baseline strategies, declared once), `aggregate` (settings, rows, the
+(reading), `run_index` (the cache of what `runs` read, re-reading only changed folders),
+`stats` (every statistic: mean, std, pooled std, throughput, Welch and paired t intervals,
+Holm's correction, seeds needed, with scipy's distributions; `harness nightly` uses it too),
+`baselines` (the baseline strategies, declared once), `aggregate` (settings, rows, the
 validation-selected epoch), `compare` (each gain: which top-1, which test, the families and their
 marks), `reference` (the published figures and the recipe each belongs to), `official` (the paper
 recipes' training settings beside their sources' values, for docs/paper_suite.md), `table`,

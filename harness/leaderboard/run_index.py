@@ -182,4 +182,5 @@ def _write_index(path: Path, table: pa.Table) -> None:
     try:
         atomic_write_bytes(path, lambda fh: pq.write_table(table, fh))
     except OSError as exc:
-        log.warning("run index %s: not written (%s); the runs were read all the same", path, exc.strerror or exc)
+        reason = exc.strerror or exc
+        log.warning("run index %s: not written (%s); the runs were read all the same", path, reason)

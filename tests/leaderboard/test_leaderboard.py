@@ -153,7 +153,8 @@ def read_table(out: Path) -> dict[tuple[str, str], dict[str, Any]]:
 
 def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
     """Every run file's bytes and mtime (the run index, a cache in `.index/`, aside)."""
-    files = (p for p in sorted(folder.rglob("*")) if p.is_file() and ".index" not in p.relative_to(folder).parts)
+    paths = sorted(folder.rglob("*"))
+    files = (p for p in paths if p.is_file() and ".index" not in p.relative_to(folder).parts)
     return {str(p): (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
 
 
