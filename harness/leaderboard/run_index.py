@@ -6,7 +6,8 @@ run, or set apart with its status and reason) and, for a completed run, its rows
 columns `runs.read_run` reads (`runs.WANTED`), one Parquet row per epoch, sorted by epoch.
 
 `load_indexed_runs(runs_dir)` answers as `runs.load_runs` does: it lists the folders (one
-`os.scandir`, then a `stat` of the two files per folder), takes every folder whose files are
+`os.scandir`, then a `stat` of metrics.parquet per folder, and of status.json where the decision
+read it), takes every folder whose files are
 unchanged from the index, reads only new or changed folders, drops removed ones and, when
 anything changed, rewrites the index atomically (`store.files.atomic_write_bytes`: temporary
 file, fsync, rename). The runs' files stay the record and the index is a cache: deleting it
@@ -73,8 +74,12 @@ def load_indexed_runs(runs_dir: Path) -> tuple[list[Run], list[SetApart]]:
     outcomes: list[Run | SetApart | None] = []
     fresh: dict[str, tuple[Signature, Run | SetApart]] = {}
     for name in names:
-        signature = folder_signature(runs_dir / name)
         hit = cached.get(name)
+        metrics = _stat(runs_dir / name / "metrics.parquet")
+        if hit is not None and hit[0][:2] == metrics != (-1, -1) and not _reads_status(hit[1]):
+            outcomes.append(hit[1])  # decided from metrics.parquet alone: status.json not even stat'ed
+            continue
+        signature = (*metrics, *_stat(runs_dir / name / "status.json"))
         if hit is not None and hit[0] == signature:
             outcomes.append(hit[1])
             continue
@@ -86,11 +91,6 @@ def load_indexed_runs(runs_dir: Path) -> tuple[list[Run], list[SetApart]]:
     if fresh or len(kept) != len(cached):
         _write_index(path, _updated_index(table, kept, fresh))
     return split_outcomes(outcomes)
-
-
-def folder_signature(folder: Path) -> Signature:
-    """The stat signature of a run folder's two read files (-1, -1 for a file that is absent)."""
-    return (*_stat(folder / "metrics.parquet"), *_stat(folder / "status.json"))
 
 
 _ABSENT: Signature = (-1, -1, -1, -1)
@@ -141,6 +141,14 @@ def _cached_outcomes(table: pa.Table) -> dict[str, tuple[Signature, Run | SetApa
         out[name] = (signatures[start], result)
         start = i
     return out
+
+
+def _reads_status(outcome: Run | SetApart) -> bool:
+    """Whether `runs.read_folder` read status.json to decide `outcome` (a failed run's error, or a
+    folder without metrics), so that a change to it alone must be re-read."""
+    return isinstance(outcome, SetApart) and (
+        outcome.status == "failed" or outcome.reason.startswith("no metrics")
+    )
 
 
 def _indexable(outcome: Run | SetApart) -> bool:

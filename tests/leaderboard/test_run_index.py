@@ -85,10 +85,16 @@ def test_outputs_with_the_index_are_those_without_it(runs, tmp_path):
     assert changed != want
     assert outputs(runs, tmp_path / "changed") == changed
 
+    # a failed run's status.json rewritten (its metrics untouched): its reason is read again
+    (runs / "dead" / "status.json").write_text(json.dumps({"status": "failed", "error": "CUDA error"}))
+    failed = outputs(runs, tmp_path / "failed-plain", use_index=False)
+    assert b"CUDA error" in failed["leaderboard.md"]
+    assert outputs(runs, tmp_path / "failed") == failed
+
     # a run deleted: gone from the outputs and from the index
     shutil.rmtree(metrics.parent)
     deleted = outputs(runs, tmp_path / "deleted-plain", use_index=False)
-    assert outputs(runs, tmp_path / "deleted") == deleted != changed
+    assert outputs(runs, tmp_path / "deleted") == deleted != failed
     assert metrics.parent.name not in set(pq.read_table(index).column("folder").to_pylist())
 
 
