@@ -7,15 +7,19 @@ columns `runs.read_run` reads (`runs.WANTED`), one Parquet row per epoch, sorted
 
 `load_indexed_runs(runs_dir)` answers as `runs.load_runs` does: it lists the folders (one
 `os.scandir`, then a `stat` of metrics.parquet per folder, and of status.json where the decision
-read it), takes every folder whose files are
-unchanged from the index, reads only new or changed folders, drops removed ones and, when
-anything changed, rewrites the index atomically (`store.files.atomic_write_bytes`: temporary
-file, fsync, rename). The runs' files stay the record and the index is a cache: deleting it
-changes nothing but speed. An index that is missing, of another version or schema, or unreadable
-is rebuilt (one log line for the last two, never an error); a runs folder the index cannot be
-written into (read-only) is read whole every time, with one log line. Two processes regenerating
-at once each write a complete index by rename: the last writer wins, and either file is a valid
-cache, since every folder in it carries the stat signature it was read at.
+read it), takes every folder whose files are unchanged from the index, reads only new or changed
+folders, drops removed ones and, when anything changed, rewrites the index atomically
+(`store.files.atomic_write_bytes`: temporary file, fsync, rename).
+
+The runs' files stay the record and the index is a cache: **deleting it is safe** and changes
+nothing but speed (the next regeneration reads every run and writes it again; the outputs are
+byte-identical either way). An index that is missing, of another version or schema, or
+unreadable is rebuilt (one log line for the last two, never an error); a runs folder the index
+cannot be written into (read-only) is read whole every time, with one log line. Two processes
+regenerating at once each write a complete index by rename, without a lock: the last writer
+wins, and either file is a valid cache, since every folder in it carries the stat signature it
+was read at (a file that changes while it is read gets a signature that no longer matches, so it
+is read again next time).
 """
 
 from __future__ import annotations
