@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -124,3 +125,31 @@ def test_a_runs_folder_the_index_cannot_be_written_into(runs, tmp_path, caplog):
     (line,) = [r.getMessage() for r in caplog.records if r.name == LOGGER]
     assert "not written" in line
     assert (runs / INDEX_PATH.parent).read_text() == "not a folder"
+
+
+def test_two_writers_at_once_leave_a_valid_index(runs, tmp_path, caplog):
+    """Last writer wins: two regenerations at once, runs touched meanwhile, and the index after them
+    reads cleanly and gives the files of reading every folder."""
+    want = outputs(runs, tmp_path / "plain", use_index=False)
+    metrics = a_run(runs) / "metrics.parquet"
+    errors: list[BaseException] = []
+
+    def regenerate(name: str) -> None:
+        try:
+            for i in range(3):
+                assert outputs(runs, tmp_path / f"{name}{i}") == want
+        except BaseException as exc:  # reported below, from the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=regenerate, args=(name,)) for name in ("a", "b")]
+    with caplog.at_level(logging.WARNING, LOGGER):
+        for thread in threads:
+            thread.start()
+        for i in range(20):  # new mtimes while they run: each writer re-reads and rewrites
+            os.utime(metrics, ns=(i + 1, i + 1))
+        for thread in threads:
+            thread.join()
+        assert not errors, errors
+        assert outputs(runs, tmp_path / "after") == want
+    assert not [r for r in caplog.records if r.name == LOGGER]  # never a corrupt index
+    assert not list((runs / INDEX_PATH.parent).glob("*.tmp"))  # no temporary left behind
