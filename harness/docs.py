@@ -125,7 +125,7 @@ def _board_reference() -> list[str]:
 
 
 def leaderboard_reference() -> str:
-    from harness.leaderboard import aggregate, compare, table
+    from harness.leaderboard import aggregate, compare, run_index, table
 
     lines = [
         "# leaderboard.parquet / leaderboard.csv",
@@ -136,6 +136,10 @@ def leaderboard_reference() -> str:
         "as empty fields and lists joined by `;`. `harness leaderboard --format latex` writes the same",
         "figures as leaderboard.md into `leaderboard.tex` instead: booktabs tables to `\\input` in a paper",
         "(`harness/leaderboard/latex.py`).",
+        "",
+        "How the runs are read, through the run index (`harness/leaderboard/run_index.py`):",
+        "",
+        *inspect.cleandoc(run_index.__doc__ or "").splitlines(),
         "",
         "How settings, rows, labels and baselines are formed:",
         "",

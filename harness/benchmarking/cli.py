@@ -31,7 +31,14 @@ def section(title: str, suite: str, rows: list[dict], ctx: dict, out: Path) -> s
 
 
 def run(
-    suite: str, *, quick: bool, device: str, out: Path, rounds: int = 7, clock: str = "wall"
+    suite: str,
+    *,
+    quick: bool,
+    device: str,
+    out: Path,
+    rounds: int = 7,
+    clock: str = "wall",
+    index_runs: tuple[int, ...] = (1000, 10_000),
 ) -> Iterator[str]:
     """Run the suites in turn, yielding each one's Markdown report as soon as it is measured."""
     if suite in ("steps", "all"):
@@ -62,9 +69,12 @@ def run(
         from harness.benchmarking import board
 
         ctx = report.context("cpu")
-        board_cfg = board.BoardConfig(rounds=2 if quick else min(rounds, 3), clock=clock)
+        board_cfg = board.BoardConfig(
+            rounds=2 if quick else min(rounds, 3), clock=clock, index_sizes=index_runs
+        )
         if quick:
             board_cfg.settings, board_cfg.rows, board_cfg.seeds = 2, 4, 2
+            board_cfg.index_sizes, board_cfg.index_rows, board_cfg.index_seeds = (16,), 4, 2
         yield section("Leaderboard over many runs", "board", board.run(board_cfg), ctx, out)
     if suite in ("tune", "all"):
         from harness.benchmarking import tune

@@ -49,13 +49,29 @@ from harness.cli.options import device_option
     show_default=True,
     help="Folder for the Parquet results.",
 )
-def bench(suite: str, quick: bool, rounds: int, device: str, clock: str, out: Path) -> None:
+@click.option(
+    "--index-runs",
+    type=click.IntRange(min=1),
+    multiple=True,
+    help="Run counts of the board suite's run-index rows (repeatable; default 1000 and 10000; --quick: 16).",
+)
+def bench(
+    suite: str, quick: bool, rounds: int, device: str, clock: str, out: Path, index_runs: tuple[int, ...]
+) -> None:
     """Measure speed as side-by-side ratios.
 
     Each suite against its baselines, side by side: Parquet in --out, a table on stdout.
     """
     from harness.benchmarking import cli as bench_cli
 
-    runs = bench_cli.run(suite, quick=quick, rounds=rounds, device=device, out=out, clock=clock)
+    runs = bench_cli.run(
+        suite,
+        quick=quick,
+        rounds=rounds,
+        device=device,
+        out=out,
+        clock=clock,
+        index_runs=index_runs or (1000, 10_000),
+    )
     for section in runs:
         click.echo(section)

@@ -1,6 +1,7 @@
 """The leaderboard: every strategy against its matched label-smoothing and CE baselines, over seeds.
 
-`generate(runs_dir, out_dir)` reads every `<runs_dir>/*/metrics.parquet` (read-only), groups the
+`generate(runs_dir, out_dir)` reads every `<runs_dir>/*/metrics.parquet` (read-only; through the
+run index `<runs_dir>/.index/runs.parquet`, a cache of what it read, `run_index`), groups the
 completed runs into matched settings and rows (`aggregate`), adds the published reference
 numbers (`reference`) and writes, into `out_dir`:
 
@@ -14,9 +15,10 @@ numbers (`reference`) and writes, into `out_dir`:
 
 The outputs depend on the runs (and the reference data) alone: no time stamps, everything
 sorted, fixed float formats, so regenerating gives byte-identical files. Modules: `runs`
-(reading), `stats` (every statistic: mean, std, pooled std, throughput, Welch and paired t
-intervals, Holm's correction, seeds needed, with scipy's distributions; `harness nightly` uses it
-too), `baselines` (the baseline strategies, declared once), `aggregate` (settings, rows, the
+(reading), `run_index` (the cache of what `runs` read, re-reading only changed folders),
+`stats` (every statistic: mean, std, pooled std, throughput, Welch and paired t intervals,
+Holm's correction, seeds needed, with scipy's distributions; `harness nightly` uses it too),
+`baselines` (the baseline strategies, declared once), `aggregate` (settings, rows, the
 validation-selected epoch), `compare` (each gain: which top-1, which test, the families and their
 marks), `reference` (the published figures and the recipe each belongs to), `official` (the paper
 recipes' training settings beside their sources' values, for docs/paper_suite.md), `table`,
@@ -39,6 +41,7 @@ from harness.leaderboard.html_page import render_html
 from harness.leaderboard.latex import render_latex
 from harness.leaderboard.markdown import render_markdown
 from harness.leaderboard.reference import Ours, References, load_references, seen_of_run
+from harness.leaderboard.run_index import load_indexed_runs
 from harness.leaderboard.runs import LeaderboardError, SetApart, load_runs
 from harness.leaderboard.table import records, to_csv, to_parquet
 from harness.leaderboard.tuning import TUNING_FILE, load_tuning
@@ -111,6 +114,7 @@ def generate(
     reference_dir: Path | None = None,
     force: bool = False,
     formats: Sequence[str] = DEFAULT_FORMATS,
+    use_index: bool = True,
 ) -> LeaderboardResult:
     """Read the runs under `runs_dir` and write the leaderboard files of `formats` (keys of
     FORMATS) into `out_dir`.
@@ -118,14 +122,15 @@ def generate(
     Raises `LeaderboardError` (a one-line `HarnessError`) when `runs_dir` is not a folder, a format
     is unknown, the reference data is malformed or `out_dir` cannot be written, or holds output
     files that no earlier `generate` wrote (no MARKER file) and `force` is not set. Run files are
-    never modified.
+    never modified. With `use_index` the runs are read through the run index
+    (`<runs_dir>/.index/runs.parquet`, `run_index`): the same runs, fewer files opened.
     """
     names = output_files(formats)
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
     tuning_name = (TUNING_FILE,) if "leaderboard.parquet" in names else ()
     check_out_dir(out_dir, force, (*names, *tuning_name))
     owned = (out_dir / MARKER).is_file()
-    runs, apart = load_runs(runs_dir)
+    runs, apart = (load_indexed_runs if use_index else load_runs)(runs_dir)
     settings, duplicates = build_settings(runs)
     apart = sorted([*apart, *duplicates], key=lambda a: a.folder)
     refs = load_references(reference_dir)

@@ -286,6 +286,7 @@ def _accuracy_table(sid: str, s: Setting) -> list[str]:
     d = DECIMALS["top1"]
     accuracy, _ = accuracy_header(s)
     colours = row_colours(s)
+    selected, test_selected = shows_selected(s), shows_test_selected(s)  # once, not once per row
     out = ['<div class="scroll">', f'<table id="{sid}-board" class="board">']
     out += [_th(accuracy, 3), "<tbody>"]
     for i, row in enumerate(s.rows):
@@ -295,11 +296,11 @@ def _accuracy_table(sid: str, s: Setting) -> list[str]:
             f'<td class="text">{_teacher_text(row)}</td>',
             f"<td>{row.n}</td>",
         ]
-        if shows_selected(s):
+        if selected:
             cells.append(f"<td>{mean_std(row.mean('top1_selected'), row.std('top1_selected'), d)}</td>")
             cells.append(f"<td>{num(row.mean('selected_epoch'), DECIMALS['epoch'])}</td>")
         cells.append(f"<td>{mean_std(row.mean('top1_last'), row.std('top1_last'), d)}</td>")
-        if shows_test_selected(s):
+        if test_selected:
             cells.append(
                 f"<td>{mean_std(row.mean('top1_best_on_test'), row.std('top1_best_on_test'), d)}</td>"
             )

@@ -139,7 +139,8 @@ def _setting_section(s: Setting) -> list[str]:
     lines += [basis_sentence(s), "", family_sentence(s), ""]
     lines += ["### Accuracy", ""]
     header, align = accuracy_header(s)
-    lines += _table(header, [_accuracy_cells(s, row) for row in s.rows], align)
+    shown = (shows_selected(s), shows_test_selected(s))  # once per setting, not once per row
+    lines += _table(header, [_accuracy_cells(s, row, shown) for row in s.rows], align)
     comparisons = comparison_rows(s)
     if comparisons:
         lines += ["### Comparisons", ""]
@@ -196,7 +197,9 @@ def accuracy_header(s: Setting) -> tuple[list[str], str]:
     return header, "lll" + "r" * (len(header) - 3)
 
 
-def _accuracy_cells(s: Setting, row: Row) -> list[str]:
+def _accuracy_cells(s: Setting, row: Row, shown: tuple[bool, bool]) -> list[str]:
+    """A row's accuracy cells; `shown`: (`shows_selected(s)`, `shows_test_selected(s)`)."""
+    selected, test_selected = shown
     d = DECIMALS["top1"]
     cells = [
         md(row.label),
@@ -204,11 +207,11 @@ def _accuracy_cells(s: Setting, row: Row) -> list[str]:
         md(_teacher(row)) if row.teacher is not None else DASH,
         str(row.n),
     ]
-    if shows_selected(s):
+    if selected:
         cells.append(mean_std(row.mean("top1_selected"), row.std("top1_selected"), d))
         cells.append(num(row.mean("selected_epoch"), DECIMALS["epoch"]))
     cells.append(mean_std(row.mean("top1_last"), row.std("top1_last"), d))
-    if shows_test_selected(s):
+    if test_selected:
         cells.append(mean_std(row.mean("top1_best_on_test"), row.std("top1_best_on_test"), d))
     return cells + [md(gain_text(row.gains.get(b.kind), gain_status(s, row, b.kind))) for b in BASELINES]
 

@@ -35,6 +35,7 @@ import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -142,9 +143,9 @@ class ReferenceResult:
     epochs: int | None
     teacher_kind: str | None  # run | pretrained | None (no teacher)
 
-    @property
+    @cached_property
     def recipe_name(self) -> str | None:
-        """The recipe's name (its file name without `.yaml`), as runs record it."""
+        """The recipe's name (its file name without `.yaml`), as runs record it (computed once)."""
         return None if self.recipe is None else Path(self.recipe).stem
 
 
@@ -160,9 +161,18 @@ class References:
     def archs_for(self, dataset: str, model: str) -> frozenset[str]:
         return self.archs.get((dataset, model), frozenset())
 
+    @cached_property
+    def by_recipe(self) -> dict[str | None, tuple[ReferenceResult, ...]]:
+        """The figures of each recipe name, in `results` order: the only ones `same_setting` can
+        accept for a row of that recipe (looked up once, not compared figure by figure per row)."""
+        out: dict[str | None, list[ReferenceResult]] = {}
+        for ref in self.results:
+            out.setdefault(ref.recipe_name, []).append(ref)
+        return {name: tuple(refs) for name, refs in out.items()}
+
     def matches(self, ours: Ours) -> list[ReferenceResult]:
         """The published figures of exactly this setting (see the module docstring)."""
-        return [ref for ref in self.results if self.same_setting(ref, ours)]
+        return [ref for ref in self.by_recipe.get(ours.recipe_name, ()) if self.same_setting(ref, ours)]
 
     def same_setting(self, ref: ReferenceResult, ours: Ours) -> bool:
         """Whether the figure `ref` was obtained in the setting `ours` describes."""
@@ -191,7 +201,7 @@ class References:
     def withheld(self, ours: Ours) -> str:
         """Why no figure is shown beside `ours` when one is of its setting in all but the data
         ('' otherwise): one short note for the board."""
-        for ref in self.results:
+        for ref in self.by_recipe.get(ours.recipe_name, ()):
             difference = self.data_difference(ref, ours)
             whole = PUBLISHED_DATA.get(ref.dataset)
             if (

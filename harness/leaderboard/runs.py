@@ -9,12 +9,16 @@ Anything else is **set apart** with its reason: unreadable or corrupt Parquet, m
 mistyped columns, unfinished (running, interrupted, fewer epochs), failed, diverged, copies
 (a folder set aside by `harness run --restart` is named `<run_id>.old-<time>`), and folders that
 hold a `status.json` but no metrics yet.
+
+Nothing in a run folder is ever written; the run index (`run_index`) caches these decisions in
+`<runs-dir>/.index/`, a hidden folder that is never taken for a run.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,31 +109,41 @@ class SetApart:
 
 
 def load_runs(runs_dir: Path) -> tuple[list[Run], list[SetApart]]:
-    """Completed runs and set-apart folders under `runs_dir`, both sorted by folder name."""
+    """Completed runs and set-apart folders under `runs_dir`, both sorted by folder name (every
+    run folder read; `run_index.load_indexed_runs` gives the same answer from its cache)."""
     runs_dir = Path(runs_dir)
+    return split_outcomes([read_folder(runs_dir / name) for name in list_folders(runs_dir)])
+
+
+def list_folders(runs_dir: Path) -> list[str]:
+    """The run folder names under `runs_dir`, sorted (hidden ones skipped; one directory listing)."""
     if not runs_dir.exists():
         raise LeaderboardError(f"--runs-dir {runs_dir}: no such folder")
     if not runs_dir.is_dir():
         raise LeaderboardError(f"--runs-dir {runs_dir}: not a folder")
     try:
-        folders = sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+        with os.scandir(runs_dir) as entries:
+            return sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
     except OSError as exc:
         raise LeaderboardError(f"--runs-dir {runs_dir}: cannot list ({exc.strerror or exc})") from None
-    runs: list[Run] = []
-    apart: list[SetApart] = []
-    for folder in folders:
-        metrics = folder / "metrics.parquet"
-        if not metrics.exists():
-            status = _status_record(folder)
-            if status:
-                state = status.get("status", "unknown")
-                apart.append(SetApart(folder.name, status.get("run_id"), state, _no_metrics_reason(status)))
-            continue
-        outcome = read_run(metrics)
-        if isinstance(outcome, SetApart):
-            apart.append(outcome)
-        else:
-            runs.append(outcome)
+
+
+def read_folder(folder: Path) -> Run | SetApart | None:
+    """One run folder: a complete `Run`, a `SetApart`, or None (neither metrics nor status.json)."""
+    metrics = folder / "metrics.parquet"
+    if not metrics.exists():
+        status = _status_record(folder)
+        if not status:
+            return None
+        state = status.get("status", "unknown")
+        return SetApart(folder.name, status.get("run_id"), state, _no_metrics_reason(status))
+    return read_run(metrics)
+
+
+def split_outcomes(outcomes: Sequence[Run | SetApart | None]) -> tuple[list[Run], list[SetApart]]:
+    """The completed runs and the set-apart folders of `outcomes`, each in the given order."""
+    runs = [o for o in outcomes if isinstance(o, Run)]
+    apart = [o for o in outcomes if isinstance(o, SetApart)]
     return runs, apart
 
 
@@ -180,34 +194,38 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
             mistyped = _mistyped(schema)
             if mistyped:
                 raise _Unusable(f"wrong column types: {', '.join(mistyped)}")
-            present = [c for c in _WANTED if c in names]
+            present = [c for c in WANTED if c in names]
             table = parquet.read(columns=present, use_threads=False)  # small files: threads only cost
     except _Unusable:
         raise
     except (OSError, pa.ArrowException, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise _Unusable(f"unreadable metrics.parquet ({first})") from None
-    rows = table.to_pylist()
-    for row in rows:
-        for column in OPTIONAL_COLUMNS:
-            row.setdefault(column, None)
-    return rows
+    return table_rows(table)
+
+
+def table_rows(table: pa.Table) -> list[dict[str, Any]]:
+    """The rows of `table` as dicts holding every read column (WANTED order; absent ones None),
+    built column by column (faster than `Table.to_pylist` for many rows)."""
+    names = set(table.column_names)
+    columns = [table.column(c).to_pylist() if c in names else [None] * table.num_rows for c in WANTED]
+    return [dict(zip(WANTED, values, strict=True)) for values in zip(*columns, strict=True)]
 
 
 #: The columns read, in order, and the type the metrics SCHEMA gives each (looked up once).
-_WANTED = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
-_WANTED_TYPES = {name: SCHEMA.field(name).type for name in _WANTED}
+WANTED = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
+WANTED_TYPES = {name: SCHEMA.field(name).type for name in WANTED}
 
 
 def _mistyped(schema: pa.Schema) -> list[str]:
     """'column (got type, want type)' for read columns whose type differs from the metrics SCHEMA."""
     got_types = {f.name: f.type for f in schema}
     out = []
-    for name in _WANTED:
+    for name in WANTED:
         got = got_types.get(name)
         if got is None:
             continue
-        want = _WANTED_TYPES[name]
+        want = WANTED_TYPES[name]
         if got != want and not pa.types.is_null(got):
             out.append(f"{name} ({got}, want {want})")
     return out

@@ -136,12 +136,17 @@ def test_board_suite_through_harness_bench(tmp_path):
     proc = run_cli("bench", "--suite", "board", "--quick", "--out", str(tmp_path), check=True)
     assert "| generate |" in proc.stdout
     by_case = {r["case"]: r for r in pq.read_table(tmp_path / "board.parquet").to_pylist()}
-    assert set(by_case) == {"read", "generate"}
+    assert set(by_case) == {"read", "generate", "cold_16", "warm_16", "changed_16"}
     read = by_case["read"]["median_s"]
     assert by_case["generate"]["median_s"] > 0 and math.isclose(
         by_case["generate"]["ratio"], by_case["generate"]["median_s"] / read
     )
     assert by_case["generate"]["detail"].startswith("16 runs (2 settings x 4 rows x 2 seeds)")
+    cold = by_case["cold_16"]["median_s"]  # the run index: every leaderboard used all 16 runs
+    for case in ("warm_16", "changed_16"):
+        assert by_case[case]["baseline"] == "cold_16"
+        assert math.isclose(by_case[case]["ratio"], by_case[case]["median_s"] / cold)
+    assert by_case["changed_16"]["detail"].startswith("16 runs (2 settings x 4 rows x 2 seeds), 1 touched")
 
 
 def test_tune_suite_through_harness_bench(tmp_path):

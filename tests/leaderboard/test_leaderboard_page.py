@@ -116,7 +116,7 @@ def render_study(tmp_path_factory) -> Callable[[tuple[int, int]], tuple[Path, di
     the PROBE's findings at that window size, each size rendered once (one Chromium launch)."""
     tmp = tmp_path_factory.mktemp("study")
     out = tmp / "board"
-    generate(STUDY_RUNS, out)
+    generate(STUDY_RUNS, out, use_index=False)  # nothing written into the repository
     page = out / "probed.html"
     page.write_text((out / "index.html").read_text().replace("</body>", f"<script>{PROBE}</script></body>"))
     done: dict[tuple[int, int], tuple[Path, dict, dict]] = {}
