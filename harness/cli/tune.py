@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from harness.cli.options import device_option, runs_dir_option
+from harness.cli.options import device_option, runs_dir_option, track_option
 from harness.cli.sweep import _chosen_executor, _slurm_resources, nightly_executor_options
 
 
@@ -43,6 +43,7 @@ from harness.cli.sweep import _chosen_executor, _slurm_resources, nightly_execut
     help="Retrain each method's best configuration on K new seeds (over the file's final_seeds).",
 )
 @click.option("--no-leaderboard", is_flag=True, help="Do not regenerate the leaderboard.")
+@track_option
 @click.option(
     "--plan", "show_plan", is_flag=True, help="Print the estimated device-hours of every trial and exit."
 )
@@ -64,6 +65,7 @@ def tune(
     storage: str | None,
     final_seeds: int | None,
     no_leaderboard: bool,
+    track: str | None,
     show_plan: bool,
     history: Path,
     **executor: object,
@@ -79,6 +81,7 @@ def tune(
     from harness.sweeps.executor import SweepOptions
     from harness.sweeps.tune import TuneOptions, plan_cost
     from harness.sweeps.tune import tune as run_tune
+    from harness.training.trackers import parse_track
 
     if show_plan:
         click.echo(plan_cost(tuning_file, history, final_seeds))
@@ -86,6 +89,7 @@ def tune(
 
     options = SweepOptions(device=device, leaderboard=not no_leaderboard)
     opts = TuneOptions(sweep=options, study_name=study_name, storage=storage, final_seeds=final_seeds)
+    opts.track = parse_track(track)
     options.jobs = int(executor["jobs"])  # type: ignore[call-overload]
     if executor["executor"] == "slurm":
         # every trial is its own Slurm job; --jobs is how many are in flight

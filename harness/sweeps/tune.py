@@ -99,6 +99,7 @@ class TuneOptions:
     storage: str | None = None  # default: the journal file of the study's folder
     final_seeds: int | None = None  # default: the file's final_seeds
     executor: Executor | None = None  # Slurm; default: local slots
+    track: list[str] = field(default_factory=list)  # --track: trackers every trial also logs to
 
 
 @dataclass
@@ -556,6 +557,7 @@ def tune(path: Path, runs_dir: Path | str, opts: TuneOptions | None = None) -> T
     """Run (or continue) every study of the tuning file at `path`, then its final seeds."""
     opts = opts or TuneOptions()
     spec, tuned, name = plan_tuning(path, opts.study_name)
+    tuned = [with_tracking(t, opts.track, name) for t in tuned]
     runs_dir = Path(runs_dir).resolve()
     study_dir = runs_dir / "tuning" / name
     storage = open_storage(opts.storage, study_dir)
@@ -585,6 +587,21 @@ def tune(path: Path, runs_dir: Path | str, opts: TuneOptions | None = None) -> T
         regenerate_leaderboard(runs_dir, opts.sweep.leaderboard_dir(runs_dir))
     budgets = {s.tuned.method: s.tuned.trials for s in studies}
     return TuneResult(study_dir, counts, best, final, interrupted, budgets, final_failed)
+
+
+def with_tracking(tuned: TunedRecipe, track: list[str], study: str) -> TunedRecipe:
+    """The base recipe with the `--track` trackers on and its trials grouped by study in them (W&B
+    group, MLflow tag); stops with one line, before any trial, where a tracker is not installed.
+    Trackers are not part of the run id, so a trial's run is the same with or without them."""
+    from harness.training.trackers import check_installed, with_trackers
+
+    base = load_recipe(tuned.path, tuned.overrides)
+    extra = with_trackers(base.tracking, track, study)
+    if extra:
+        tuned = replace(tuned, overrides=(*tuned.overrides, *extra))
+        base = load_recipe(tuned.path, tuned.overrides)
+    check_installed(base.tracking)
+    return tuned
 
 
 def _train_teachers(tuned: list[TunedRecipe], runs_dir: Path, opts: TuneOptions) -> str | None:

@@ -138,9 +138,11 @@ def test_tune_jobs_2_then_the_same_seed_gives_the_same_trials_and_a_changed_spac
     path = tuning_file(tmp_path)
     runs = tmp_path / "runs"
     args = ["tune", "--file", str(path), "--runs-dir", str(runs), "--jobs", "2", "--device", "cpu"]
-    run_cli(*args, "--no-leaderboard", cwd=tmp_path, check=True)
+    run_cli(*args, "--no-leaderboard", "--track", "tensorboard", cwd=tmp_path, check=True)
     first = trials(runs)
     assert len(first) == 6 and {r["state"] for r in first} == {"complete"}
+    for r in first:  # --track: every trial logged to TensorBoard too (not part of its run id: below)
+        assert list((runs / r["run_id"] / "tensorboard").glob("events.out.tfevents.*")), r["run_id"]
     assert {r["method"] for r in first} == {"ce", "label_smoothing"} and {r["budget"] for r in first} == {3}
     assert len({r["run_id"] for r in first}) == 6 and run_folders(runs) == sorted(r["run_id"] for r in first)
     for r in first:  # the objective is the run's last held-out top-1, never the test split's
@@ -150,7 +152,7 @@ def test_tune_jobs_2_then_the_same_seed_gives_the_same_trials_and_a_changed_spac
         assert "optim.lr" in json.loads(r["params"])
     mtimes = {p: p.stat().st_mtime_ns for p in runs.glob("*/metrics.parquet")}
 
-    # the same seed in a new study: the same parameters, so the same runs, found complete
+    # the same seed in a new study, without --track: the same parameters, so the same runs, found complete
     result = CliRunner().invoke(main, [*args, "--study-name", "again", "--no-leaderboard"])
     assert result.exit_code == 0, result.output
     again = trials(runs, "again")
