@@ -17,8 +17,8 @@ from harness.cli.sweep import _chosen_executor, _slurm_resources, nightly_execut
 
 @click.command(
     epilog="\b\nExamples:\n"
-    "  harness tune --file sweeps/fashion_mnist_tuning.yaml --jobs 2\n"
-    "  harness tune --file sweeps/fashion_mnist_tuning.yaml --study-name again --storage sqlite:///tuning.db"
+    "  harness tune --file sweeps/tuning/fashion_mnist.yaml --jobs 2\n"
+    "  harness tune --file sweeps/tuning/fashion_mnist.yaml --study-name again --storage sqlite:///tuning.db"
 )
 @click.option(
     "--file",

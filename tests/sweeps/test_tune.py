@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from harness.cli import main
 from harness.store.metrics_file import read_metrics
-from tests.support.recipes import REPO, SMALL, run_cli, tiny_recipe, write_recipe
+from tests.support.recipes import REPO, SMALL, repo_files, repo_id, run_cli, tiny_recipe, write_recipe
 
 pytestmark = pytest.mark.fashion
 
@@ -235,3 +235,11 @@ def test_a_teacher_run_the_trials_read_trains_once_before_them(tmp_path):
         source = read_metrics(runs / r["run_id"] / "metrics.parquet")[-1]["teacher_source"]
         assert source.startswith(teachers[0])
         assert (runs / r["run_id"] / "recipe.yaml").stat().st_mtime_ns > done
+
+
+@pytest.mark.parametrize("path", repo_files("sweeps/tuning", "*.yaml"), ids=repo_id)
+def test_every_tuning_file_in_the_repo_plans(path):
+    from harness.sweeps.tune import plan_tuning
+
+    _, tuned, _ = plan_tuning(path, None)
+    assert tuned and all(t.trials >= 1 and "optim.lr" in t.space for t in tuned), path
