@@ -134,50 +134,22 @@ def test_plan_lists_every_trial_and_final_seed_and_writes_nothing(tmp_path):
 
 # ------------------------------------------------------------------------------ a study
 @pytest.mark.slow
-def test_tune_jobs_2_then_the_same_seed_gives_the_same_trials_and_a_changed_space_is_refused(tmp_path):
-    path = tuning_file(tmp_path)
-    runs = tmp_path / "runs"
-    args = ["tune", "--file", str(path), "--runs-dir", str(runs), "--jobs", "2", "--device", "cpu"]
-    run_cli(*args, "--no-leaderboard", "--track", "tensorboard", cwd=tmp_path, check=True)
-    first = trials(runs)
-    assert len(first) == 6 and {r["state"] for r in first} == {"complete"}
-    for r in first:  # --track: every trial logged to TensorBoard too (not part of its run id: below)
-        assert list((runs / r["run_id"] / "tensorboard").glob("events.out.tfevents.*")), r["run_id"]
-    assert {r["method"] for r in first} == {"ce", "label_smoothing"} and {r["budget"] for r in first} == {3}
-    assert len({r["run_id"] for r in first}) == 6 and run_folders(runs) == sorted(r["run_id"] for r in first)
-    for r in first:  # the objective is the run's last held-out top-1, never the test split's
-        rows = read_metrics(runs / r["run_id"] / "metrics.parquet")
-        assert r["objective"] == rows[-1]["holdout_top1"] and r["epochs_trained"] == 1
-        assert r["device_seconds"] == pytest.approx(sum(x["epoch_time_s"] for x in rows))
-        assert "optim.lr" in json.loads(r["params"])
-    mtimes = {p: p.stat().st_mtime_ns for p in runs.glob("*/metrics.parquet")}
-
-    # the same seed in a new study, without --track: the same parameters, so the same runs, found complete
-    result = CliRunner().invoke(main, [*args, "--study-name", "again", "--no-leaderboard"])
-    assert result.exit_code == 0, result.output
-    again = trials(runs, "again")
-    key = [(r["method"], r["trial"], r["params"], r["run_id"], r["objective"]) for r in first]
-    assert [(r["method"], r["trial"], r["params"], r["run_id"], r["objective"]) for r in again] == key
-    assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
-    best = {r["method"]: r for r in sorted(first, key=lambda r: (r["objective"], -r["trial"]))}
-    for method, row in best.items():
-        assert f"{method:<20} best {row['objective']:.2f}" in result.output
-
-    # a changed space is refused unless the study gets a new name
-    tuning_file(tmp_path, space={"optim.lr": {"log": [0.02, 0.2]}})
-    result = CliRunner().invoke(main, [*args, "--no-leaderboard"])
-    assert result.exit_code == 2 and "--study-name" in result.output and len(trials(runs)) == 6
-
-
-@pytest.mark.slow
-def test_kill_9_of_the_driver_then_rerun_loses_and_doubles_nothing(tmp_path):
+def test_tune_jobs_2_kill_9_rerun_then_the_same_seed_and_final_seeds(tmp_path):
+    """One tests-sized study (2 methods x 3 trials, 1 epoch, `--jobs 2`, `--track tensorboard`):
+    the driver is killed (-9) once a trial completed and rerun: nothing lost, nothing doubled; a
+    new study of the same seed asks the same parameters, so finds the same runs complete; a changed
+    space is refused; final seeds retrain each method's best."""
     path = tuning_file(tmp_path)
     runs = tmp_path / "runs"
     cmd = [sys.executable, "-m", "harness", "tune", "--file", str(path), "--runs-dir", str(runs)]
     cmd += ["--jobs", "2", "--device", "cpu", "--no-leaderboard"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     driver = subprocess.Popen(
-        cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [*cmd, "--track", "tensorboard"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     table = runs / "tuning" / "tune" / "trials.parquet"
     deadline = time.monotonic() + 300
@@ -189,43 +161,70 @@ def test_kill_9_of_the_driver_then_rerun_loses_and_doubles_nothing(tmp_path):
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
     assert any(r["state"] == "running" for r in trials(runs))
-    subprocess.run(cmd, cwd=tmp_path, env=env, check=True, capture_output=True, timeout=600)
-    rows = trials(runs)
-    assert len(rows) == 6 and {r["state"] for r in rows} == {"complete"}
-    assert len({r["run_id"] for r in rows}) == 6 and run_folders(runs) == sorted(r["run_id"] for r in rows)
-    for r in rows:  # each run trained its epoch once (a resumed run continues, never restarts)
-        assert len(read_metrics(runs / r["run_id"] / "metrics.parquet")) == 1
+    subprocess.run(
+        [*cmd, "--track", "tensorboard"], cwd=tmp_path, env=env, check=True, capture_output=True, timeout=600
+    )
+    first = trials(runs)
+    assert len(first) == 6 and {r["state"] for r in first} == {"complete"}
+    assert {r["method"] for r in first} == {"ce", "label_smoothing"} and {r["budget"] for r in first} == {3}
+    assert len({r["run_id"] for r in first}) == 6 and run_folders(runs) == sorted(r["run_id"] for r in first)
+    for r in first:
+        rows = read_metrics(runs / r["run_id"] / "metrics.parquet")
+        assert len(rows) == 1  # each run trained its epoch once (a resumed run continues, never restarts)
+        # the objective is the run's last held-out top-1, never the test split's
+        assert r["objective"] == rows[-1]["holdout_top1"] and r["epochs_trained"] == 1
+        assert r["device_seconds"] == pytest.approx(sum(x["epoch_time_s"] for x in rows))
+        assert "optim.lr" in json.loads(r["params"])
+        # --track: every trial logged to TensorBoard too (not part of its run id: below)
+        assert list((runs / r["run_id"] / "tensorboard").glob("events.out.tfevents.*")), r["run_id"]
+    mtimes = {p: p.stat().st_mtime_ns for p in runs.glob("*/metrics.parquet")}
+
+    # the same seed in a new study, without --track: the same parameters, so the same runs, found complete
+    args = ["tune", "--file", str(path), "--runs-dir", str(runs), "--jobs", "2", "--device", "cpu"]
+    result = CliRunner().invoke(main, [*args, "--study-name", "again", "--no-leaderboard"])
+    assert result.exit_code == 0, result.output
+    again = trials(runs, "again")
+    key = [(r["method"], r["trial"], r["params"], r["run_id"], r["objective"]) for r in first]
+    assert [(r["method"], r["trial"], r["params"], r["run_id"], r["objective"]) for r in again] == key
+    assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
+    best = {r["method"]: r for r in sorted(first, key=lambda r: (r["objective"], -r["trial"]))}
+    for method, row in best.items():
+        assert f"{method:<20} best {row['objective']:.2f}" in result.output
 
     # once more with final seeds: no trial asked; each method's best retrained on a new seed
     subprocess.run([*cmd, "--final-seeds", "1"], cwd=tmp_path, env=env, check=True, capture_output=True)
-    assert trials(runs) == rows
+    assert trials(runs) == first
     final = json.loads((runs / "tuning" / "tune" / "final.json").read_text())
     assert sorted(final) == ["ce", "label_smoothing"]
     for method, entry in final.items():
-        best = max((r for r in rows if r["method"] == method), key=lambda r: (r["objective"], -r["trial"]))
-        assert entry["params"] == json.loads(best["params"]) and entry["budget"] == 3
+        assert entry["params"] == json.loads(best[method]["params"]) and entry["budget"] == 3
         (run_id,) = entry["run_ids"]
         last = read_metrics(runs / run_id / "metrics.parquet")[-1]
         assert last["recipe_name"].endswith("_tuned") and last["seed"] != 0
 
+    # a changed space is refused unless the study gets a new name
+    tuning_file(tmp_path, space={"optim.lr": {"log": [0.02, 0.2]}})
+    result = CliRunner().invoke(main, [*args, "--no-leaderboard"])
+    assert result.exit_code == 2 and "--study-name" in result.output and len(trials(runs)) == 6
+
 
 @pytest.mark.slow
 def test_a_teacher_run_the_trials_read_trains_once_before_them(tmp_path):
-    """Two KD trials in flight side by side read one teacher run nobody trained yet: the driver
-    trains it first, once, then the trials (which would otherwise race to train it)."""
+    """A KD trial reads a teacher run nobody trained yet: the driver trains it first, once, through
+    the sweep, then the trials (with several in flight, each would otherwise meet it missing)."""
     tuning_file(tmp_path)  # writes recipes/tiny_ce.yaml, the teacher's recipe
     strategy = {"name": "kd", "params": {"alpha": 0.5, "temperature": 4.0}}
     kd = tiny_recipe(data=DATA, schedule={"epochs": 1}, strategy=strategy)
     kd["teacher"] = {"run": "tiny_ce.yaml", "seed": 0}
     write_recipe(tmp_path / "recipes" / "tiny_kd.yaml", kd)
     path = tmp_path / "kd.yaml"
-    spec = {"recipes": ["recipes/tiny_kd.yaml"], "trials": 2, "sampler": {"name": "random", "seed": 0}}
+    spec = {"recipes": ["recipes/tiny_kd.yaml"], "trials": 1, "sampler": {"name": "random", "seed": 0}}
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     runs = tmp_path / "runs"
     args = ["tune", "--file", str(path), "--runs-dir", str(runs), "--jobs", "2", "--device", "cpu"]
     run_cli(*args, "--no-leaderboard", cwd=tmp_path, check=True)
     rows = trials(runs, "kd")
-    assert [r["state"] for r in rows] == ["complete", "complete"]
+    assert [r["state"] for r in rows] == ["complete"]
     teachers = [f for f in run_folders(runs) if f.startswith("tiny_ce")]
     assert len(teachers) == 1, run_folders(runs)
     teacher_log = (runs / teachers[0] / "log.txt").read_text()
