@@ -6,6 +6,11 @@
 #   scripts/setup.sh --test     set up, plus what the tests use (a headless browser, Slurm, pdflatex)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+case "${1:-}" in
+  ""|--default|--test) ;;
+  -h|--help) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "setup: unknown argument '$1' (use --default, --test or nothing; --help)" >&2; exit 2 ;;
+esac
 
 APT_PACKAGES=(dataset-fashion-mnist pkg-config libturbojpeg0-dev libopencv-dev)
 # the tests also use a headless browser, a private one-node Slurm (scripts/slurm-local.sh) and

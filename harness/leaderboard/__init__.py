@@ -44,6 +44,7 @@ from harness.leaderboard.reference import Ours, References, load_references, see
 from harness.leaderboard.run_index import load_indexed_runs
 from harness.leaderboard.runs import LeaderboardError, SetApart, load_runs
 from harness.leaderboard.table import records, to_csv, to_parquet
+from harness.leaderboard.text import counted
 from harness.leaderboard.tuning import TUNING_FILE, load_tuning
 from harness.leaderboard.tuning import to_parquet as tuning_parquet
 from harness.store.files import atomic_write_bytes
@@ -102,7 +103,7 @@ class LeaderboardResult:
         """One line for the command line."""
         out = self.files[0].parent if self.files else Path(".")
         return (
-            f"leaderboard: {self.runs_used} runs in {len(self.settings)} settings, "
+            f"leaderboard: {counted(self.runs_used, 'run')} in {counted(len(self.settings), 'setting')}, "
             f"{len(self.set_apart)} set apart -> {out}/ ({', '.join(f.name for f in self.files)})"
         )
 

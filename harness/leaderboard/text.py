@@ -201,6 +201,11 @@ def teacher_figures(row: Row) -> list[str]:
     return out + [num(row.mean(c.board.value), c.board.decimals) for c in FIDELITY]
 
 
+def counted(n: int, noun: str) -> str:
+    """'1 run', '3 runs' (the noun's plural with an s)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def epochs_text(epochs: int) -> str:
     """'1 epoch', '3 epochs'."""
-    return f"{epochs} epoch" if epochs == 1 else f"{epochs} epochs"
+    return counted(epochs, "epoch")

@@ -3,6 +3,8 @@ help, globs in `harness validate`."""
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from harness.config import from_mapping
@@ -91,3 +93,20 @@ def test_validate_expands_quoted_globs_like_sweep(tmp_path):
     ]
     proc = run_cli("validate", "nothing/*.yaml", cwd=tmp_path, env=HERE)
     assert proc.returncode == 2 and "no recipe file matches this glob" in proc.stderr
+
+
+def test_setup_script_refuses_an_unknown_argument_before_installing_anything():
+    """`scripts/setup.sh --bogus` is one line and exit 2 (it used to set up as if plain, making a
+    .venv); `--help` prints its three forms and exits 0. Both exit before any apt, venv or pip."""
+    script = str(REPO / "scripts" / "setup.sh")
+    bad = subprocess.run(["bash", script, "--bogus"], capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and bad.stdout == ""
+    want = "setup: unknown argument '--bogus' (use --default, --test or nothing; --help)"
+    assert bad.stderr.strip() == want
+    usage = subprocess.run(["bash", script, "--help"], capture_output=True, text=True, timeout=30)
+    assert usage.returncode == 0
+    assert [line.split()[0:2] for line in usage.stdout.splitlines()[2:]] == [
+        ["scripts/setup.sh", "set"],
+        ["scripts/setup.sh", "--default"],
+        ["scripts/setup.sh", "--test"],
+    ]

@@ -682,7 +682,7 @@ def test_cli_leaderboard(tmp_path):
     runs = tmp_path / "runs"
     write_run(runs, "ok", "ce", 0, [70.0, 71.0])
     proc = run_cli("leaderboard", "--runs-dir", str(runs), "--out", str(tmp_path / "board"), check=True)
-    assert "1 runs in 1 settings, 0 set apart" in proc.stdout
+    assert "1 run in 1 setting, 0 set apart" in proc.stdout
     assert sorted(p.name for p in (tmp_path / "board").iterdir()) == sorted([*OUTPUT_FILES, MARKER])
 
 
