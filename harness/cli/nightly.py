@@ -14,21 +14,8 @@ from typing import Any
 import click
 
 from harness.cli import sweep
-
-root_option = click.option(
-    "--root",
-    type=click.Path(file_okay=False, path_type=Path),
-    default="runs/nightly",
-    envvar="HARNESS_NIGHTLY_ROOT",
-    show_default=True,
-    help="Nightly folder: ROOT/<night>/ runs, ROOT/history/, ROOT/reports/ (env HARNESS_NIGHTLY_ROOT).",
-)
-history_option = click.option(
-    "--history",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Folder of the nightly snapshots (default: ROOT/history).",
-)
+from harness.cli.options import nightly_history_option as history_option
+from harness.cli.options import nightly_root_option as root_option
 
 
 @click.command(

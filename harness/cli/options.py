@@ -65,3 +65,19 @@ track_option = click.option(
     metavar="tensorboard,mlflow,wandb",
     help="Also log to these experiment trackers (docs/tracking.md); not part of the run id.",
 )
+
+
+nightly_root_option = click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="runs/nightly",
+    envvar="HARNESS_NIGHTLY_ROOT",
+    show_default=True,
+    help="Nightly folder: ROOT/<night>/ runs, ROOT/history/, ROOT/reports/ (env HARNESS_NIGHTLY_ROOT).",
+)
+nightly_history_option = click.option(
+    "--history",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of the nightly snapshots (default: ROOT/history).",
+)

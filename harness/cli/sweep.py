@@ -13,7 +13,15 @@ from typing import Any
 
 import click
 
-from harness.cli.options import device_option, runs_dir_option, seeds_option, set_option, track_option
+from harness.cli.options import (
+    device_option,
+    nightly_history_option,
+    nightly_root_option,
+    runs_dir_option,
+    seeds_option,
+    set_option,
+    track_option,
+)
 from harness.errors import RecipeError
 
 
@@ -186,21 +194,9 @@ def sweep(
     "  harness nightly sweeps/example.yaml --root /tmp/nightly --device cpu"
 )
 @click.argument("sweep_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--root",
-    type=click.Path(file_okay=False, path_type=Path),
-    default="runs/nightly",
-    envvar="HARNESS_NIGHTLY_ROOT",
-    show_default=True,
-    help="Nightly folder: ROOT/<night>/ runs, ROOT/history/, ROOT/reports/ (env HARNESS_NIGHTLY_ROOT).",
-)
+@nightly_root_option
 @click.option("--night", default=None, help="Name of the night (default: today's UTC date, YYYY-MM-DD).")
-@click.option(
-    "--history",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Folder of the nightly snapshots (default: ROOT/history).",
-)
+@nightly_history_option
 @click.option(
     "--report",
     "report_out",
