@@ -42,21 +42,33 @@ from harness.leaderboard.runs import Run
 TRIALS_FILE = "trials.parquet"
 TUNING_FILE = "tuning.parquet"
 STATES = ("complete", "pruned", "failed", "running")
-#: The columns `harness tune` writes and the summary reads, each with the Python types it accepts.
+#: The trials file `harness tune` writes (`harness.sweeps.tune`) and the summary reads: one row per
+#: trial; `objective` is null unless the trial completed.
+TRIALS_SCHEMA = pa.schema(
+    [
+        ("study", pa.string()),
+        ("recipe", pa.string()),
+        ("method", pa.string()),
+        ("trial", pa.int64()),
+        ("state", pa.string()),
+        ("params", pa.string()),
+        ("objective", pa.float64()),
+        ("epochs_trained", pa.int64()),
+        ("device_seconds", pa.float64()),
+        ("run_id", pa.string()),
+        ("budget", pa.int64()),
+        ("sampler", pa.string()),
+        ("objective_name", pa.string()),
+    ]
+)
+_PYTHON_TYPES: dict[pa.DataType, tuple[type, ...]] = {
+    pa.string(): (str,),
+    pa.int64(): (int,),
+    pa.float64(): (float, int),
+}
+#: Each column of TRIALS_SCHEMA with the Python types the summary accepts in it.
 TRIAL_COLUMNS: dict[str, tuple[type, ...]] = {
-    "study": (str,),
-    "recipe": (str,),
-    "method": (str,),
-    "trial": (int,),
-    "state": (str,),
-    "params": (str,),
-    "objective": (float, int, type(None)),
-    "epochs_trained": (int,),
-    "device_seconds": (float, int),
-    "run_id": (str,),
-    "budget": (int,),
-    "sampler": (str,),
-    "objective_name": (str,),
+    f.name: _PYTHON_TYPES[f.type] + ((type(None),) if f.name == "objective" else ()) for f in TRIALS_SCHEMA
 }
 
 

@@ -48,6 +48,7 @@ import pyarrow.parquet as pq
 from harness.config import load_recipe
 from harness.config.recipe import safe_name
 from harness.errors import HarnessError, RecipeError
+from harness.leaderboard.tuning import TRIALS_SCHEMA
 from harness.store.files import atomic_write_bytes, write_json
 from harness.store.metrics_file import read_metrics
 from harness.store.rundir import RunDir
@@ -62,24 +63,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("harness")
 
-#: Columns of trials.parquet (the interface with the leaderboard's tuning section).
-TRIALS_SCHEMA = pa.schema(
-    [
-        ("study", pa.string()),
-        ("recipe", pa.string()),
-        ("method", pa.string()),
-        ("trial", pa.int64()),
-        ("state", pa.string()),
-        ("params", pa.string()),
-        ("objective", pa.float64()),
-        ("epochs_trained", pa.int64()),
-        ("device_seconds", pa.float64()),
-        ("run_id", pa.string()),
-        ("budget", pa.int64()),
-        ("sampler", pa.string()),
-        ("objective_name", pa.string()),
-    ]
-)
 STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running"}
 TUNED_SUFFIX = "_tuned"
 

@@ -19,27 +19,10 @@ import pytest
 
 from harness.leaderboard import OUTPUT_FILES, generate
 from harness.leaderboard.expected_max import expected_max, max_probabilities
-from harness.leaderboard.tuning import TUNING_FILE
+from harness.leaderboard.tuning import TRIALS_SCHEMA, TUNING_FILE
 from tests.leaderboard.test_leaderboard import run_id_for, write_run
 from tests.leaderboard.test_leaderboard_page import LAPTOP, PROBE, chromium, dumped, needs_chromium
 
-TRIAL_SCHEMA = pa.schema(
-    [
-        ("study", pa.string()),
-        ("recipe", pa.string()),
-        ("method", pa.string()),
-        ("trial", pa.int64()),
-        ("state", pa.string()),
-        ("params", pa.string()),
-        ("objective", pa.float64()),
-        ("epochs_trained", pa.int64()),
-        ("device_seconds", pa.float64()),
-        ("run_id", pa.string()),
-        ("budget", pa.int64()),
-        ("sampler", pa.string()),
-        ("objective_name", pa.string()),
-    ]
-)
 TEACHER = run_id_for("t_ce", 0)
 KD_OBJECTIVES = [70.0, 72.5, 71.0, 75.0]  # the completed kd trials (0, 1, 2, 4)
 LS_OBJECTIVES = [73.0, 74.0, 73.0]
@@ -83,7 +66,7 @@ def test_expected_max_matches_enumerating_every_draw():
 
 
 # ------------------------------------------------------------------------------ a tuned runs folder
-def write_trials(path: Path, rows: list[dict], schema: pa.Schema = TRIAL_SCHEMA) -> None:
+def write_trials(path: Path, rows: list[dict], schema: pa.Schema = TRIALS_SCHEMA) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
 
@@ -157,7 +140,7 @@ def tuned_runs(runs: Path) -> None:
     )
     (runs / "tuning" / "bad").mkdir()
     (runs / "tuning" / "bad" / "trials.parquet").write_bytes(b"PAR1 not parquet at all \x00" * 4)
-    lacking = pa.schema([f for f in TRIAL_SCHEMA if f.name != "budget"])
+    lacking = pa.schema([f for f in TRIALS_SCHEMA if f.name != "budget"])
     write_trials(
         runs / "tuning" / "lacks" / "trials.parquet",
         [{k: v for k, v in trial("lacks", "ce", 0, "complete", 1.0, budget=1).items() if k != "budget"}],
@@ -257,7 +240,7 @@ def test_without_trials_files_no_tuning_section(tmp_path):
     assert (out / TUNING_FILE).exists()
     (runs / "tuning" / "x" / "trials.parquet").write_bytes(b"")
     mistyped = pa.schema(
-        [f if f.name != "objective" else pa.field("objective", pa.string()) for f in TRIAL_SCHEMA]
+        [f if f.name != "objective" else pa.field("objective", pa.string()) for f in TRIALS_SCHEMA]
     )
     write_trials(
         runs / "tuning" / "y" / "trials.parquet",
